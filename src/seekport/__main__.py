@@ -1,0 +1,3 @@
+from seekport.cli.main import main
+
+main()

@@ -1,0 +1,73 @@
+"""The composition root: ``create_app(settings)`` chooses and wires every concrete class."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from seekport import __version__
+from seekport.api.deps import Services
+from seekport.api.errors import install_error_handlers
+from seekport.api.middleware import EdgeMiddleware
+from seekport.api.routes import inference, system
+from seekport.config import ModelConfig, Settings
+from seekport.gateway.accounting import UsageRecorder
+from seekport.gateway.auth import KeyService
+from seekport.gateway.backends.base import ChatBackend
+from seekport.gateway.backends.local import LocalBackend
+from seekport.gateway.backends.openai_compat import OpenAICompatBackend
+from seekport.gateway.service import ChatService
+from seekport.store.sql import Database, KeyRepository, UsageRepository
+from seekport.telemetry.metrics import Metrics
+
+log = logging.getLogger("seekport")
+
+
+def build_backend(cfg: ModelConfig, metrics: Metrics) -> ChatBackend:
+    if cfg.backend == "local":
+        return LocalBackend(cfg)
+    return OpenAICompatBackend(cfg, metrics)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url)
+        await db.open()
+        keys = KeyService(KeyRepository(db), cache_ttl_s=settings.auth_cache_ttl_s)
+        recorder = UsageRecorder(UsageRepository(db), metrics, batch_max=settings.usage_batch_max)
+        await recorder.start()
+        backends: dict[str, list[ChatBackend]] = {}
+        started: list[ChatBackend] = []
+        try:
+            for cfg in settings.models:
+                backend = build_backend(cfg, metrics)
+                await backend.start()
+                started.append(backend)
+                backends.setdefault(cfg.name, []).append(backend)
+            chat = ChatService(backends, recorder, metrics)
+            app.state.services = Services(settings, keys, chat, metrics, int(time.time()))
+            app.state.db = db
+            yield
+        finally:
+            app.state.services = None
+            for backend in started:
+                await backend.aclose()
+            await recorder.stop()
+            await db.close()
+
+    app = FastAPI(
+        title="seekport", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.state.services = None
+    install_error_handlers(app)
+    app.include_router(inference.router)
+    app.include_router(system.router)
+    app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,1 @@
+"""The ``seekport`` command line (typer)."""

@@ -1,0 +1,145 @@
+"""``seekport serve`` and ``seekport keys create|list|revoke``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from seekport.config import Settings, load_settings
+from seekport.errors import ConfigError, SeekportError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="seekport: an OpenAI/DeepSeek-compatible gateway for DeepSeek models.",
+)
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys (stored hashed).")
+app.add_typer(keys_app, name="keys")
+
+T = TypeVar("T")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML settings file.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")]
+DbOpt = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy async URL.")]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, overrides)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except SeekportError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+
+
+async def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+    from seekport.gateway.auth import KeyService
+    from seekport.store.sql import Database, KeyRepository
+
+    db = Database(settings.resolved_database_url)
+    await db.open()
+    try:
+        return await fn(KeyService(KeyRepository(db)))
+    finally:
+        await db.close()
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Start the API server (the bundled model when no config is given)."""
+    import uvicorn
+
+    from seekport.api import create_app
+    from seekport.telemetry.logging import configure_logging
+
+    settings = _settings(config, host=host, port=port, data_dir=data_dir, database_url=database_url)
+    configure_logging(settings.log_level)
+    if settings.bootstrap_admin_key:
+
+        async def bootstrap(keys: Any) -> str | None:
+            if await keys.count_active() > 0:
+                return None
+            _record, secret = await keys.create("bootstrap-admin", "admin")
+            return str(secret)
+
+        secret = _run(lambda: _with_keys(settings, bootstrap))
+        if secret:
+            typer.echo("Created the first admin API key. It is shown only this once:")
+            typer.echo(f"  {secret}")
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"seekport serving {', '.join(settings.model_names())} on {base}/v1")
+    typer.echo("Get another key: seekport keys create --name NAME --role user")
+    sys.stdout.flush()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key.")],
+    role: Annotated[str, typer.Option(help="admin or user.")] = "user",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Create a key; its secret is printed alone on the last line (shown once)."""
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    record, secret = _run(lambda: _with_keys(settings, lambda k: k.create(name, role)))
+    typer.echo(f"created key {record.id} ({record.name}, {record.role})")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
+) -> None:
+    """List keys (id, name, role, prefix, state); secrets are never shown again."""
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    rows = _run(lambda: _with_keys(settings, lambda k: k.list()))
+    typer.echo(f"{'id':22} {'name':20} {'role':6} {'prefix':12} state")
+    for r in rows:
+        state = "revoked" if r.revoked_at else "active"
+        typer.echo(f"{r.id:22} {r.name[:20]:20} {r.role:6} {r.prefix + '…':12} {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (key_…).")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Revoke a key; servers stop accepting it within the auth cache TTL (1 s)."""
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    if not _run(lambda: _with_keys(settings, lambda k: k.revoke(key_id))):
+        typer.echo(f"error: no active key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,59 @@
+"""Incremental detokenizer: token bytes → text, UTF-8 safe, with stop strings honoured across
+token boundaries (text that may be the start of a stop string is held back, and the matched
+stop string is never emitted)."""
+
+from __future__ import annotations
+
+
+class Detokenizer:
+    def __init__(self, stop: list[str]) -> None:
+        self._stop = [s for s in stop if s]
+        self._hold = max((len(s) for s in self._stop), default=1) - 1
+        self._bytes = b""
+        self._text = ""
+        self._emitted = 0  # characters of _text already handed out
+        self.stopped = False
+
+    def feed(self, piece: bytes) -> str:
+        """Add one token's bytes; return the text that is now safe to emit."""
+        self._bytes += piece
+        try:
+            self._text = self._bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.reason != "unexpected end of data":
+                self._text = self._bytes.decode("utf-8", errors="replace")
+            else:  # a multi-byte character is still arriving
+                self._text = self._bytes[: exc.start].decode("utf-8", errors="replace")
+        if self._stop:
+            start = max(0, self._emitted - self._hold)
+            found = [i for i in (self._text.find(s, start) for s in self._stop) if i >= 0]
+            if found:
+                self.stopped = True
+                return self._take(min(found))
+            return self._take(max(self._emitted, len(self._text) - self._partial()))
+        return self._take(len(self._text))
+
+    def _partial(self) -> int:
+        """Length of the longest text suffix that is a proper prefix of a stop string."""
+        best = 0
+        tail = self._text[-self._hold :] if self._hold else ""
+        for s in self._stop:
+            for n in range(min(len(s) - 1, len(tail)), best, -1):
+                if tail.endswith(s[:n]):
+                    best = n
+                    break
+        return best
+
+    def flush(self) -> str:
+        """End of generation without a stop match: release what was held back."""
+        if self.stopped:
+            return ""
+        text = self._bytes.decode("utf-8", errors="replace")
+        out = text[self._emitted :]
+        self._emitted = len(text)
+        return out
+
+    def _take(self, end: int) -> str:
+        out = self._text[self._emitted : end]
+        self._emitted = max(self._emitted, end)
+        return out

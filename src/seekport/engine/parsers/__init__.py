@@ -1,0 +1,1 @@
+"""Output parsers: reasoning (<think>) now, tool calls with #3."""

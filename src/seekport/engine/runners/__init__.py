@@ -1,0 +1,1 @@
+"""Model runners: each turns a Sequence into TokenDeltas on one model."""

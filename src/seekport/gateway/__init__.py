@@ -1,0 +1,1 @@
+"""Policy and orchestration: auth, accounting, backends, the chat service. No web framework."""

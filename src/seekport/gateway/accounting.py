@@ -1,0 +1,109 @@
+"""Durable usage records with group commit.
+
+Every request leaves one record. Callers ``await record(...)`` and get control back only once
+the row is committed, so a response's last byte follows its record. Concurrent records are
+committed together in one transaction (group commit): one fsync serves many requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+
+from seekport.errors import OverloadedError
+from seekport.store.sql import UsageRepository
+from seekport.telemetry.metrics import Metrics
+
+log = logging.getLogger("seekport.accounting")
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    request_id: str
+    client_request_id: str | None
+    key_id: str | None
+    route: str
+    model: str | None
+    backend: str | None
+    stream: int
+    status: int
+    error_code: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    latency_ms: float
+    ttft_ms: float | None
+    client_ip: str | None
+    created_at: dt.datetime
+
+
+_Item = tuple[UsageEvent, asyncio.Future[None] | None]
+
+
+class UsageRecorder:
+    def __init__(self, repo: UsageRepository, metrics: Metrics, *, batch_max: int = 256) -> None:
+        self._repo = repo
+        self._metrics = metrics
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def record(self, event: UsageEvent) -> None:
+        """Queue the record and wait for its commit. Raises OverloadedError if it failed."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, fut))
+        await asyncio.shield(fut)
+
+    def record_nowait(self, event: UsageEvent) -> None:
+        """For paths that cannot wait (client gone, task cancelled): commit in the background."""
+        self._queue.put_nowait((event, None))
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        try:
+            await self._repo.insert_many([asdict(ev) for ev, _ in batch])
+        except Exception:
+            # One bad row (say a duplicate id) must not lose the others: retry them one by one.
+            if len(batch) > 1:
+                for item in batch:
+                    await self._commit([item])
+                return
+            ev, fut = batch[0]
+            self._metrics.usage_write_failures.inc()
+            log.exception(
+                "usage record not committed", extra={"fields": {"request_id": ev.request_id}}
+            )
+            if fut is not None and not fut.done():
+                fut.set_exception(
+                    OverloadedError(
+                        "the usage record could not be stored; retry later", retry_after=1
+                    )
+                )
+            return
+        for _, fut in batch:
+            if fut is not None and not fut.done():
+                fut.set_result(None)

@@ -1,0 +1,303 @@
+"""Remote OpenAI-compatible upstreams: the DeepSeek API, OpenAI, vLLM, SGLang, Ollama.
+
+Bodies are forwarded as the client sent them (unknown fields kept) with the upstream model id.
+Responses come back verbatim, DeepSeek's extra fields included; only ``model`` is rewritten
+to the public id when the two differ. SSE events are checked with one orjson parse each (to
+read usage and drop a broken event) but passed on as the original bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from seekport.config import ModelConfig
+from seekport.errors import (
+    InvalidRequestError,
+    SeekportError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from seekport.gateway.backends.base import BackendCall, CallStats
+from seekport.protocol import sse
+from seekport.telemetry.metrics import Metrics
+
+log = logging.getLogger("seekport.upstream")
+
+_PATHS = {"chat": "/chat/completions", "completion": "/completions"}
+_MAX_ERROR_BODY = 64 * 1024
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _status_error(resp: httpx.Response, body: bytes) -> SeekportError:
+    """Map an upstream error status to what our client should see."""
+    message, etype, param, code = "", None, None, None
+    try:
+        err = orjson.loads(body).get("error")
+        if isinstance(err, dict):
+            message = str(err.get("message") or "")
+            etype, param, code = err.get("type"), err.get("param"), err.get("code")
+        elif isinstance(err, str):
+            message = err
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    status = resp.status_code
+    text = message or f"upstream answered HTTP {status}"
+    if status in (401, 403):
+        # The client's key was fine (we checked it); the gateway's upstream credentials were not.
+        return UpstreamError(f"the upstream rejected seekport's credentials (HTTP {status})")
+    if status in (400, 404, 413, 422):
+        return UpstreamStatusError(
+            text,
+            status_code=status,
+            error_type=str(etype or "invalid_request_error"),
+            param=param if isinstance(param, str) else None,
+            code=str(code) if code else None,
+        )
+    if status in (402, 429, 503):
+        return UpstreamStatusError(
+            text,
+            status_code=status,
+            error_type=str(etype or "upstream_error"),
+            code=str(code) if code else None,
+            retry_after=_retry_after(resp) or (1.0 if status != 402 else None),
+        )
+    return UpstreamError(f"upstream error (HTTP {status}): {text}"[:500])
+
+
+class OpenAICompatBackend:
+    kind = "openai"
+
+    def __init__(
+        self, cfg: ModelConfig, metrics: Metrics, client: httpx.AsyncClient | None = None
+    ) -> None:
+        assert cfg.base_url is not None
+        self.model = cfg.name
+        self._cfg = cfg
+        self._metrics = metrics
+        self._upstream_model = cfg.upstream_model or cfg.name
+        self._rename = self._upstream_model != cfg.name
+        self._client = client or httpx.AsyncClient(
+            base_url=cfg.base_url,
+            timeout=httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s),
+            limits=httpx.Limits(
+                max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections
+            ),
+            follow_redirects=False,
+        )
+        key = cfg.upstream_api_key()
+        self._headers = {"content-type": "application/json"}
+        if key:
+            self._headers["authorization"] = f"Bearer {key}"
+        self.endpoint = cfg.base_url
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def ready(self) -> bool:
+        return True
+
+    def _payload(self, call: BackendCall, stream: bool) -> bytes:
+        body = dict(call.body)
+        body["model"] = self._upstream_model
+        if stream:
+            # Ask for usage always: accounting needs it even when the client did not.
+            opts = dict(body.get("stream_options") or {})
+            opts["include_usage"] = True
+            body["stream_options"] = opts
+        return orjson.dumps(body)
+
+    def _fix_model(self, data: bytes) -> bytes:
+        if not self._rename:
+            return data
+        up = orjson.dumps(self._upstream_model)
+        pub = orjson.dumps(self.model)
+        return data.replace(b'"model":' + up, b'"model":' + pub).replace(
+            b'"model": ' + up, b'"model": ' + pub
+        )
+
+    def _fail(self, reason: str) -> None:
+        self._metrics.upstream_errors.labels(self.kind, reason).inc()
+
+    async def _send(self, call: BackendCall, stream: bool) -> httpx.Response:
+        req = self._client.build_request(
+            "POST",
+            _PATHS[call.endpoint],
+            content=self._payload(call, stream),
+            headers={**self._headers, "x-request-id": call.request_id},
+        )
+        try:
+            resp = await self._client.send(req, stream=True)
+        except httpx.TimeoutException as exc:
+            self._fail("timeout")
+            raise UpstreamTimeoutError(
+                f"upstream for '{self.model}' did not answer in time"
+            ) from exc
+        except httpx.TransportError as exc:
+            self._fail("connect")
+            raise UpstreamError(
+                f"upstream for '{self.model}' is unreachable: {type(exc).__name__}"
+            ) from exc
+        if resp.status_code >= 400:
+            try:
+                body = await self._read_bounded(resp)
+            finally:
+                await resp.aclose()
+            self._fail(f"http_{resp.status_code}")
+            raise _status_error(resp, body)
+        return resp
+
+    async def _read_bounded(self, resp: httpx.Response) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in resp.aiter_bytes():
+                parts.append(chunk)
+                size += len(chunk)
+                if size > _MAX_ERROR_BODY:
+                    break
+        except httpx.HTTPError:
+            pass  # an error body cut short still maps to the status
+        return b"".join(parts)
+
+    async def complete(self, call: BackendCall) -> bytes:
+        resp = await self._send(call, stream=False)
+        try:
+            data = await resp.aread()
+        except httpx.TimeoutException as exc:
+            self._fail("timeout")
+            raise UpstreamTimeoutError(f"upstream for '{self.model}' stalled mid-response") from exc
+        except httpx.HTTPError as exc:
+            self._fail("broken_body")
+            raise UpstreamError(f"upstream for '{self.model}' broke off its response") from exc
+        finally:
+            await resp.aclose()
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            self._fail("malformed")
+            raise UpstreamError(f"upstream for '{self.model}' sent invalid JSON") from exc
+        if not isinstance(parsed, dict):
+            self._fail("malformed")
+            raise UpstreamError(f"upstream for '{self.model}' sent an unexpected body")
+        call.stats.first_token_at = time.perf_counter()
+        _read_usage(parsed.get("usage"), call.stats)
+        choices = parsed.get("choices") or [{}]
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            call.stats.finish_reason = choices[0].get("finish_reason")
+        return self._fix_model(data)
+
+    async def stream(self, call: BackendCall) -> AsyncIterator[bytes]:
+        if call.endpoint not in _PATHS:
+            raise InvalidRequestError(f"unsupported endpoint {call.endpoint}")
+        resp = await self._send(call, stream=True)
+        return self._events(call, resp)
+
+    async def _events(self, call: BackendCall, resp: httpx.Response) -> AsyncIterator[bytes]:
+        stats = call.stats
+        client_wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+        done = False
+        buf = b""
+        try:
+            async for chunk in resp.aiter_bytes():
+                buf += chunk
+                if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
+                    continue
+                buf = buf.replace(b"\r\n", b"\n")
+                *events, buf = buf.split(b"\n\n")
+                out: list[bytes] = []
+                for ev in events:
+                    payload = _data_of(ev)
+                    if payload is None:
+                        continue
+                    if payload == b"[DONE]":
+                        done = True
+                        break
+                    keep = self._inspect(payload, stats, client_wants_usage)
+                    if keep:
+                        out.append(sse.event(self._fix_model(payload)))
+                if out:
+                    yield b"".join(out)
+                if done:
+                    break
+        except httpx.TimeoutException as exc:
+            self._fail("stream_timeout")
+            raise UpstreamTimeoutError(f"upstream for '{self.model}' stalled mid-stream") from exc
+        except httpx.HTTPError as exc:
+            self._fail("stream_broken")
+            raise UpstreamError(f"upstream for '{self.model}' broke off the stream") from exc
+        finally:
+            await resp.aclose()
+        if not done:
+            self._fail("stream_truncated")
+            raise UpstreamError(f"upstream for '{self.model}' ended the stream without [DONE]")
+
+    def _inspect(self, payload: bytes, stats: CallStats, client_wants_usage: bool) -> bool:
+        """Read usage/finish from one event; False drops it (broken, or usage nobody asked for)."""
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self._fail("malformed_event")
+            log.warning(
+                "dropped a malformed SSE event from the upstream",
+                extra={"fields": {"model": self.model}},
+            )
+            return False
+        if not isinstance(obj, dict):
+            return False
+        choices = obj.get("choices")
+        if isinstance(obj.get("usage"), dict):
+            _read_usage(obj["usage"], stats)
+            if not choices and not client_wants_usage:
+                return False  # the usage-only chunk we asked for on the client's behalf
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            ch = choices[0]
+            if stats.first_token_at is None:
+                delta = ch.get("delta") or {}
+                if isinstance(delta, dict) and (
+                    delta.get("content")
+                    or delta.get("reasoning_content")
+                    or delta.get("tool_calls")
+                    or ch.get("text")
+                ):
+                    stats.first_token_at = time.perf_counter()
+            if ch.get("finish_reason"):
+                stats.finish_reason = ch["finish_reason"]
+        return True
+
+
+def _data_of(event: bytes) -> bytes | None:
+    """The joined ``data:`` payload of one SSE event (comments and other fields dropped)."""
+    data: list[bytes] = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[5:].lstrip(b" "))
+    return b"\n".join(data) if data else None
+
+
+def _read_usage(usage: Any, stats: CallStats) -> None:
+    if not isinstance(usage, dict):
+        return
+    stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    stats.completion_tokens = int(usage.get("completion_tokens") or 0)
+    cached = usage.get("prompt_cache_hit_tokens")
+    if cached is None:
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    stats.cached_tokens = int(cached or 0)

@@ -1,0 +1,1 @@
+"""Persistence behind Protocols: ``sql`` (durable, SQLAlchemy async) and ``kv`` (ephemeral)."""

@@ -1,0 +1,1 @@
+"""Ephemeral shared state (memory / Redis). Arrives with rate limits and the cache (#4, #5)."""

@@ -1,0 +1,55 @@
+"""Table definitions (SQLAlchemy Core). Change them only together with an Alembic revision."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    # SHA-256 hex of the whole secret; the secret itself is never stored.
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("client_request_id", String(128), nullable=True, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key_id", String(32), nullable=True),
+    Column("route", String(64), nullable=False),
+    Column("model", String(256), nullable=True),
+    Column("backend", String(64), nullable=True),
+    Column("stream", Integer, nullable=False, default=0),
+    Column("status", Integer, nullable=False),
+    Column("error_code", String(64), nullable=True),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("client_ip", String(64), nullable=True),
+    Index("ix_usage_key_time", "key_id", "created_at"),
+)

@@ -1,0 +1,73 @@
+"""Prometheus metrics, one registry per app (no module globals), names prefixed ``seekport_``."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """The gateway's metrics. Labels stay low-cardinality: route, model, status, backend."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "seekport_requests",
+            "Requests by route, model and HTTP status.",
+            ["route", "model", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "seekport_request_latency_seconds",
+            "Time from request to last byte.",
+            ["route", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "seekport_time_to_first_token_seconds",
+            "Time from request to the first token.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "seekport_tokens",
+            "Tokens by model and kind (prompt, completion, cached).",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "seekport_requests_in_flight", "Requests being served now.", registry=r
+        )
+        self.upstream_errors = Counter(
+            "seekport_upstream_errors",
+            "Failed upstream calls by backend and reason.",
+            ["backend", "reason"],
+            registry=r,
+        )
+        self.usage_write_failures = Counter(
+            "seekport_usage_write_failures",
+            "Usage records that could not be committed.",
+            registry=r,
+        )
+        self.engine_waiting = Gauge(
+            "seekport_engine_waiting",
+            "Requests waiting for the local engine.",
+            ["model"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
