@@ -1,0 +1,63 @@
+"""Shared fixtures. The model and the upstreams are real; only the network is loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import BUNDLED, Chaos, Server, run_chaos, run_server, write_config
+
+
+@pytest.fixture(scope="session")
+def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
+    """One healthy chaos upstream for the session (tests that change it must reset it)."""
+    with run_chaos(tmp_path_factory.mktemp("chaos"), name="primary") as c:
+        yield c
+
+
+@pytest.fixture
+def fresh_chaos(chaos: Chaos) -> Chaos:
+    chaos.control(reset=True, reset_stats=True)
+    return chaos
+
+
+def remote_models(chaos: Chaos) -> list[dict[str, object]]:
+    return [
+        {
+            "name": "deepseek-chat",
+            "backend": "openai",
+            "base_url": chaos.url,
+            "api_key_env": "CHAOS_UPSTREAM_KEY",
+            "upstream_model": "deepseek-chat",
+            "read_timeout_s": 3,
+        },
+        {
+            "name": "renamed",
+            "backend": "openai",
+            "base_url": chaos.url + "/v1",
+            "upstream_model": "deepseek-chat",
+            "read_timeout_s": 3,
+        },
+    ]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, chaos: Chaos) -> Iterator[Server]:
+    """seekport with the bundled model and two remote models in front of the chaos upstream."""
+    tmp: Path = tmp_path_factory.mktemp("server")
+    models = [
+        {
+            "name": BUNDLED,
+            "backend": "local",
+            "path": "bundled",
+            "n_threads": 1,
+            "context_length": 2048,
+            "max_waiting": 8,
+        },
+        *remote_models(chaos),
+    ]
+    config = write_config(tmp, models, max_body_bytes=65536)
+    with run_server(config, extra_env={"CHAOS_UPSTREAM_KEY": "sk-upstream-secret"}) as s:
+        yield s

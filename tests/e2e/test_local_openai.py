@@ -1,0 +1,207 @@
+"""The real server with the real bundled model, driven by the official openai package."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.harness import BUNDLED, Server
+
+pytestmark = pytest.mark.slow
+
+
+def client(server: Server, *, v1: bool = True) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=server.url + ("/v1" if v1 else ""), api_key=server.key, max_retries=0, timeout=120
+    )
+
+
+def test_models_lists_the_bundled_model(server: Server) -> None:
+    ids = [m.id for m in client(server).models.list()]
+    assert BUNDLED in ids
+    assert "deepseek-chat" in ids
+
+
+def test_chat_non_stream_with_chinese_prompt_has_consistent_usage(server: Server) -> None:
+    r = client(server).chat.completions.create(
+        model=BUNDLED, messages=[{"role": "user", "content": "你好"}], max_tokens=12, temperature=0
+    )
+    assert r.object == "chat.completion"
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].finish_reason in ("stop", "length")
+    u = r.usage
+    assert u is not None
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+    assert 1 <= u.completion_tokens <= 12
+    extra = u.model_extra or {}
+    assert extra["prompt_cache_hit_tokens"] + extra["prompt_cache_miss_tokens"] == u.prompt_tokens
+
+
+def test_deepseek_base_url_without_v1_works(server: Server) -> None:
+    r = client(server, v1=False).chat.completions.create(
+        model=BUNDLED, messages=[{"role": "user", "content": "hi"}], max_tokens=3
+    )
+    assert r.choices[0].message.content is not None
+
+
+def test_stream_has_role_first_single_finish_and_done(server: Server) -> None:
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {server.key}"},
+        json={
+            "model": BUNDLED,
+            "messages": [{"role": "user", "content": "你好"}],
+            "stream": True,
+            "max_tokens": 8,
+            "stream_options": {"include_usage": True},
+        },
+        timeout=60,
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert len({c["id"] for c in chunks}) == 1
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert [f for f in finishes if f] == ["length"]
+    usage_chunks = [c for c in chunks if c.get("usage")]
+    assert len(usage_chunks) == 1 and usage_chunks[0]["choices"] == []
+    assert usage_chunks[0]["usage"]["completion_tokens"] == 8
+
+
+def test_openai_stream_iterates_to_the_end(server: Server) -> None:
+    stream = client(server).chat.completions.create(
+        model=BUNDLED,
+        messages=[{"role": "user", "content": "Count to five"}],
+        max_tokens=10,
+        stream=True,
+        temperature=0,
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text
+
+
+def test_stop_sequence_is_honoured_and_excluded(server: Server) -> None:
+    base = client(server).chat.completions.create(
+        model=BUNDLED,
+        messages=[{"role": "user", "content": "Count from 1 to 10"}],
+        max_tokens=40,
+        temperature=0,
+    )
+    full = base.choices[0].message.content or ""
+    assert "4" in full
+    r = client(server).chat.completions.create(
+        model=BUNDLED,
+        messages=[{"role": "user", "content": "Count from 1 to 10"}],
+        max_tokens=40,
+        temperature=0,
+        stop=["4"],
+    )
+    content = r.choices[0].message.content or ""
+    assert r.choices[0].finish_reason == "stop"
+    assert "4" not in content
+    assert full.startswith(content)
+
+
+def test_greedy_output_is_deterministic_and_seed_reproduces(server: Server) -> None:
+    c = client(server)
+    msgs = [{"role": "user", "content": "Tell me a story"}]
+    a = c.chat.completions.create(model=BUNDLED, messages=msgs, max_tokens=12, temperature=0)
+    b = c.chat.completions.create(model=BUNDLED, messages=msgs, max_tokens=12, temperature=0)
+    assert a.choices[0].message.content == b.choices[0].message.content
+    s1 = c.chat.completions.create(model=BUNDLED, messages=msgs, max_tokens=12, seed=7)
+    s2 = c.chat.completions.create(model=BUNDLED, messages=msgs, max_tokens=12, seed=7)
+    assert s1.choices[0].message.content == s2.choices[0].message.content
+
+
+def test_json_mode_returns_parseable_json(server: Server) -> None:
+    r = client(server).chat.completions.create(
+        model=BUNDLED,
+        messages=[{"role": "user", "content": "Describe a cat as json"}],
+        response_format={"type": "json_object"},
+        max_tokens=200,
+        temperature=0,
+    )
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(r.choices[0].message.content or ""), dict)
+
+
+def test_logprobs_shape(server: Server) -> None:
+    r = client(server).chat.completions.create(
+        model=BUNDLED,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=4,
+        logprobs=True,
+        top_logprobs=3,
+        temperature=0,
+    )
+    lp = r.choices[0].logprobs
+    assert lp is not None and lp.content
+    assert len(lp.content) <= 4
+    for entry in lp.content:
+        assert entry.logprob <= 0
+        assert len(entry.top_logprobs) == 3
+        # greedy: the chosen token is the most likely one
+        assert entry.logprob == pytest.approx(max(t.logprob for t in entry.top_logprobs))
+
+
+def test_completions_endpoint_and_fim_refusal(server: Server) -> None:
+    c = client(server)
+    r = c.completions.create(
+        model=BUNDLED, prompt="The capital of France is", max_tokens=5, temperature=0
+    )
+    assert r.object == "text_completion" and r.choices[0].text
+    with pytest.raises(openai.BadRequestError) as exc:
+        c.completions.create(model=BUNDLED, prompt="def f(", suffix="return x", max_tokens=5)
+    assert exc.value.body["param"] == "suffix"  # type: ignore[index]
+    beta = httpx.post(
+        server.url + "/beta/completions",
+        headers={"Authorization": f"Bearer {server.key}"},
+        json={"model": BUNDLED, "prompt": "1, 2, 3,", "max_tokens": 3},
+        timeout=60,
+    )
+    assert beta.status_code == 200 and beta.json()["choices"][0]["text"]
+
+
+def test_async_client_concurrent_requests_all_finish(server: Server) -> None:
+    async def run() -> list[str]:
+        ac = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
+
+        async def one(i: int) -> str:
+            stream = await ac.chat.completions.create(
+                model=BUNDLED,
+                messages=[{"role": "user", "content": f"Say {i}"}],
+                max_tokens=6,
+                stream=True,
+            )
+            reasons = [c.choices[0].finish_reason async for c in stream if c.choices]
+            return [r for r in reasons if r][-1]
+
+        try:
+            return await asyncio.gather(*(one(i) for i in range(6)))
+        finally:
+            await ac.close()
+
+    assert all(r in ("stop", "length") for r in asyncio.run(run()))
+
+
+def test_context_overflow_is_a_400_naming_both_numbers(server: Server) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(server).chat.completions.create(
+            model=BUNDLED, messages=[{"role": "user", "content": "hi"}], max_tokens=4000
+        )
+    msg = exc.value.body["message"]  # type: ignore[index]
+    assert "2048" in msg and "4000" in msg
+    long_prompt = "你好 " * 3000
+    with pytest.raises(openai.BadRequestError) as exc2:
+        client(server).chat.completions.create(
+            model=BUNDLED, messages=[{"role": "user", "content": long_prompt}], max_tokens=4
+        )
+    assert exc2.value.body["code"] == "context_length_exceeded"  # type: ignore[index]

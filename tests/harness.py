@@ -1,0 +1,190 @@
+"""Test harness: real processes on 127.0.0.1 — the chaos upstream and seekport itself."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SEEKPORT = [sys.executable, "-m", "seekport"]
+BUNDLED = "smollm2-135m-instruct"
+
+
+def chaos_script() -> Path:
+    """shared/tools/chaos_upstream.py: beside the checkout, or where SEEKPORT_CHAOS points."""
+    candidates = [
+        os.environ.get("SEEKPORT_CHAOS", ""),
+        str(REPO.parent / "shared" / "tools" / "chaos_upstream.py"),
+        "/work/shared/tools/chaos_upstream.py",
+    ]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    raise FileNotFoundError(
+        "chaos_upstream.py not found; set SEEKPORT_CHAOS to shared/tools/chaos_upstream.py"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(
+    url: str,
+    *,
+    timeout_s: float = 30.0,
+    proc: subprocess.Popen[Any] | None = None,
+    ok: tuple[int, ...] = (200,),
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            r = httpx.get(url, timeout=2)
+            if r.status_code in ok:
+                return
+            last = r.status_code
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout_s}s (last: {last})")
+
+
+@dataclass
+class Chaos:
+    proc: subprocess.Popen[str]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def control(self, **changes: Any) -> dict[str, Any]:
+        r = httpx.post(f"{self.url}/__chaos", json=changes, timeout=5)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/__stats", timeout=5).json())
+
+    def requests(self, last: int = 10) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.url}/__requests?last={last}", timeout=5).json()["requests"])
+
+
+@contextlib.contextmanager
+def run_chaos(tmp: Path, *args: str, name: str = "chaos") -> Iterator[Chaos]:
+    port_file = tmp / f"{name}.port"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(chaos_script()),
+            "--name",
+            name,
+            "--seed",
+            "1",
+            "--port-file",
+            str(port_file),
+            "--max-runtime-s",
+            "1800",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        chaos = Chaos(proc, int(first["port"]))
+        wait_http(f"{chaos.url}/healthz", proc=proc)
+        yield chaos
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    key: str
+    data_dir: Path
+    config: Path
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(self.config, *args, env=self.env)
+
+
+def write_config(tmp: Path, models: list[dict[str, Any]] | None = None, **fields: Any) -> Path:
+    cfg: dict[str, Any] = {"data_dir": str(tmp / "data"), **fields}
+    if models is not None:
+        cfg["models"] = models
+    path = tmp / "seekport.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def run_cli(
+    config: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SEEKPORT, *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env or os.environ.copy(),
+        timeout=120,
+        check=check,
+    )
+
+
+@contextlib.contextmanager
+def run_server(
+    config: Path, *, extra_env: dict[str, str] | None = None, log_path: Path | None = None
+) -> Iterator[Server]:
+    """Start ``seekport serve`` on a free loopback port and wait until it is ready."""
+    env = {**os.environ, **(extra_env or {})}
+    data_dir = Path(yaml.safe_load(config.read_text())["data_dir"])
+    created = run_cli(config, "keys", "create", "--name", "tests", "--role", "admin", env=env)
+    key = created.stdout.strip().splitlines()[-1]
+    port = free_port()
+    log = open(log_path or (config.parent / "server.log"), "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [*SEEKPORT, "serve", "--config", str(config), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health/ready", proc=proc, timeout_s=60)
+        yield Server(proc, port, key, data_dir, config, env)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
