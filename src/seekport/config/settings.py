@@ -146,7 +146,9 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = Field(
         default=1 << 20, description="Largest accepted request body (413 above)."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level of the JSON logs on stderr."
+    )
     access_log: bool = Field(default=False, description="uvicorn's per-request access log.")
     bootstrap_admin_key: bool = Field(
         default=True,
@@ -158,7 +160,10 @@ class Settings(BaseSettings):
     usage_batch_max: Annotated[int, Field(ge=1, le=10_000)] = Field(
         default=256, description="Usage records committed together at most (group commit)."
     )
-    models: list[ModelConfig] = Field(default_factory=_default_models)
+    models: list[ModelConfig] = Field(
+        default_factory=_default_models,
+        description="Models served. Entries sharing a `name` form a routing group (#4).",
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -1,0 +1,459 @@
+"""Gateway overhead: what seekport adds on top of an OpenAI-compatible upstream.
+
+Method
+------
+* One chaos upstream (``shared/tools/chaos_upstream.py --tokens 16``: every answer has 16
+  completion tokens, no faults, no delay) and one ``seekport serve`` process whose config lists
+  only the remote model ``deepseek-chat`` (``backend: openai``, ``base_url`` = the chaos URL),
+  so the server RSS is that of a gateway *without a model*. ``log_level: warning``, no access log.
+  Both run on 127.0.0.1, started by the helpers in ``tests/harness.py``.
+* The same bounded, closed-loop load is sent twice per cell: DIRECTLY to the chaos upstream and
+  THROUGH seekport (authenticated with a key from ``seekport keys create``). Cells: concurrency
+  1, 16 and 64, non-stream and 16-chunk stream. Each cell sends a fixed number of requests
+  (500 at c=1, 2000 otherwise; ``--quick`` = one tenth) over ``c`` keep-alive connections opened
+  before the clock starts; each connection sends its next request as soon as the last one ended.
+* Each target gets ~200 warm-up requests per mode before anything is measured.
+* The load generator is a minimal HTTP/1.1 client on raw asyncio streams (uvloop when
+  installed): one pre-built request, status line + Content-Length or chunked body parsed by hand,
+  no per-request objects beyond bytes. Its own CPU per request is reported so it can be checked.
+* Latency is time to the last byte (streams are read until ``data: [DONE]`` and the final chunk,
+  and count as one request). "added" = through − direct, per percentile (nearest rank).
+* RPS = requests / wall time of the cell: the closed-loop throughput at that concurrency, i.e.
+  the most this machine gives at that concurrency.
+* Gateway CPU = utime + stime of the seekport server process (all its threads; it is one
+  process) from ``/proc/<pid>/stat`` before and after the THROUGH half of the cell, divided by
+  the requests. RSS = ``VmRSS`` of ``/proc/<pid>/status`` after the cell; the peak (``VmHWM``)
+  after the whole run goes in the header.
+
+Caveat: load generator, chaos and gateway share the same cores (2 on the reference machine), so
+RPS at c≥16 is a property of the whole box, and the latencies include CPU contention. CPU per
+request is the robust number.
+
+Run: ``.venv/bin/python bench/gateway_overhead.py [--quick] [--no-docs]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import math
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.harness import run_chaos, run_server, write_config  # noqa: E402
+
+DOCS = REPO / "docs" / "benchmarks.md"
+START, END = "<!-- gateway_overhead:start -->", "<!-- gateway_overhead:end -->"
+MODEL = "deepseek-chat"
+TOKENS = 16
+CONCURRENCY = (1, 16, 64)
+WARMUP = 200
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
+
+
+def request_counts(quick: bool) -> dict[int, int]:
+    """Requests per target and cell, by concurrency."""
+    n = {1: 500, 16: 2000, 64: 2000}
+    return {c: v // 10 for c, v in n.items()} if quick else n
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+class HttpError(Exception):
+    pass
+
+
+def build_request(port: int, key: str | None, stream: bool) -> bytes:
+    stream_json = "true" if stream else "false"
+    body = (
+        f'{{"model":"{MODEL}","messages":[{{"role":"user","content":"Say hello"}}],'
+        f'"stream":{stream_json}}}'
+    ).encode()
+    head = [
+        "POST /v1/chat/completions HTTP/1.1",
+        f"host: 127.0.0.1:{port}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+    ]
+    if key:
+        head.append(f"authorization: Bearer {key}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """One HTTP/1.1 response: (status, body, connection may be reused)."""
+    head = (await reader.readuntil(b"\r\n\r\n")).lower()
+    status = int(head[9:12])
+    keep = b"connection: close" not in head
+    m = re.search(rb"\r\ncontent-length: *(\d+)", head)
+    if m:
+        return status, await reader.readexactly(int(m.group(1))), keep
+    if b"transfer-encoding: chunked" not in head:
+        raise HttpError("response without content-length or chunked encoding")
+    parts: list[bytes] = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")  # no trailers are sent
+            return status, b"".join(parts), keep
+        parts.append((await reader.readexactly(size + 2))[:-2])
+
+
+def body_ok(status: int, body: bytes, stream: bool) -> bool:
+    if status != 200:
+        return False
+    return b"data: [DONE]" in body[-64:] if stream else b'"choices"' in body
+
+
+@dataclass
+class CellResult:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    wall_s: float = 0.0
+    client_cpu_s: float = 0.0
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies) + self.errors
+
+    def pct(self, p: float) -> float:
+        """Nearest-rank percentile in ms."""
+        lat = sorted(self.latencies)
+        return lat[max(0, math.ceil(p * len(lat)) - 1)] * 1000 if lat else math.nan
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.wall_s if self.wall_s else math.nan
+
+
+@dataclass
+class Load:
+    """One closed-loop run: ``left`` requests shared by all connections."""
+
+    port: int
+    request: bytes
+    stream: bool
+    left: int
+    res: CellResult = field(default_factory=CellResult)
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def worker(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        reader, writer = conn
+        res, request, stream = self.res, self.request, self.stream
+        try:
+            while self.left > 0:
+                self.left -= 1
+                t0 = time.perf_counter()
+                writer.write(request)
+                status, body, keep = await read_response(reader)
+                if body_ok(status, body, stream):
+                    res.latencies.append(time.perf_counter() - t0)
+                else:
+                    res.errors += 1
+                if not keep:
+                    writer.close()
+                    reader, writer = await self.connect()
+        finally:
+            writer.close()
+
+
+async def run_load(port: int, request: bytes, stream: bool, total: int, conc: int) -> CellResult:
+    """``conc`` keep-alive connections, opened before the clock starts; ``total`` requests."""
+    load = Load(port, request, stream, total)
+    conns = await asyncio.gather(*(load.connect() for _ in range(conc)))
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(load.worker(c) for c in conns))
+    load.res.wall_s = time.perf_counter() - t0
+    load.res.client_cpu_s = time.process_time() - cpu0
+    return load.res
+
+
+# --------------------------------------------------------------------------- the server's /proc
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    rest = stat[stat.rindex(")") + 2 :].split()  # fields 3.. (comm may contain spaces)
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK  # fields 14 and 15
+
+
+def proc_mem_mb(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+# --------------------------------------------------------------------------- the cells
+
+
+@dataclass
+class Target:
+    port: int
+    key: str | None
+    pid: int  # the process whose CPU this target costs
+
+
+@dataclass
+class Cell:
+    mode: str
+    conc: int
+    direct: CellResult
+    through: CellResult
+    gateway_cpu_s: float
+    chaos_cpu_s: tuple[float, float]  # (direct, through)
+    rss_mb: float
+
+
+async def measure(
+    target: Target, pids: list[int], stream: bool, n: int, conc: int
+) -> tuple[CellResult, list[float]]:
+    """Run one half of a cell; returns the result and the CPU seconds each pid used."""
+    request = build_request(target.port, target.key, stream)
+    before = [proc_cpu_s(p) for p in pids]
+    res = await run_load(target.port, request, stream, n, conc)
+    await asyncio.sleep(0.2)  # let after-response work (closing, usage commit) finish
+    return res, [proc_cpu_s(p) - b for p, b in zip(pids, before, strict=True)]
+
+
+async def run_cells(direct: Target, through: Target, counts: dict[int, int]) -> list[Cell]:
+    gw, up = through.pid, direct.pid
+    cells: list[Cell] = []
+    for stream in (False, True):
+        mode = f"stream ({TOKENS} chunks)" if stream else "non-stream"
+        for target in (direct, through):
+            warm = await run_load(
+                target.port, build_request(target.port, target.key, stream), stream, WARMUP, 16
+            )
+            if warm.errors:
+                raise SystemExit(f"warm-up failed on port {target.port}: {warm.errors} errors")
+        for conc in CONCURRENCY:
+            n = counts[conc]
+            d, (_, up_d) = await measure(direct, [gw, up], stream, n, conc)
+            t, (gw_t, up_t) = await measure(through, [gw, up], stream, n, conc)
+            cell = Cell(mode, conc, d, t, gw_t, (up_d, up_t), proc_mem_mb(gw))
+            cells.append(cell)
+            print(f"  {mode:18} c={conc:<3} {main_row(cell)}", file=sys.stderr, flush=True)
+    return cells
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ms_per(seconds: float, res: CellResult) -> float:
+    return seconds * 1000 / res.requests if res.requests else math.nan
+
+
+MAIN_HEAD = (
+    "| mode | c | requests | added p50 ms | added p99 ms | RPS through | RPS direct "
+    "| gateway CPU ms/req | RSS MB |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+)
+DETAIL_HEAD = (
+    "| mode | c | direct p50 / p99 ms | through p50 / p99 ms | errors direct / through "
+    "| load-gen CPU ms/req direct / through | chaos CPU ms/req direct / through |\n"
+    "|---|--:|--:|--:|--:|--:|--:|"
+)
+
+
+def main_row(c: Cell) -> str:
+    d, t = c.direct, c.through
+    return (
+        f"| {c.mode} | {c.conc} | {t.requests} | {t.pct(0.5) - d.pct(0.5):.2f} "
+        f"| {t.pct(0.99) - d.pct(0.99):.2f} | {t.rps:,.0f} | {d.rps:,.0f} "
+        f"| {ms_per(c.gateway_cpu_s, t):.2f} | {c.rss_mb:.0f} |"
+    )
+
+
+def detail_row(c: Cell) -> str:
+    d, t = c.direct, c.through
+    return (
+        f"| {c.mode} | {c.conc} | {d.pct(0.5):.2f} / {d.pct(0.99):.2f} "
+        f"| {t.pct(0.5):.2f} / {t.pct(0.99):.2f} | {d.errors} / {t.errors} "
+        f"| {ms_per(d.client_cpu_s, d):.2f} / {ms_per(t.client_cpu_s, t):.2f} "
+        f"| {ms_per(c.chaos_cpu_s[0], d):.2f} / {ms_per(c.chaos_cpu_s[1], t):.2f} |"
+    )
+
+
+def verdict(cells: list[Cell], peak_rss: float) -> list[str]:
+    def worst(stream: bool) -> float:
+        return max(
+            ms_per(c.gateway_cpu_s, c.through) for c in cells if c.mode.startswith("s") == stream
+        )
+
+    def mark(ok: bool) -> str:
+        return "meets" if ok else "**misses**"
+
+    ns, st = worst(False), worst(True)
+    return [
+        f"- Non-stream: worst {ns:.2f} ms gateway CPU per request; target ≤ 1 ms: {mark(ns <= 1)}.",
+        f"- 16-chunk stream: worst {st:.2f} ms per request; target ≤ 2 ms: {mark(st <= 2)}.",
+        f"- RSS: peak {peak_rss:.0f} MB (VmHWM) without a model; target ≤ 100 MB per worker: "
+        f"{mark(peak_rss <= 100)}.",
+    ]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    cores = len(os.sched_getaffinity(0))
+    py = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{cpu}, {cores} usable cores (`os.sched_getaffinity`), {py}, Linux {platform.release()}"
+
+
+def revision() -> str:
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    return rev + (" + uncommitted changes" if git("status", "--porcelain", "--", "src") else "")
+
+
+def command_line() -> str:
+    exe = Path(sys.executable)
+    shown = exe.relative_to(REPO) if exe.is_relative_to(REPO) else exe
+    script = Path(sys.argv[0]).resolve()
+    script_shown = script.relative_to(REPO) if script.is_relative_to(REPO) else script
+    return shlex.join([str(shown), str(script_shown), *sys.argv[1:]])
+
+
+def render(cells: list[Cell], peak_rss: float, counts: dict[int, int]) -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        START,
+        "## Gateway overhead (seekport in front of an OpenAI-compatible upstream)",
+        "",
+        f"- Machine: {machine()}",
+        f"- Date: {now}; seekport revision {revision()}",
+        f"- Command: `{command_line()}` (from the repository root)",
+        f"- Load: closed loop, {counts[1]} requests at c=1 and {counts[16]} at c=16/64 per target "
+        f"and cell, after {WARMUP} warm-up requests per target and mode.",
+        "- **The load generator, the chaos upstream and the gateway share these cores**, so RPS "
+        "at c≥16 and the latency under load are properties of the whole box, not of seekport "
+        "alone; gateway CPU per request is the number to compare.",
+        "",
+        MAIN_HEAD,
+        *(main_row(c) for c in cells),
+        "",
+        "Targets:",
+        "",
+        "- ≤ 1 ms gateway CPU per non-stream request, ≤ 2 ms per 16-chunk stream, ≤ 100 MB RSS "
+        "per worker without a model.",
+        "- For comparison, LiteLLM measured ~9–12 ms CPU per non-stream request, ~24 ms per "
+        "stream and ~330–410 MB RSS on this kind of machine.",
+        "",
+        "This run:",
+        "",
+        *verdict(cells, peak_rss),
+        "",
+        "Details (nearest-rank percentiles, time to last byte):",
+        "",
+        DETAIL_HEAD,
+        *(detail_row(c) for c in cells),
+        "",
+        METHOD,
+        END,
+    ]
+    return "\n".join(lines)
+
+
+METHOD = (
+    "Method: one chaos upstream (`shared/tools/chaos_upstream.py --tokens 16`, no faults, no "
+    "delay) and one `seekport serve` process whose config lists only the remote model "
+    "`deepseek-chat` (`backend: openai`, `base_url` = the chaos URL; `log_level: warning`, no "
+    "access log), both on 127.0.0.1. Every cell sends the same load directly to chaos and "
+    "through seekport with a raw-asyncio HTTP/1.1 client (keep-alive, connections opened before "
+    "the clock starts). Streams are read to `data: [DONE]` and count as one request. *added* = "
+    "through − direct per percentile. *Gateway CPU* = utime+stime of the server process from "
+    "`/proc/<pid>/stat` across the through half of the cell ÷ requests (10 ms tick resolution). "
+    "*RSS* = `VmRSS` after the cell. Each usage record is committed to SQLite before the "
+    "response ends, so that work is included. Details: the docstring of "
+    "`bench/gateway_overhead.py`."
+)
+
+DOCS_PREAMBLE = (
+    "# Benchmarks\n\n"
+    "Each section is written by its own script under `bench/`; re-running a script replaces "
+    "only its section (between its `<!-- NAME:start -->` and `<!-- NAME:end -->` markers).\n\n"
+)
+
+
+def write_docs(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else DOCS_PREAMBLE
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def remote_model(url: str) -> dict[str, object]:
+    return {"name": MODEL, "backend": "openai", "base_url": url, "upstream_model": MODEL}
+
+
+def run(args: argparse.Namespace) -> tuple[list[Cell], float]:
+    counts = request_counts(args.quick)
+    with tempfile.TemporaryDirectory(prefix="seekport-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        with run_chaos(tmp, "--tokens", str(TOKENS)) as chaos:
+            models = [remote_model(chaos.url)]
+            config = write_config(tmp, models, log_level="warning", access_log=False)
+            with run_server(config) as server:
+                direct = Target(chaos.port, None, chaos.proc.pid)
+                through = Target(server.port, server.key, server.proc.pid)
+                print(f"chaos pid {direct.pid}, seekport pid {through.pid}", file=sys.stderr)
+                cells = _event_loop_run(run_cells(direct, through, counts))
+                return cells, proc_mem_mb(through.pid, "VmHWM")
+
+
+def _event_loop_run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one tenth of the requests")
+    parser.add_argument("--no-docs", action="store_true", help="print only; leave the docs alone")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="results page to update")
+    args = parser.parse_args()
+    cells, peak = run(args)
+    section = render(cells, peak, request_counts(args.quick))
+    print(section)
+    if not args.no_docs:
+        write_docs(args.docs, section)
+        print(f"\nwrote {args.docs}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Stop strings across token boundaries and UTF-8 split across tokens."""
+
+from __future__ import annotations
+
+from seekport.engine.detokenizer import Detokenizer
+
+
+def feed_all(d: Detokenizer, pieces: list[bytes]) -> str:
+    out = []
+    for p in pieces:
+        out.append(d.feed(p))
+        if d.stopped:
+            break
+    out.append(d.flush())
+    return "".join(out)
+
+
+def test_no_stop_passes_everything_through() -> None:
+    assert feed_all(Detokenizer([]), [b"Hello", b" world"]) == "Hello world"
+
+
+def test_stop_split_across_tokens_is_not_emitted() -> None:
+    d = Detokenizer(["END"])
+    assert d.feed(b"abc E") == "abc "  # "E" may start the stop string: held back
+    assert d.feed(b"N") == ""
+    assert d.feed(b"Dtail") == ""
+    assert d.stopped
+
+
+def test_held_back_prefix_is_released_when_it_does_not_match() -> None:
+    d = Detokenizer(["END"])
+    assert d.feed(b"x E") == "x "
+    assert d.feed(b"Nx") == "ENx"
+    assert not d.stopped
+
+
+def test_held_back_text_is_flushed_at_the_end() -> None:
+    d = Detokenizer(["END"])
+    assert d.feed(b"abc EN") == "abc "
+    assert d.flush() == "EN"
+
+
+def test_first_of_several_stops_wins() -> None:
+    assert feed_all(Detokenizer(["b", "c"]), [b"a", b"cb"]) == "a"
+
+
+def test_multibyte_character_split_over_tokens() -> None:
+    raw = "你好".encode()
+    d = Detokenizer([])
+    assert d.feed(raw[:2]) == ""
+    assert d.feed(raw[2:4]) == "你"
+    assert d.feed(raw[4:]) == "好"
+
+
+def test_chinese_stop_string() -> None:
+    assert feed_all(Detokenizer(["。"]), ["第一句。第二句".encode()]) == "第一句"
