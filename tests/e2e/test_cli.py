@@ -19,8 +19,11 @@ def test_first_start_creates_and_prints_one_admin_key(tmp_path: Path, chaos: Cha
     out = tmp_path / "out.txt"
     for attempt in range(2):
         with open(out, "wb") as fh:
-            proc = subprocess.Popen([*SEEKPORT, "serve", "--config", str(config), "--port",
-                                     str(port)], stdout=fh, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [*SEEKPORT, "serve", "--config", str(config), "--port", str(port)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 wait_http(f"http://127.0.0.1:{port}/health/ready", proc=proc)
                 text = out.read_text()
@@ -28,8 +31,10 @@ def test_first_start_creates_and_prints_one_admin_key(tmp_path: Path, chaos: Cha
                 if attempt == 0:
                     assert len(keys) == 1, text
                     assert f"http://127.0.0.1:{port}/v1" in text
-                    r = httpx.get(f"http://127.0.0.1:{port}/v1/models",
-                                  headers={"Authorization": f"Bearer {keys[0]}"})
+                    r = httpx.get(
+                        f"http://127.0.0.1:{port}/v1/models",
+                        headers={"Authorization": f"Bearer {keys[0]}"},
+                    )
                     assert r.status_code == 200
                 else:
                     assert keys == [], "the admin key is printed only on the first start"
@@ -41,20 +46,58 @@ def test_first_start_creates_and_prints_one_admin_key(tmp_path: Path, chaos: Cha
 def test_invalid_config_fails_at_start_naming_the_field(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("port: 99999\nmodels:\n  - name: x\n    backend: openai\n")
-    r = subprocess.run([*SEEKPORT, "serve", "--config", str(config)], capture_output=True,
-                       text=True, timeout=60, env={**os.environ})
+    r = subprocess.run(
+        [*SEEKPORT, "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+        check=False,
+    )
     assert r.returncode == 2
     assert "port" in r.stderr and "base_url" in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_keys_create_prints_the_secret_alone_on_the_last_line(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "seekport", "keys", "create", "--name", "n",
-                        "--role", "user", "--data-dir", str(tmp_path / "d")],
-                       capture_output=True, text=True, timeout=60, check=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seekport",
+            "keys",
+            "create",
+            "--name",
+            "n",
+            "--role",
+            "user",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     last = r.stdout.rstrip("\n").splitlines()[-1]
     assert last.startswith("sk-sp-") and " " not in last and len(last) > 40
-    bad = subprocess.run([sys.executable, "-m", "seekport", "keys", "create", "--name", "n",
-                          "--role", "root", "--data-dir", str(tmp_path / "d")],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seekport",
+            "keys",
+            "create",
+            "--name",
+            "n",
+            "--role",
+            "root",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bad.returncode == 1 and "role" in bad.stderr

@@ -205,3 +205,100 @@ def test_context_overflow_is_a_400_naming_both_numbers(server: Server) -> None:
             model=BUNDLED, messages=[{"role": "user", "content": long_prompt}], max_tokens=4
         )
     assert exc2.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
+
+
+def _usage(server: Server, client_request_id: str) -> list[dict[str, object]]:
+    import sqlite3
+
+    con = sqlite3.connect(server.data_dir / "seekport.db")
+    con.row_factory = sqlite3.Row
+    try:
+        rows = con.execute(
+            "SELECT * FROM usage_records WHERE client_request_id = ?", (client_request_id,)
+        )
+        return [dict(r) for r in rows]
+    finally:
+        con.close()
+
+
+def _wait_usage(server: Server, rid: str) -> dict[str, object]:
+    import time
+
+    for _ in range(100):
+        rows = _usage(server, rid)
+        if rows:
+            return rows[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no usage record for {rid}")
+
+
+def test_stream_disconnect_stops_generation_and_frees_the_engine(server: Server) -> None:
+    headers = {"Authorization": f"Bearer {server.key}", "X-Request-ID": "drop-stream-1"}
+    body = {
+        "model": BUNDLED,
+        "messages": [{"role": "user", "content": "Write a long essay"}],
+        "stream": True,
+        "max_tokens": 1500,
+        "temperature": 1,
+    }
+    with httpx.stream(
+        "POST", server.url + "/v1/chat/completions", headers=headers, json=body, timeout=60
+    ) as r:
+        for n, _line in enumerate(r.iter_lines()):
+            if n >= 6:
+                break
+    row = _wait_usage(server, "drop-stream-1")
+    assert row["status"] == 499
+    # the next request is served at once: the aborted sequence no longer holds the engine
+    quick = client(server).chat.completions.create(
+        model=BUNDLED, messages=[{"role": "user", "content": "hi"}], max_tokens=2, timeout=20
+    )
+    assert quick.choices[0].finish_reason in ("stop", "length")
+    again = _usage(server, "drop-stream-1")[0]
+    assert int(str(again["completion_tokens"])) < 1500
+
+
+def test_non_stream_disconnect_is_recorded_and_stops(server: Server) -> None:
+    headers = {"Authorization": f"Bearer {server.key}", "X-Request-ID": "drop-plain-1"}
+    body = {
+        "model": BUNDLED,
+        "messages": [{"role": "user", "content": "Write a long essay"}],
+        "max_tokens": 1500,
+        "temperature": 1,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/chat/completions", headers=headers, json=body, timeout=0.5)
+    assert _wait_usage(server, "drop-plain-1")["status"] == 499
+    quick = client(server).chat.completions.create(
+        model=BUNDLED, messages=[{"role": "user", "content": "hi"}], max_tokens=2, timeout=20
+    )
+    assert quick.choices
+
+
+def test_overload_is_503_with_retry_after_and_nothing_cut_off(server: Server) -> None:
+    # The session server lets 8 requests wait behind the running one; send 14 at once.
+    async def run() -> list[tuple[int, str | None, bool]]:
+        async with httpx.AsyncClient(timeout=120) as ac:
+
+            async def one(i: int) -> tuple[int, str | None, bool]:
+                r = await ac.post(
+                    server.url + "/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {server.key}"},
+                    json={
+                        "model": BUNDLED,
+                        "max_tokens": 32,
+                        "logit_bias": {"2": -100},  # no early EOS: every stream is long
+                        "stream": True,
+                        "messages": [{"role": "user", "content": f"n{i}"}],
+                    },
+                )
+                return r.status_code, r.headers.get("retry-after"), "data: [DONE]" in r.text
+
+            return await asyncio.gather(*(one(i) for i in range(14)))
+
+    results = asyncio.run(run())
+    rejected = [r for r in results if r[0] == 503]
+    served = [r for r in results if r[0] == 200]
+    assert rejected and served
+    assert all(r[1] is not None and int(r[1]) >= 1 for r in rejected)
+    assert all(r[2] for r in served)  # every admitted stream finished with [DONE]

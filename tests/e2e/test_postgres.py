@@ -46,11 +46,13 @@ def pg_db() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def pg_server(tmp_path_factory: pytest.TempPathFactory, chaos: Chaos,
-              pg_db: str) -> Iterator[Server]:
+def pg_server(
+    tmp_path_factory: pytest.TempPathFactory, chaos: Chaos, pg_db: str
+) -> Iterator[Server]:
     tmp: Path = tmp_path_factory.mktemp("pg")
-    config = write_config(tmp, remote_models(chaos),
-                          database_url=f"postgresql+asyncpg://127.0.0.1:5432/{pg_db}")
+    config = write_config(
+        tmp, remote_models(chaos), database_url=f"postgresql+asyncpg://127.0.0.1:5432/{pg_db}"
+    )
     with run_server(config, extra_env={"CHAOS_UPSTREAM_KEY": "k"}) as s:
         yield s
 
@@ -68,17 +70,21 @@ def test_keys_are_stored_hashed_in_postgres(pg_server: Server, pg_db: str) -> No
         assert pg_server.key not in (r["secret_hash"], r["prefix"])
 
 
-def test_usage_records_are_committed_to_postgres(pg_server: Server, pg_db: str,
-                                                 fresh_chaos: Chaos) -> None:
-    client = openai.OpenAI(base_url=pg_server.url + "/v1", api_key=pg_server.key,
-                           max_retries=0)
+def test_usage_records_are_committed_to_postgres(
+    pg_server: Server, pg_db: str, fresh_chaos: Chaos
+) -> None:
+    client = openai.OpenAI(base_url=pg_server.url + "/v1", api_key=pg_server.key, max_retries=0)
     rid = "pg-" + uuid.uuid4().hex
     r = client.chat.completions.create(
-        model="deepseek-chat", messages=[{"role": "user", "content": "你好"}],
-        extra_headers={"X-Request-ID": rid})
+        model="deepseek-chat",
+        messages=[{"role": "user", "content": "你好"}],
+        extra_headers={"X-Request-ID": rid},
+    )
     assert r.usage is not None
     # committed before the response's last byte: visible at once, no polling
-    rows = asyncio.run(_rows(pg_db, f"SELECT * FROM usage_records WHERE client_request_id = '{rid}'"))
+    rows = asyncio.run(
+        _rows(pg_db, f"SELECT * FROM usage_records WHERE client_request_id = '{rid}'")
+    )
     assert len(rows) == 1
     row = rows[0]
     assert row["status"] == 200 and row["model"] == "deepseek-chat"

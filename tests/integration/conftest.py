@@ -27,11 +27,13 @@ class App:
 
 @pytest.fixture
 async def app(tmp_path: Path, chaos: Chaos) -> AsyncIterator[App]:
-    settings = load_settings(overrides={
-        "data_dir": tmp_path / "data",
-        "max_body_bytes": 4096,
-        "models": [{"name": "deepseek-chat", "backend": "openai", "base_url": chaos.url}],
-    })
+    settings = load_settings(
+        overrides={
+            "data_dir": tmp_path / "data",
+            "max_body_bytes": 4096,
+            "models": [{"name": "deepseek-chat", "backend": "openai", "base_url": chaos.url}],
+        }
+    )
     fastapi_app = create_app(settings)
     async with fastapi_app.router.lifespan_context(fastapi_app):
         services = fastapi_app.state.services

@@ -39,10 +39,16 @@ async def test_missing_key_is_401_with_www_authenticate(app: App) -> None:
     assert r.headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer", "Basic dXNlcjpwYXNz", "Bearer sk-sp-forged", "bearer " + "x" * 10_000,
-    "Bearer ключ".encode(),
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer sk-sp-forged",
+        "bearer " + "x" * 10_000,
+        "Bearer ключ".encode(),
+    ],
+)
 async def test_bad_keys_are_401_and_never_echoed(app: App, header: str | bytes) -> None:
     r = await app.client.post(CHAT, json=OK_BODY, headers={"Authorization": header})
     err = assert_error(r, 401)
@@ -58,9 +64,12 @@ async def test_models_requires_a_key(app: App) -> None:
     assert_error(await app.client.get("/models"), 401)
     r = await app.client.get("/models", headers=app.auth())
     assert r.status_code == 200
-    assert r.json()["data"][0] == {"id": "deepseek-chat", "object": "model",
-                                   "created": r.json()["data"][0]["created"],
-                                   "owned_by": "seekport"}
+    assert r.json()["data"][0] == {
+        "id": "deepseek-chat",
+        "object": "model",
+        "created": r.json()["data"][0]["created"],
+        "owned_by": "seekport",
+    }
 
 
 async def test_malformed_json_is_400(app: App) -> None:
@@ -73,15 +82,19 @@ async def test_non_object_body_is_400(app: App) -> None:
     assert_error(r, 400, "invalid_json")
 
 
-@pytest.mark.parametrize(("patch", "param"), [
-    ({"messages": None}, "messages"),
-    ({"messages": [{"role": "wizard", "content": "x"}]}, "messages"),
-    ({"temperature": 9}, "temperature"),
-    ({"n": 3}, "n"),
-    ({"max_tokens": -1}, "max_tokens"),
-])
-async def test_invalid_fields_are_400_naming_the_param(app: App, patch: dict[str, object],
-                                                       param: str) -> None:
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        ({"messages": None}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages"),
+        ({"temperature": 9}, "temperature"),
+        ({"n": 3}, "n"),
+        ({"max_tokens": -1}, "max_tokens"),
+    ],
+)
+async def test_invalid_fields_are_400_naming_the_param(
+    app: App, patch: dict[str, object], param: str
+) -> None:
     body = {**OK_BODY, **patch}
     if patch.get("messages", 0) is None:
         del body["messages"]
@@ -101,8 +114,9 @@ async def test_unknown_route_is_404_with_error_body(app: App) -> None:
 
 async def test_body_over_the_limit_is_413(app: App) -> None:
     big = {**OK_BODY, "messages": [{"role": "user", "content": "x" * 5000}]}
-    assert_error(await app.client.post(CHAT, json=big, headers=app.auth()), 413,
-                 "request_too_large")
+    assert_error(
+        await app.client.post(CHAT, json=big, headers=app.auth()), 413, "request_too_large"
+    )
 
 
 async def test_chunked_body_over_the_limit_is_413(app: App) -> None:
@@ -115,8 +129,9 @@ async def test_chunked_body_over_the_limit_is_413(app: App) -> None:
 
 
 async def test_request_id_is_echoed_or_generated(app: App, fresh_chaos: Chaos) -> None:
-    r = await app.client.post(CHAT, json=OK_BODY,
-                              headers={**app.auth(), "X-Request-ID": "my-trace-1"})
+    r = await app.client.post(
+        CHAT, json=OK_BODY, headers={**app.auth(), "X-Request-ID": "my-trace-1"}
+    )
     assert r.status_code == 200
     assert r.headers["x-request-id"] == "my-trace-1"
     r2 = await app.client.post(CHAT, json=OK_BODY, headers=app.auth())
@@ -127,8 +142,9 @@ async def test_every_request_leaves_one_usage_record(app: App, fresh_chaos: Chao
     await app.client.post(CHAT, json=OK_BODY, headers={**app.auth(), "X-Request-ID": "ok-1"})
     await app.client.post(CHAT, json=OK_BODY, headers={"X-Request-ID": "nokey-1"})
     await app.client.post(CHAT, content=b"{", headers={**app.auth(), "X-Request-ID": "bad-1"})
-    await app.client.post(CHAT, json={**OK_BODY, "stream": True},
-                          headers={**app.auth(), "X-Request-ID": "stream-1"})
+    await app.client.post(
+        CHAT, json={**OK_BODY, "stream": True}, headers={**app.auth(), "X-Request-ID": "stream-1"}
+    )
     rows = {r["client_request_id"]: r for r in usage_rows(app)}
     assert rows["ok-1"]["status"] == 200 and rows["ok-1"]["completion_tokens"] == 16
     assert rows["ok-1"]["client_ip"] == "10.1.2.3" and rows["ok-1"]["backend"] == "openai"
@@ -161,10 +177,16 @@ async def test_metrics_are_prometheus_text_with_our_prefix(app: App, fresh_chaos
     r = await app.client.get("/metrics", headers=app.auth())
     assert r.status_code == 200
     text = r.text
-    assert 'seekport_requests_total{model="deepseek-chat",route="chat.completions",status="200"}' \
+    assert (
+        'seekport_requests_total{model="deepseek-chat",route="chat.completions",status="200"}'
         in text
-    for name in ("seekport_request_latency_seconds_bucket", "seekport_requests_in_flight",
-                 "seekport_time_to_first_token_seconds_bucket", "seekport_tokens_total"):
+    )
+    for name in (
+        "seekport_request_latency_seconds_bucket",
+        "seekport_requests_in_flight",
+        "seekport_time_to_first_token_seconds_bucket",
+        "seekport_tokens_total",
+    ):
         assert name in text
 
 

@@ -59,15 +59,18 @@ def test_models_from_yaml_keep_the_contract_names(tmp_path: Path) -> None:
     assert m.reasoning == "deepseek-r1" and m.pricing.output_per_1m == 2.19
 
 
-@pytest.mark.parametrize(("yaml_text", "needle"), [
-    ("port: 70000\n", "port"),
-    ("prot: 80\n", "prot"),
-    ("models:\n  - name: x\n    backend: openai\n", "base_url"),
-    ("models:\n  - name: x\n    backend: gpu\n", "models.0.backend"),
-    ("models: []\n", "at least one model"),
-    ("- just\n- a list\n", "mapping"),
-    ("port: [\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("yaml_text", "needle"),
+    [
+        ("port: 70000\n", "port"),
+        ("prot: 80\n", "prot"),
+        ("models:\n  - name: x\n    backend: openai\n", "base_url"),
+        ("models:\n  - name: x\n    backend: gpu\n", "models.0.backend"),
+        ("models: []\n", "at least one model"),
+        ("- just\n- a list\n", "mapping"),
+        ("port: [\n", "not valid YAML"),
+    ],
+)
 def test_invalid_config_names_the_field(tmp_path: Path, yaml_text: str, needle: str) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml_text)

@@ -18,11 +18,14 @@ def run(pieces: list[str], **kw: bool) -> tuple[str, str]:
     return "".join(r) + a, "".join(c) + b
 
 
-@pytest.mark.parametrize("pieces", [
-    ["<think>", "plan", "</think>", "answer"],
-    ["<thi", "nk>pl", "an</th", "ink>ans", "wer"],
-    ["<think>\nplan</think>\n\nanswer"],
-])
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["<think>", "plan", "</think>", "answer"],
+        ["<thi", "nk>pl", "an</th", "ink>ans", "wer"],
+        ["<think>\nplan</think>\n\nanswer"],
+    ],
+)
 def test_split_wherever_tags_fall(pieces: list[str]) -> None:
     assert run(pieces) == ("plan", "answer")
 

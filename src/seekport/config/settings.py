@@ -65,6 +65,18 @@ class ModelConfig(BaseModel):
     max_output_tokens: Annotated[int, Field(ge=1)] = Field(
         default=4096, description="Default and cap for `max_tokens`."
     )
+    default_temperature: Annotated[float, Field(ge=0, le=2)] = Field(
+        default=0.7, description="local: temperature when the request omits it."
+    )
+    default_top_p: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.95, description="local: top_p when the request omits it."
+    )
+    default_top_k: Annotated[int, Field(ge=0)] = Field(
+        default=40, description="local: top_k when the request omits it (0 = off)."
+    )
+    default_min_p: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.05, description="local: min_p when the request omits it (llama.cpp's default)."
+    )
     max_waiting: Annotated[int, Field(ge=0, le=100_000)] = Field(
         default=64, description="local: requests that may wait for the engine before 503s."
     )

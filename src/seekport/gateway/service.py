@@ -6,6 +6,7 @@ SSE events). Rate limits, guards, cache and routing slot in here in later issues
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -87,6 +88,11 @@ class ChatService:
             data = await backend.complete(call)
         except SeekportError as exc:
             await self.record(ctx, call, backend, exc.status_code, exc.code, stream=False)
+            raise
+        except asyncio.CancelledError:  # the client hung up; the backend stopped its work
+            self._recorder.record_nowait(
+                self._event(ctx, call, backend, 499, "client_closed", False)
+            )
             raise
         await self.record(ctx, call, backend, 200, None, stream=False)
         return data

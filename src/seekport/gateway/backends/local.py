@@ -93,7 +93,8 @@ class LocalBackend:
     ) -> SamplingParams:
         from seekport.engine.sampling import SamplingParams
 
-        n_ctx = self._cfg.context_length
+        cfg = self._cfg
+        n_ctx = cfg.context_length
         room = n_ctx - prompt_len
         if room <= 0:
             raise ContextLengthExceededError(
@@ -139,10 +140,10 @@ class LocalBackend:
             logprobs = req.logprobs
         return SamplingParams(
             max_tokens=max_tokens,
-            temperature=1.0 if req.temperature is None else req.temperature,
-            top_p=1.0 if req.top_p is None else req.top_p,
-            top_k=req.top_k or 0,
-            min_p=req.min_p or 0.0,
+            temperature=cfg.default_temperature if req.temperature is None else req.temperature,
+            top_p=cfg.default_top_p if req.top_p is None else req.top_p,
+            top_k=cfg.default_top_k if req.top_k is None else req.top_k,
+            min_p=cfg.default_min_p if req.min_p is None else req.min_p,
             presence_penalty=req.presence_penalty or 0.0,
             frequency_penalty=req.frequency_penalty or 0.0,
             seed=req.seed,
