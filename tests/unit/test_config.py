@@ -89,3 +89,14 @@ def test_env_var_names_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     cfg.write_text("port: 8123\n")
     monkeypatch.setenv("SEEKPORT_CONFIG", str(cfg))
     assert load_settings().port == 8123
+
+
+def test_configuration_doc_is_generated_from_the_current_settings() -> None:
+    import runpy
+
+    gen = runpy.run_path(
+        str(Path(__file__).resolve().parents[2] / "scripts" / "gen_config_docs.py")
+    )
+    assert gen["DOC"].read_text(encoding="utf-8") == gen["render"](), (
+        "run: python scripts/gen_config_docs.py"
+    )
