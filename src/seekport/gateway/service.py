@@ -124,19 +124,23 @@ class ChatService:
         events: AsyncIterator[bytes],
     ) -> AsyncIterator[bytes]:
         recorded = False
+        sent = False
         try:
             async for ev in events:
+                sent = True
                 yield ev
             recorded = True
             await self.record(ctx, call, backend, 200, None, stream=True)
             yield sse.DONE
         except SeekportError as exc:
             recorded = True
+            await self.record(ctx, call, backend, exc.status_code, exc.code, stream=True)
+            if not sent:
+                raise  # nothing sent yet: the route answers with the error's own status
             log.warning(
                 "stream failed after its first byte",
                 extra={"fields": {"request_id": ctx.request_id, "error": exc.code}},
             )
-            await self.record(ctx, call, backend, exc.status_code, exc.code, stream=True)
             yield error_event(exc)
         except Exception:
             recorded = True
