@@ -61,6 +61,11 @@ class ReasoningParser:
             self._buf = ""
         return "".join(reasoning), "".join(content)
 
+    @property
+    def in_content(self) -> bool:
+        """True once the think block is over (or there was none): later tokens are answer."""
+        return self._state == "content"
+
     def flush(self) -> tuple[str, str]:
         """End of output: whatever is held back is emitted where it belongs."""
         buf, self._buf = self._buf, ""

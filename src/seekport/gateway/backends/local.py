@@ -40,6 +40,7 @@ class _Output:
     reasoning: list[str] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish: str = "stop"
+    reasoning_tokens: int = 0
 
 
 def _chat_logprob(entry: dict[str, Any], top_n: int) -> dict[str, Any]:
@@ -58,10 +59,11 @@ def _chat_logprob(entry: dict[str, Any], top_n: int) -> dict[str, Any]:
 class LocalBackend:
     kind = "local"
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, runner: LlamaCppRunner | None = None) -> None:
+        """``runner``: an already built runner (tests pass a fake one); default llama.cpp."""
         self.model = cfg.name
         self._cfg = cfg
-        self._runner: LlamaCppRunner | None = None
+        self._runner: LlamaCppRunner | None = runner
         self._engine: AsyncEngine | None = None
         self.fingerprint = "fp_seekport_local"
 
@@ -69,10 +71,14 @@ class LocalBackend:
         from seekport.engine.async_engine import AsyncEngine
         from seekport.engine.runners.llamacpp import LlamaCppRunner, resolve_model_path
 
-        path = resolve_model_path(self._cfg.path)
-        self._runner = await asyncio.to_thread(
-            LlamaCppRunner, path, n_ctx=self._cfg.context_length, n_threads=self._cfg.n_threads
-        )
+        if self._runner is None:
+            path = resolve_model_path(self._cfg.path)
+            self._runner = await asyncio.to_thread(
+                LlamaCppRunner,
+                path,
+                n_ctx=self._cfg.context_length,
+                n_threads=self._cfg.n_threads,
+            )
         self._engine = AsyncEngine(self._runner, max_waiting=self._cfg.max_waiting, name=self.model)
 
     async def aclose(self) -> None:
@@ -211,6 +217,7 @@ class LocalBackend:
         top_n: int,
     ) -> None:
         if parser is not None:
+            out.reasoning_tokens += int(not parser.in_content)
             r, c = parser.feed(delta.text)
             out.reasoning.append(r)
             out.content.append(c)
@@ -279,7 +286,7 @@ class LocalBackend:
         reasoning_tokens = None
         if self._cfg.reasoning:
             message["reasoning_content"] = "".join(out.reasoning)
-            reasoning_tokens = 0  # token-exact split needs the engine's parser (#3)
+            reasoning_tokens = out.reasoning_tokens
         return {
             "id": cid,
             "object": "chat.completion",
@@ -333,6 +340,7 @@ class LocalBackend:
 
         it = aiter(stream)
         nxt: asyncio.Future[Any] | None = None
+        reasoning_tokens = 0
         try:
             if chat:
                 yield chunk({"role": "assistant", "content": ""})
@@ -347,6 +355,8 @@ class LocalBackend:
                 except StopAsyncIteration:
                     break
                 self._account(call, seq, delta)
+                if parser is not None:
+                    reasoning_tokens += int(not parser.in_content)
                 event = self._delta_events(chunk, delta, parser, top_n, chat)
                 if event:
                     yield event
@@ -356,7 +366,7 @@ class LocalBackend:
                     yield chunk({k: v for k, v in (("reasoning_content", r), ("content", c)) if v})
             self._finish_stats(call, seq)
             finish = call.stats.finish_reason or "stop"
-            usage = self._usage(call, seq, 0 if self._cfg.reasoning else None)
+            usage = self._usage(call, seq, reasoning_tokens if self._cfg.reasoning else None)
             if chat:
                 last = orjson.dumps(
                     {
