@@ -6,6 +6,7 @@ is deterministic.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -37,9 +38,7 @@ def sha16(text: str) -> str:
 
 
 def sdk(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=server.url + "/v1", api_key=server.key, max_retries=0, timeout=30
-    )
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0, timeout=30)
 
 
 def rid() -> str:
@@ -226,13 +225,17 @@ def test_stream_with_include_usage_sends_usage_chunk_then_done(
     assert row["ttft_ms"] is not None and 0 < row["ttft_ms"] <= row["latency_ms"]
 
 
+@pytest.mark.parametrize(
+    "options", [None, {"include_usage": False}], ids=["no-options", "include_usage-false"]
+)
 def test_stream_without_include_usage_hides_usage_chunk_but_records_tokens(
-    server: Server, fresh_chaos: Chaos
+    server: Server, fresh_chaos: Chaos, options: dict[str, Any] | None
 ) -> None:
     """Without include_usage the client gets no ``choices: []`` usage chunk, though seekport
     asks the upstream for usage itself and meters it."""
     my_id = rid()
-    r, events = stream(server, body(), my_id)
+    extra = {} if options is None else {"stream_options": options}
+    r, events = stream(server, body(**extra), my_id)
     assert r.status_code == 200
     assert r.headers["x-request-id"] == my_id
     assert events[-1] == "[DONE]"
@@ -261,6 +264,50 @@ def test_openai_sdk_stream_without_usage_ends_cleanly(server: Server, fresh_chao
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == ANSWER
     assert all(ch.usage is None for ch in chunks)
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("model", ["deepseek-chat", "renamed"])
+def test_long_stream_arrives_complete_and_in_order(
+    server: Server, fresh_chaos: Chaos, model: str
+) -> None:
+    """3000 events coalesced into large upstream writes are re-framed without loss or
+    duplication (events split across reads)."""
+    fresh_chaos.control(tokens=3000)
+    r, events = stream(server, body(model, max_tokens=5000))
+    assert r.status_code == 200
+    assert events[-1] == "[DONE]"
+    chunks = chunks_of(events)
+    assert content_of(chunks) == " ".join(f"tok{i}" for i in range(3000))
+    assert {c["model"] for c in chunks} == {model}
+
+
+def test_concurrent_streams_are_kept_apart(server: Server, fresh_chaos: Chaos) -> None:
+    """16 streams at once, each with its own id and its own complete answer."""
+    fresh_chaos.control(drip_ms=5, tokens=40)
+
+    async def one(client: httpx.AsyncClient, i: int) -> tuple[str, str]:
+        async with client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=body(stream=True, max_tokens=20 + i),
+            headers=auth(server),
+        ) as r:
+            assert r.status_code == 200
+            data = [ln[6:] async for ln in r.aiter_lines() if ln.startswith("data: ")]
+        assert data[-1] == "[DONE]"
+        chunks = chunks_of(data)
+        assert len({c["id"] for c in chunks}) == 1
+        return chunks[0]["id"], content_of(chunks)
+
+    async def main() -> list[tuple[str, str]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+            return await asyncio.gather(*(one(client, i) for i in range(16)))
+
+    results = asyncio.run(main())
+    assert len({cid for cid, _ in results}) == 16
+    for i, (_, text) in enumerate(results):
+        assert text == " ".join(f"tok{j}" for j in range(20 + i))
+    assert fresh_chaos.stats()["max_in_flight"] > 1
 
 
 # ---------------------------------------------------------------- 3. model renaming
@@ -314,6 +361,23 @@ def test_upstream_gets_seekports_key_never_the_clients(server: Server, fresh_cha
     seen = fresh_chaos.requests(last=100)
     assert seen and all(rec.get("auth_sha256") != client_hash for rec in seen)
     assert not any(server.key in (rec.get("body") or "") for rec in seen)
+
+
+def test_upstream_requiring_the_key_accepts_seekport_and_a_401_becomes_502(
+    server: Server, fresh_chaos: Chaos
+) -> None:
+    """With the upstream enforcing seekport's key, the keyed model works; the model without a
+    key gets the upstream's 401, which is seekport's problem (502), never the client's 401."""
+    fresh_chaos.control(require_key=UPSTREAM_KEY)
+    assert post(server, body()).status_code == 200
+    my_id = rid()
+    r = post(server, body("renamed"), my_id)
+    err = assert_error_body(r, 502)
+    assert err["code"] == "upstream_error"
+    assert "www-authenticate" not in r.headers
+    assert UPSTREAM_KEY not in r.text and server.key not in r.text
+    assert usage_row(server, my_id)["status"] == 502
+    assert fresh_chaos.stats()["by_outcome"] == {"ok": 1, "unauthorized": 1}
 
 
 # ---------------------------------------------------------------- 5. unknown fields
@@ -465,7 +529,11 @@ def test_connection_refused_becomes_502_fast(refused_server: Server, streamed: b
     my_id = rid()
     t0 = time.monotonic()
     payload = body("nowhere")
-    r = stream(refused_server, payload, my_id)[0] if streamed else post(refused_server, payload, my_id)
+    r = (
+        stream(refused_server, payload, my_id)[0]
+        if streamed
+        else post(refused_server, payload, my_id)
+    )
     assert time.monotonic() - t0 < 2.5
     err = assert_error_body(r, 502)
     assert err["code"] == "upstream_error"
@@ -542,9 +610,12 @@ def test_malformed_event_mid_stream_is_dropped_and_stream_completes(
     assert fresh_chaos.stats()["by_outcome"] == {"malformed": 1}
 
 
-def test_reset_before_any_content_non_stream_is_502(server: Server, fresh_chaos: Chaos) -> None:
+@pytest.mark.parametrize("mode", ["rst", "fin"])
+def test_reset_before_any_content_non_stream_is_502(
+    server: Server, fresh_chaos: Chaos, mode: str
+) -> None:
     """Non-stream: the upstream announces a full Content-Length, sends half and resets."""
-    fresh_chaos.control(script="reset")
+    fresh_chaos.control(script="reset", reset_mode=mode)
     my_id = rid()
     r = post(server, body(), my_id)
     err = assert_error_body(r, 502)
@@ -619,3 +690,113 @@ def test_client_disconnect_mid_stream_reaches_upstream_and_is_recorded_499(
     row = usage_row(server, my_id)
     assert (row["status"], row["error_code"], row["stream"]) == (499, "client_closed", 1)
     assert rec["request_id"] == row["request_id"]
+
+
+def test_client_disconnect_non_stream_is_recorded_499(server: Server, fresh_chaos: Chaos) -> None:
+    """The client gives up on a slow non-stream answer: the request still leaves its one usage
+    record (499), and seekport hangs up on the upstream."""
+    fresh_chaos.control(script="timeout")
+    my_id = rid()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            server.url + "/v1/chat/completions",
+            json=body(),
+            headers=auth(server, my_id),
+            timeout=httpx.Timeout(10, read=0.5),
+        )
+    row = usage_row(server, my_id)
+    assert (row["status"], row["error_code"], row["stream"]) == (499, "client_closed", 0)
+    up = upstream_record(fresh_chaos, row["request_id"])
+    assert (up["outcome"], up["client_closed"]) == ("timeout", True)
+
+
+def test_client_leaving_a_stalled_stream_releases_the_upstream_at_once(
+    server: Server, fresh_chaos: Chaos
+) -> None:
+    """The client hangs up while the upstream is silent: seekport must not hold the upstream
+    until its read timeout; chaos sees the hang-up well before read_timeout_s."""
+    fresh_chaos.control(script="stall", stall_after_chunks=3)
+    my_id = rid()
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/chat/completions",
+        json=body(stream=True),
+        headers=auth(server, my_id),
+        timeout=10,
+    ) as r:
+        assert r.status_code == 200
+        got = 0
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                got += 1
+                if got == 4:  # role + 3 tokens: the upstream is now silent
+                    break
+    t0 = time.monotonic()
+    up: dict[str, Any] = {}
+    while time.monotonic() - t0 < READ_TIMEOUT_S - 1:
+        recs = fresh_chaos.requests(last=5)
+        if recs and recs[-1].get("outcome") == "stall":
+            up = recs[-1]
+            break
+        time.sleep(0.05)
+    assert up.get("client_closed") is True, (
+        "seekport held the silent upstream after the client left"
+    )
+    row = usage_row(server, my_id)
+    assert (row["status"], row["error_code"]) == (499, "client_closed")
+
+
+def test_client_leaving_a_stream_before_its_first_byte_releases_the_upstream(
+    server: Server, fresh_chaos: Chaos
+) -> None:
+    """The client gives up on a stream the upstream has not started answering: seekport hangs
+    up on the upstream at once (not after read_timeout_s) and records 499, not 504."""
+    fresh_chaos.control(script="timeout")
+    my_id = rid()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            server.url + "/v1/chat/completions",
+            json=body(stream=True),
+            headers=auth(server, my_id),
+            timeout=httpx.Timeout(10, read=0.5),
+        )
+    t_left = time.monotonic()
+    up: dict[str, Any] = {}
+    while time.monotonic() - t_left < READ_TIMEOUT_S:
+        recs = fresh_chaos.requests(last=5)
+        if recs and recs[-1].get("outcome") == "timeout":
+            up = recs[-1]
+            break
+        time.sleep(0.05)
+    assert up.get("client_closed") is True
+    assert time.monotonic() - t_left < 1.5, "the upstream was held until the read timeout"
+    row = usage_row(server, my_id)
+    assert (row["status"], row["error_code"], row["stream"]) == (499, "client_closed", 1)
+
+
+def test_client_disconnect_bills_at_least_the_tokens_delivered(
+    server: Server, fresh_chaos: Chaos
+) -> None:
+    """An aborted stream never gets the upstream's usage; the record still counts at least
+    the content chunks the client was sent."""
+    fresh_chaos.control(drip_ms=50, tokens=200)
+    my_id = rid()
+    delivered = 0
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/chat/completions",
+        json=body(stream=True),
+        headers=auth(server, my_id),
+        timeout=10,
+    ) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get(
+                "content"
+            ):
+                delivered += 1
+                if delivered == 10:
+                    break
+    row = usage_row(server, my_id)
+    assert row["status"] == 499
+    assert delivered <= row["completion_tokens"] < 200

@@ -96,3 +96,18 @@ async def test_a_waiting_sequence_aborted_never_starts() -> None:
     await asyncio.sleep(0.05)
     assert "gone" not in runner.started
     await engine.aclose()
+
+
+async def test_a_burst_of_submits_respects_the_waiting_bound() -> None:
+    # No await between the submits: the slot is not taken yet, the bound must still hold.
+    engine = AsyncEngine(FakeRunner(step=0.01), max_waiting=1, name="m")
+    admitted, rejected = [], 0
+    for i in range(5):
+        try:
+            admitted.append(engine.submit(seq(f"b{i}")))
+        except OverloadedError:
+            rejected += 1
+    assert (len(admitted), rejected) == (2, 3)  # one running, one waiting
+    for s in admitted:
+        s.close()
+    await engine.aclose()

@@ -76,7 +76,9 @@ class AsyncEngine:
 
     def submit(self, seq: Sequence) -> SequenceStream:
         """Admit a sequence or raise OverloadedError (503) when the waiting queue is full."""
-        if self._slot.locked() and self._waiting >= self._max_waiting:
+        # Admitted = waiting + running, both counted synchronously. (The slot itself is taken
+        # later, in the _run task, so `_slot.locked()` lags a burst of submits.)
+        if self._waiting + len(self._running) > self._max_waiting:
             raise OverloadedError(
                 f"model '{self.name}' is overloaded: {self._waiting} requests are waiting; "
                 "retry later",

@@ -114,6 +114,11 @@ class ChatService:
         except SeekportError as exc:
             await self.record(ctx, call, backend, exc.status_code, exc.code, stream=True)
             raise
+        except asyncio.CancelledError:  # the client hung up before the backend answered
+            self._recorder.record_nowait(
+                self._event(ctx, call, backend, 499, "client_closed", True)
+            )
+            raise
         return self._metered(ctx, call, backend, events)
 
     async def _metered(

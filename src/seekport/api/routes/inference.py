@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from seekport.api.deps import authenticate, context, services
+from seekport.api.deps import Services, authenticate, context, services
 from seekport.errors import InvalidRequestError, SeekportError
 from seekport.gateway.backends.base import Endpoint
 from seekport.gateway.service import RequestContext
@@ -79,11 +79,14 @@ async def _serve(
     except SeekportError as exc:
         await svc.chat.record_rejection(ctx, model, exc.status_code, exc.code)
         raise
-    if req.stream:
-        events = await svc.chat.stream(ctx, endpoint, req, body)
-        return await _start_stream(events)
-    # Non-stream: stop the work if the client hangs up (the local engine frees its slot).
-    work = asyncio.ensure_future(svc.chat.complete(ctx, endpoint, req, body))
+    # Stop the work if the client hangs up before the answer starts: the local engine frees its
+    # slot, a remote upstream is let go now rather than at its read timeout. (Once a stream has
+    # started, StreamingResponse watches for the disconnect itself.)
+    work = asyncio.ensure_future(
+        _open_stream(svc, ctx, endpoint, req, body)
+        if req.stream
+        else _complete(svc, ctx, endpoint, req, body)
+    )
     gone = asyncio.ensure_future(_wait_disconnect(request))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -93,7 +96,21 @@ async def _serve(
             work.cancel()
     if not work.done() or work.cancelled():
         return Response(status_code=499)
-    return Response(work.result(), media_type="application/json")
+    return work.result()
+
+
+async def _complete(
+    svc: Services, ctx: RequestContext, endpoint: Endpoint, req: Any, body: dict[str, Any]
+) -> Response:
+    data = await svc.chat.complete(ctx, endpoint, req, body)
+    return Response(data, media_type="application/json")
+
+
+async def _open_stream(
+    svc: Services, ctx: RequestContext, endpoint: Endpoint, req: Any, body: dict[str, Any]
+) -> Response:
+    events = await svc.chat.stream(ctx, endpoint, req, body)
+    return await _start_stream(events)
 
 
 async def _start_stream(events: AsyncIterator[bytes]) -> Response:

@@ -4,6 +4,10 @@ Bodies are forwarded as the client sent them (unknown fields kept) with the upst
 Responses come back verbatim, DeepSeek's extra fields included; only ``model`` is rewritten
 to the public id when the two differ. SSE events are checked with one orjson parse each (to
 read usage and drop a broken event) but passed on as the original bytes.
+
+Streams are metered from the upstream's usage; until it arrives (it comes last, so a stream
+cut short by the client or the upstream never gets it) every output chunk passed on counts as
+one completion token, so an aborted stream still bills at least what it delivered.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -76,6 +81,14 @@ def _status_error(resp: httpx.Response, body: bytes) -> SeekportError:
             retry_after=_retry_after(resp) or (1.0 if status != 402 else None),
         )
     return UpstreamError(f"upstream error (HTTP {status}): {text}"[:500])
+
+
+@dataclass(slots=True)
+class _StreamMeter:
+    """Per-stream bookkeeping for ``_inspect``."""
+
+    client_wants_usage: bool
+    usage_seen: bool = False  # the upstream's usage is authoritative once it arrived
 
 
 class OpenAICompatBackend:
@@ -211,7 +224,9 @@ class OpenAICompatBackend:
 
     async def _events(self, call: BackendCall, resp: httpx.Response) -> AsyncIterator[bytes]:
         stats = call.stats
-        client_wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+        meter = _StreamMeter(
+            client_wants_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))
+        )
         done = False
         buf = b""
         try:
@@ -229,7 +244,7 @@ class OpenAICompatBackend:
                     if payload == b"[DONE]":
                         done = True
                         break
-                    keep = self._inspect(payload, stats, client_wants_usage)
+                    keep = self._inspect(payload, stats, meter)
                     if keep:
                         out.append(sse.event(self._fix_model(payload)))
                 if out:
@@ -248,7 +263,7 @@ class OpenAICompatBackend:
             self._fail("stream_truncated")
             raise UpstreamError(f"upstream for '{self.model}' ended the stream without [DONE]")
 
-    def _inspect(self, payload: bytes, stats: CallStats, client_wants_usage: bool) -> bool:
+    def _inspect(self, payload: bytes, stats: CallStats, meter: _StreamMeter) -> bool:
         """Read usage/finish from one event; False drops it (broken, or usage nobody asked for)."""
         try:
             obj = orjson.loads(payload)
@@ -264,22 +279,32 @@ class OpenAICompatBackend:
         choices = obj.get("choices")
         if isinstance(obj.get("usage"), dict):
             _read_usage(obj["usage"], stats)
-            if not choices and not client_wants_usage:
+            meter.usage_seen = True
+            if not choices and not meter.client_wants_usage:
                 return False  # the usage-only chunk we asked for on the client's behalf
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            ch = choices[0]
-            if stats.first_token_at is None:
-                delta = ch.get("delta") or {}
-                if isinstance(delta, dict) and (
-                    delta.get("content")
-                    or delta.get("reasoning_content")
-                    or delta.get("tool_calls")
-                    or ch.get("text")
-                ):
+            outputs = sum(1 for ch in choices if isinstance(ch, dict) and _has_output(ch))
+            if outputs:
+                if stats.first_token_at is None:
                     stats.first_token_at = time.perf_counter()
+                if not meter.usage_seen:
+                    stats.completion_tokens += outputs  # a lower bound until usage arrives
+            ch = choices[0]
             if ch.get("finish_reason"):
                 stats.finish_reason = ch["finish_reason"]
         return True
+
+
+def _has_output(choice: dict[str, Any]) -> bool:
+    """Whether a stream choice carries generated output (content, reasoning, tool calls)."""
+    delta = choice.get("delta") or {}
+    return bool(
+        (
+            isinstance(delta, dict)
+            and (delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
+        )
+        or choice.get("text")
+    )
 
 
 def _data_of(event: bytes) -> bytes | None:
