@@ -19,7 +19,8 @@ Method
 * Latency is time to the last byte (streams are read until ``data: [DONE]`` and the final chunk,
   and count as one request). "added" = through − direct, per percentile (nearest rank).
 * RPS = requests / wall time of the cell: the closed-loop throughput at that concurrency, i.e.
-  the most this machine gives at that concurrency.
+  the most this machine gives at that concurrency. Through seekport it is bounded by its one
+  event loop: "gateway cores busy" (its CPU-seconds per wall-second) ≈ 1 says so.
 * Gateway CPU = utime + stime of the seekport server process (all its threads; it is one
   process) from ``/proc/<pid>/stat`` before and after the THROUGH half of the cell, divided by
   the requests. RSS = ``VmRSS`` of ``/proc/<pid>/status`` after the cell; the peak (``VmHWM``)
@@ -46,8 +47,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,6 +129,7 @@ class CellResult:
     errors: int = 0
     wall_s: float = 0.0
     client_cpu_s: float = 0.0
+    other_cores: float = 0.0  # busy CPU of the box outside chaos, gateway and load generator
 
     @property
     def requests(self) -> int:
@@ -196,6 +199,12 @@ def proc_cpu_s(pid: int) -> float:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK  # fields 14 and 15
 
 
+def system_busy_s() -> float:
+    """Busy CPU time of the whole machine (all cores) from /proc/stat, in seconds."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / CLK_TCK  # user nice system irq softirq steal
+
+
 def proc_mem_mb(pid: int, key: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -229,10 +238,14 @@ async def measure(
 ) -> tuple[CellResult, list[float]]:
     """Run one half of a cell; returns the result and the CPU seconds each pid used."""
     request = build_request(target.port, target.key, stream)
-    before = [proc_cpu_s(p) for p in pids]
+    pids = [*pids, os.getpid()]
+    t0, sys0, before = time.perf_counter(), system_busy_s(), [proc_cpu_s(p) for p in pids]
     res = await run_load(target.port, request, stream, n, conc)
     await asyncio.sleep(0.2)  # let after-response work (closing, usage commit) finish
-    return res, [proc_cpu_s(p) - b for p, b in zip(pids, before, strict=True)]
+    used = [proc_cpu_s(p) - b for p, b in zip(pids, before, strict=True)]
+    other = (system_busy_s() - sys0 - sum(used)) / (time.perf_counter() - t0)
+    res.other_cores = max(0.0, other)  # per-process and system ticks round separately
+    return res, used[:-1]
 
 
 async def run_cells(direct: Target, through: Target, counts: dict[int, int]) -> list[Cell]:
@@ -252,7 +265,7 @@ async def run_cells(direct: Target, through: Target, counts: dict[int, int]) -> 
             t, (gw_t, up_t) = await measure(through, [gw, up], stream, n, conc)
             cell = Cell(mode, conc, d, t, gw_t, (up_d, up_t), proc_mem_mb(gw))
             cells.append(cell)
-            print(f"  {mode:18} c={conc:<3} {main_row(cell)}", file=sys.stderr, flush=True)
+            print(main_row(cell), file=sys.stderr, flush=True)
     return cells
 
 
@@ -269,8 +282,9 @@ MAIN_HEAD = (
 )
 DETAIL_HEAD = (
     "| mode | c | direct p50 / p99 ms | through p50 / p99 ms | errors direct / through "
-    "| load-gen CPU ms/req direct / through | chaos CPU ms/req direct / through |\n"
-    "|---|--:|--:|--:|--:|--:|--:|"
+    "| load-gen CPU ms/req direct / through | chaos CPU ms/req direct / through "
+    "| gateway cores busy | other CPU, cores direct / through |\n"
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
 )
 
 
@@ -289,7 +303,8 @@ def detail_row(c: Cell) -> str:
         f"| {c.mode} | {c.conc} | {d.pct(0.5):.2f} / {d.pct(0.99):.2f} "
         f"| {t.pct(0.5):.2f} / {t.pct(0.99):.2f} | {d.errors} / {t.errors} "
         f"| {ms_per(d.client_cpu_s, d):.2f} / {ms_per(t.client_cpu_s, t):.2f} "
-        f"| {ms_per(c.chaos_cpu_s[0], d):.2f} / {ms_per(c.chaos_cpu_s[1], t):.2f} |"
+        f"| {ms_per(c.chaos_cpu_s[0], d):.2f} / {ms_per(c.chaos_cpu_s[1], t):.2f} "
+        f"| {c.gateway_cpu_s / t.wall_s:.2f} | {d.other_cores:.2f} / {t.other_cores:.2f} |"
     )
 
 
@@ -303,11 +318,14 @@ def verdict(cells: list[Cell], peak_rss: float) -> list[str]:
         return "meets" if ok else "**misses**"
 
     ns, st = worst(False), worst(True)
+    other = max(max(c.direct.other_cores, c.through.other_cores) for c in cells)
     return [
         f"- Non-stream: worst {ns:.2f} ms gateway CPU per request; target ≤ 1 ms: {mark(ns <= 1)}.",
         f"- 16-chunk stream: worst {st:.2f} ms per request; target ≤ 2 ms: {mark(st <= 2)}.",
         f"- RSS: peak {peak_rss:.0f} MB (VmHWM) without a model; target ≤ 100 MB per worker: "
         f"{mark(peak_rss <= 100)}.",
+        f"- Other CPU on the machine: at most {other:.2f} cores during a cell "
+        + ("(quiet)." if other <= 0.3 else "(**disturbed run: other work shared the cores**)."),
     ]
 
 
@@ -328,7 +346,11 @@ def revision() -> str:
         return out.stdout.strip()
 
     rev = git("rev-parse", "--short", "HEAD") or "unknown"
-    return rev + (" + uncommitted changes" if git("status", "--porcelain", "--", "src") else "")
+    diff = git("diff", "HEAD", "--", "src")
+    if not diff:
+        return rev
+    digest = sha256(diff.encode()).hexdigest()[:12]
+    return f"{rev} + uncommitted changes in src/ (diff sha256 {digest})"
 
 
 def command_line() -> str:
@@ -352,7 +374,11 @@ def render(cells: list[Cell], peak_rss: float, counts: dict[int, int]) -> str:
         f"and cell, after {WARMUP} warm-up requests per target and mode.",
         "- **The load generator, the chaos upstream and the gateway share these cores**, so RPS "
         "at c≥16 and the latency under load are properties of the whole box, not of seekport "
-        "alone; gateway CPU per request is the number to compare.",
+        "alone; gateway CPU per request is the number to compare. seekport is one process "
+        "with one event loop: where *gateway cores busy* (its CPU-seconds per wall-second) is "
+        "≈ 1, RPS through is bounded by the gateway's CPU per request. *Other CPU* (details "
+        "table) is the machine's busy time outside the three processes (kernel loopback work "
+        "and anything else running); well above ~0.2 cores means the run was disturbed.",
         "",
         MAIN_HEAD,
         *(main_row(c) for c in cells),

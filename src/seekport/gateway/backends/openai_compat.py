@@ -12,14 +12,16 @@ one completion token, so an aborted stream still bills at least what it delivere
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
 
 from seekport.config import ModelConfig
 from seekport.errors import (
@@ -39,15 +41,15 @@ _PATHS = {"chat": "/chat/completions", "completion": "/completions"}
 _MAX_ERROR_BODY = 64 * 1024
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
+def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
+    value = headers.get("retry-after")
     try:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
 
 
-def _status_error(resp: httpx.Response, body: bytes) -> SeekportError:
+def _status_error(status: int, headers: CIMultiDictProxy[str], body: bytes) -> SeekportError:
     """Map an upstream error status to what our client should see."""
     message, etype, param, code = "", None, None, None
     try:
@@ -59,7 +61,6 @@ def _status_error(resp: httpx.Response, body: bytes) -> SeekportError:
             message = err
     except (orjson.JSONDecodeError, AttributeError):
         pass
-    status = resp.status_code
     text = message or f"upstream answered HTTP {status}"
     if status in (401, 403):
         # The client's key was fine (we checked it); the gateway's upstream credentials were not.
@@ -78,7 +79,7 @@ def _status_error(resp: httpx.Response, body: bytes) -> SeekportError:
             status_code=status,
             error_type=str(etype or "upstream_error"),
             code=str(code) if code else None,
-            retry_after=_retry_after(resp) or (1.0 if status != 402 else None),
+            retry_after=_retry_after(headers) or (1.0 if status != 402 else None),
         )
     return UpstreamError(f"upstream error (HTTP {status}): {text}"[:500])
 
@@ -95,33 +96,39 @@ class OpenAICompatBackend:
     kind = "openai"
 
     def __init__(
-        self, cfg: ModelConfig, metrics: Metrics, client: httpx.AsyncClient | None = None
+        self, cfg: ModelConfig, metrics: Metrics, session: aiohttp.ClientSession | None = None
     ) -> None:
+        """``session``: an aiohttp session to use instead of the backend's own (tests, sharing)."""
         assert cfg.base_url is not None
         self.model = cfg.name
         self._cfg = cfg
         self._metrics = metrics
         self._upstream_model = cfg.upstream_model or cfg.name
         self._rename = self._upstream_model != cfg.name
-        self._client = client or httpx.AsyncClient(
-            base_url=cfg.base_url,
-            timeout=httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections
-            ),
-            follow_redirects=False,
+        self._session = session
+        self._own_session = session is None
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.read_timeout_s
         )
         key = cfg.upstream_api_key()
         self._headers = {"content-type": "application/json"}
         if key:
             self._headers["authorization"] = f"Bearer {key}"
         self.endpoint = cfg.base_url
+        self._urls = {name: cfg.base_url + path for name, path in _PATHS.items()}
 
     async def start(self) -> None:
-        return None
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._cfg.max_connections),
+                timeout=self._timeout,
+                auto_decompress=True,
+            )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
 
     def ready(self) -> bool:
         return True
@@ -148,59 +155,53 @@ class OpenAICompatBackend:
     def _fail(self, reason: str) -> None:
         self._metrics.upstream_errors.labels(self.kind, reason).inc()
 
-    async def _send(self, call: BackendCall, stream: bool) -> httpx.Response:
-        req = self._client.build_request(
-            "POST",
-            _PATHS[call.endpoint],
-            content=self._payload(call, stream),
-            headers={**self._headers, "x-request-id": call.request_id},
-        )
+    async def _send(self, call: BackendCall, stream: bool) -> aiohttp.ClientResponse:
+        if self._session is None:
+            raise UpstreamError(f"upstream for '{self.model}' is not started")
         try:
-            resp = await self._client.send(req, stream=True)
-        except httpx.TimeoutException as exc:
+            resp = await self._session.post(
+                self._urls[call.endpoint],
+                data=self._payload(call, stream),
+                headers={**self._headers, "x-request-id": call.request_id},
+                allow_redirects=False,
+            )
+        except TimeoutError as exc:
             self._fail("timeout")
             raise UpstreamTimeoutError(
                 f"upstream for '{self.model}' did not answer in time"
             ) from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             self._fail("connect")
             raise UpstreamError(
                 f"upstream for '{self.model}' is unreachable: {type(exc).__name__}"
             ) from exc
-        if resp.status_code >= 400:
+        if resp.status >= 400:
             try:
                 body = await self._read_bounded(resp)
             finally:
-                await resp.aclose()
-            self._fail(f"http_{resp.status_code}")
-            raise _status_error(resp, body)
+                resp.close()
+            self._fail(f"http_{resp.status}")
+            raise _status_error(resp.status, resp.headers, body)
         return resp
 
-    async def _read_bounded(self, resp: httpx.Response) -> bytes:
-        parts: list[bytes] = []
-        size = 0
+    async def _read_bounded(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
-            async for chunk in resp.aiter_bytes():
-                parts.append(chunk)
-                size += len(chunk)
-                if size > _MAX_ERROR_BODY:
-                    break
-        except httpx.HTTPError:
-            pass  # an error body cut short still maps to the status
-        return b"".join(parts)
+            return await resp.content.read(_MAX_ERROR_BODY)
+        except (aiohttp.ClientError, TimeoutError):
+            return b""  # an error body cut short still maps to the status
 
     async def complete(self, call: BackendCall) -> bytes:
         resp = await self._send(call, stream=False)
         try:
-            data = await resp.aread()
-        except httpx.TimeoutException as exc:
+            data = await resp.read()
+        except TimeoutError as exc:
             self._fail("timeout")
             raise UpstreamTimeoutError(f"upstream for '{self.model}' stalled mid-response") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             self._fail("broken_body")
             raise UpstreamError(f"upstream for '{self.model}' broke off its response") from exc
         finally:
-            await resp.aclose()
+            resp.release()
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -222,46 +223,71 @@ class OpenAICompatBackend:
         resp = await self._send(call, stream=True)
         return self._events(call, resp)
 
-    async def _events(self, call: BackendCall, resp: httpx.Response) -> AsyncIterator[bytes]:
-        stats = call.stats
+    async def _events(
+        self, call: BackendCall, resp: aiohttp.ClientResponse
+    ) -> AsyncIterator[bytes]:
         meter = _StreamMeter(
             client_wants_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))
         )
         done = False
         buf = b""
+        released = False
         try:
-            async for chunk in resp.aiter_bytes():
+            async for chunk in resp.content.iter_any():
                 buf += chunk
                 if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
                     continue
                 buf = buf.replace(b"\r\n", b"\n")
                 *events, buf = buf.split(b"\n\n")
-                out: list[bytes] = []
-                for ev in events:
-                    payload = _data_of(ev)
-                    if payload is None:
-                        continue
-                    if payload == b"[DONE]":
-                        done = True
-                        break
-                    keep = self._inspect(payload, stats, meter)
-                    if keep:
-                        out.append(sse.event(self._fix_model(payload)))
+                out, done = self._pass_on(events, call.stats, meter)
                 if out:
-                    yield b"".join(out)
+                    yield out
                 if done:
                     break
-        except httpx.TimeoutException as exc:
+            else:  # the body ended: a last event may lack its blank line
+                out, done = self._pass_on([buf.replace(b"\r\n", b"\n")], call.stats, meter)
+                if out:
+                    yield out
+            if done:
+                released = await self._drain(resp)
+        except TimeoutError as exc:
             self._fail("stream_timeout")
             raise UpstreamTimeoutError(f"upstream for '{self.model}' stalled mid-stream") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             self._fail("stream_broken")
             raise UpstreamError(f"upstream for '{self.model}' broke off the stream") from exc
         finally:
-            await resp.aclose()
+            if not released:
+                resp.close()  # sync: safe even while the task is being cancelled
         if not done:
             self._fail("stream_truncated")
             raise UpstreamError(f"upstream for '{self.model}' ended the stream without [DONE]")
+
+    def _pass_on(
+        self, events: list[bytes], stats: CallStats, meter: _StreamMeter
+    ) -> tuple[bytes, bool]:
+        """The SSE bytes to send on for these upstream events, and whether [DONE] was seen."""
+        out: list[bytes] = []
+        for ev in events:
+            payload = _data_of(ev)
+            if payload is None:
+                continue
+            if payload == b"[DONE]":
+                return b"".join(out), True
+            if self._inspect(payload, stats, meter):
+                out.append(sse.event(self._fix_model(payload)))
+        return b"".join(out), False
+
+    async def _drain(self, resp: aiohttp.ClientResponse) -> bool:
+        """Read what follows [DONE] (normally just the end of the body), so the connection
+        goes back to the pool instead of being closed. Bounded: a lingering upstream is cut."""
+        try:
+            async with asyncio.timeout(1.0):
+                await resp.content.read()
+        except (TimeoutError, aiohttp.ClientError):
+            return False
+        resp.release()
+        return True
 
     def _inspect(self, payload: bytes, stats: CallStats, meter: _StreamMeter) -> bool:
         """Read usage/finish from one event; False drops it (broken, or usage nobody asked for)."""
