@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BUNDLED, Chaos, Server, run_chaos, run_server, write_config
+from tests.harness import (
+    BUNDLED,
+    Chaos,
+    Server,
+    close_clients,
+    run_chaos,
+    run_server,
+    write_config,
+)
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +69,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, chaos: Chaos) -> Iterator[S
     config = write_config(tmp, models, max_body_bytes=65536)
     with run_server(config, extra_env={"CHAOS_UPSTREAM_KEY": "sk-upstream-secret"}) as s:
         yield s
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_openai_clients() -> Iterator[None]:
+    yield
+    close_clients()

@@ -188,3 +188,22 @@ def run_server(
             proc.kill()
             proc.wait()
         log.close()
+
+
+_CLIENTS: dict[tuple[str, str, float], Any] = {}
+
+
+def openai_client(base_url: str, key: str, *, timeout: float = 120) -> Any:
+    """One official ``openai.OpenAI`` per (url, key), reused, closed at session end."""
+    import openai
+
+    k = (base_url, key, timeout)
+    if k not in _CLIENTS:
+        _CLIENTS[k] = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
+    return _CLIENTS[k]
+
+
+def close_clients() -> None:
+    for c in _CLIENTS.values():
+        c.close()
+    _CLIENTS.clear()

@@ -9,15 +9,13 @@ import httpx
 import openai
 import pytest
 
-from tests.harness import BUNDLED, Server
+from tests.harness import BUNDLED, Server, openai_client
 
 pytestmark = pytest.mark.slow
 
 
 def client(server: Server, *, v1: bool = True) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=server.url + ("/v1" if v1 else ""), api_key=server.key, max_retries=0, timeout=120
-    )
+    return openai_client(server.url + ("/v1" if v1 else ""), server.key)  # type: ignore[no-any-return]
 
 
 def test_models_lists_the_bundled_model(server: Server) -> None:

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import remote_models
-from tests.harness import Chaos, Server, run_cli, run_server, write_config
+from tests.harness import Chaos, Server, openai_client, run_cli, run_server, write_config
 
 pytestmark = pytest.mark.postgres
 
@@ -73,7 +73,7 @@ def test_keys_are_stored_hashed_in_postgres(pg_server: Server, pg_db: str) -> No
 def test_usage_records_are_committed_to_postgres(
     pg_server: Server, pg_db: str, fresh_chaos: Chaos
 ) -> None:
-    client = openai.OpenAI(base_url=pg_server.url + "/v1", api_key=pg_server.key, max_retries=0)
+    client = openai_client(pg_server.url + "/v1", pg_server.key)
     rid = "pg-" + uuid.uuid4().hex
     r = client.chat.completions.create(
         model="deepseek-chat",
@@ -100,7 +100,7 @@ def test_keys_cli_lists_and_revokes_on_postgres(pg_server: Server) -> None:
     assert secret.startswith("sk-sp-")
     listing = pg_server.cli("keys", "list").stdout
     assert key_id in listing and secret not in listing
-    client = openai.OpenAI(base_url=pg_server.url, api_key=secret, max_retries=0)
+    client = openai_client(pg_server.url, secret)
     assert client.models.list().data
     pg_server.cli("keys", "revoke", key_id)
     import time

@@ -38,6 +38,7 @@ def sha16(text: str) -> str:
 
 
 def sdk(server: Server) -> openai.OpenAI:
+    """A new client; callers close it with ``with``."""
     return openai.OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0, timeout=30)
 
 

@@ -100,3 +100,11 @@ def test_configuration_doc_is_generated_from_the_current_settings() -> None:
     assert gen["DOC"].read_text(encoding="utf-8") == gen["render"](), (
         "run: python scripts/gen_config_docs.py"
     )
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    from alembic.script import ScriptDirectory
+
+    from seekport.store.sql.db import HEAD_REVISION, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION

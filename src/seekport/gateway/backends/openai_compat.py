@@ -128,6 +128,7 @@ class OpenAICompatBackend:
     async def aclose(self) -> None:
         if self._session is not None and self._own_session:
             await self._session.close()
+            await asyncio.sleep(0)  # let the transports finish closing before the loop ends
         self._session = None
 
     def ready(self) -> bool:
