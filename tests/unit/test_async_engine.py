@@ -111,3 +111,16 @@ async def test_a_burst_of_submits_respects_the_waiting_bound() -> None:
     for s in admitted:
         s.close()
     await engine.aclose()
+
+
+async def test_a_closed_waiting_request_frees_its_place_at_once() -> None:
+    engine = AsyncEngine(FakeRunner(step=0.02), max_waiting=1, name="m")
+    running = engine.submit(seq("run", 20))
+    waiting = engine.submit(seq("wait"))
+    with pytest.raises(OverloadedError):
+        engine.submit(seq("refused"))
+    waiting.close()  # the client behind it hung up
+    third = engine.submit(seq("third"))  # its place is free without waiting for the slot
+    running.close()
+    third.close()
+    await engine.aclose()

@@ -54,3 +54,18 @@ def test_multibyte_character_split_over_tokens() -> None:
 
 def test_chinese_stop_string() -> None:
     assert feed_all(Detokenizer(["。"]), ["第一句。第二句".encode()]) == "第一句"
+
+
+def test_longest_partial_match_with_repeated_characters_is_held() -> None:
+    d = Detokenizer(["aab"])
+    assert d.feed(b"xaa") == "x"  # "aa" may become "aab"
+    assert d.feed(b"a") == "a"  # "aaa": only the last "aa" can still match
+    assert d.feed(b"b") == ""
+    assert d.stopped
+
+
+def test_long_stop_strings_stay_cheap() -> None:
+    stop = "z" * 255 + "!"
+    d = Detokenizer([stop])
+    out = "".join(d.feed(b"z") for _ in range(2000))
+    assert out == "z" * (2000 - 255)  # only a possible prefix of the stop is held back

@@ -94,3 +94,22 @@ def test_error_tree_statuses_and_body_shape(
     assert isinstance(body, dict)
     assert set(body) == {"message", "type", "param", "code"}
     assert body["code"] == code
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"temperature": "1.3"},
+        {"stream": "true"},
+        {"max_tokens": 10.5},
+        {"stop": "x" * 257},
+    ],
+)
+def test_wrong_types_and_oversized_stops_are_rejected(patch: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest.model_validate({"model": "m", "messages": MSG, **patch})
+
+
+def test_integers_are_accepted_for_float_fields() -> None:
+    req = ChatCompletionRequest.model_validate({"model": "m", "messages": MSG, "temperature": 1})
+    assert req.temperature == 1.0

@@ -39,6 +39,7 @@ def context(request: Request, route: str) -> RequestContext:
         route=route,
         client_ip=request.client.host if request.client else None,
         started=state.get("started", 0.0),
+        beta=request.url.path.startswith("/beta/"),
     )
 
 

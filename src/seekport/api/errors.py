@@ -6,7 +6,6 @@ import logging
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -53,9 +52,6 @@ def install_error_handlers(app: FastAPI) -> None:
         other.status_code = exc.status_code
         return error_response(other)
 
-    async def on_validation(_req: Request, exc: Exception) -> Response:
-        return error_response(InvalidRequestError(f"invalid request: {exc}"))
-
     async def on_unexpected(req: Request, exc: Exception) -> Response:
         rid = req.scope.get("state", {}).get("request_id")
         log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": rid}})
@@ -65,5 +61,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(SeekportError, on_seekport)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)

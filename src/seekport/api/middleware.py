@@ -9,10 +9,10 @@ import time
 import uuid
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from seekport.errors import PayloadTooLargeError
+from seekport.api.errors import error_response
+from seekport.errors import InvalidRequestError, PayloadTooLargeError, SeekportError
 from seekport.telemetry.metrics import Metrics
 
 _CLIENT_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")
@@ -57,24 +57,14 @@ class EdgeMiddleware:
             await send(message)
 
         if length is not None and (length < 0 or length > self.max_body):
-            err = PayloadTooLargeError(
-                f"request body is {length} bytes; the limit is {self.max_body} bytes"
+            err: SeekportError = (
+                PayloadTooLargeError(
+                    f"request body is {length} bytes; the limit is {self.max_body} bytes"
+                )
                 if length >= 0
-                else "invalid Content-Length header"
+                else InvalidRequestError("invalid Content-Length header")
             )
-            status = 413 if length >= 0 else 400
-            body = orjson.dumps(err.to_body())
-            await send_wrapper(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send_wrapper({"type": "http.response.body", "body": body})
+            await error_response(err)(scope, receive, send_wrapper)
             self._observe(state, status, started)
             return
 

@@ -75,7 +75,7 @@ def serve(
     if settings.bootstrap_admin_key:
 
         async def bootstrap(keys: Any) -> str | None:
-            if await keys.count_active() > 0:
+            if await keys.count_all() > 0:
                 return None
             _record, secret = await keys.create("bootstrap-admin", "admin")
             return str(secret)

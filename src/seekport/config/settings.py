@@ -186,6 +186,13 @@ class Settings(BaseSettings):
     def _check_groups(self) -> Settings:
         if not self.models:
             raise ValueError("models must list at least one model")
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(
+                f"models: {', '.join(dupes)} listed more than once; routing groups of one name "
+                "are not supported yet, give each entry its own name"
+            )
         return self
 
     @property

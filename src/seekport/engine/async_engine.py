@@ -32,7 +32,7 @@ class SequenceStream:
         self._engine = engine
         self.seq = seq
         self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.started = asyncio.Event()
+        self.waiting = True  # counted in the engine's waiting line until it gets the slot
         self._task: asyncio.Task[None] | None = None
 
     def __aiter__(self) -> AsyncIterator[TokenDelta]:
@@ -52,8 +52,10 @@ class SequenceStream:
             self.close()
 
     def close(self) -> None:
-        """Abort: the worker stops within one token; a waiting sequence never starts."""
+        """Abort: the worker stops within one token; a waiting sequence never starts and
+        leaves the waiting line at once (its place is free for the next client)."""
         self.seq.cancelled = True
+        self._engine._leave_line(self)
 
 
 class AsyncEngine:
@@ -69,10 +71,6 @@ class AsyncEngine:
     @property
     def waiting(self) -> int:
         return self._waiting
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
 
     def submit(self, seq: Sequence) -> SequenceStream:
         """Admit a sequence or raise OverloadedError (503) when the waiting queue is full."""
@@ -94,14 +92,13 @@ class AsyncEngine:
         try:
             await self._slot.acquire()
         finally:
-            self._waiting -= 1
+            self._leave_line(stream)
         if seq.cancelled:
             self._slot.release()
             stream.queue.put_nowait(_END)
             return
         loop = asyncio.get_running_loop()
         self._running.add(seq)
-        stream.started.set()
 
         def work() -> None:
             try:
@@ -117,11 +114,16 @@ class AsyncEngine:
 
         try:
             fut = self._pool.submit(work)
-        except RuntimeError as exc:  # pool shut down: the engine is closing
+        except RuntimeError:  # pool shut down: the engine is closing
             self._release(seq)
-            stream.queue.put_nowait(exc)
+            stream.queue.put_nowait(OverloadedError("the server is shutting down", retry_after=1))
             return
         fut.add_done_callback(release)
+
+    def _leave_line(self, stream: SequenceStream) -> None:
+        if stream.waiting:
+            stream.waiting = False
+            self._waiting -= 1
 
     def _release(self, seq: Sequence) -> None:
         self._running.discard(seq)

@@ -14,7 +14,7 @@ import logging
 from dataclasses import asdict, dataclass
 
 from seekport.errors import OverloadedError
-from seekport.store.sql import UsageRepository
+from seekport.store.sql import DuplicateRecordError, UsageRepository
 from seekport.telemetry.metrics import Metrics
 
 log = logging.getLogger("seekport.accounting")
@@ -86,24 +86,31 @@ class UsageRecorder:
     async def _commit(self, batch: list[_Item]) -> None:
         try:
             await self._repo.insert_many([asdict(ev) for ev, _ in batch])
-        except Exception:
-            # One bad row (say a duplicate id) must not lose the others: retry them one by one.
+        except DuplicateRecordError:
+            # One bad row (a duplicate id) must not lose the others: retry them one by one.
             if len(batch) > 1:
                 for item in batch:
                     await self._commit([item])
                 return
-            ev, fut = batch[0]
-            self._metrics.usage_write_failures.inc()
-            log.exception(
-                "usage record not committed", extra={"fields": {"request_id": ev.request_id}}
-            )
+            self._fail(batch)
+            return
+        except Exception:  # the database is down or refusing: fail the batch at once
+            self._fail(batch)
+            return
+        for _, fut in batch:
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def _fail(self, batch: list[_Item]) -> None:
+        self._metrics.usage_write_failures.inc(len(batch))
+        log.exception(
+            "usage records not committed",
+            extra={"fields": {"request_ids": [ev.request_id for ev, _ in batch][:20]}},
+        )
+        for _, fut in batch:
             if fut is not None and not fut.done():
                 fut.set_exception(
                     OverloadedError(
                         "the usage record could not be stored; retry later", retry_after=1
                     )
                 )
-            return
-        for _, fut in batch:
-            if fut is not None and not fut.done():
-                fut.set_result(None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +21,7 @@ SECRET_PREFIX = "sk-sp-"  # noqa: S105 - a format marker, not a secret
 MAX_AUTH_HEADER = 512
 Role = Literal["admin", "user"]
 ROLES: tuple[str, ...] = ("admin", "user")
+_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,8 @@ class KeyService:
     def __init__(self, repo: KeyRepository, *, cache_ttl_s: float = 1.0) -> None:
         self._repo = repo
         self._ttl = cache_ttl_s
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._known: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        self._unknown: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
 
     async def create(self, name: str, role: str) -> tuple[ApiKeyRecord, str]:
         """Create a key; returns its record and the secret (shown once, never stored)."""
@@ -60,11 +63,30 @@ class KeyService:
 
     async def revoke(self, key_id: str) -> bool:
         ok = await self._repo.revoke(key_id)
-        self._cache.clear()
+        self._known.clear()
         return ok
 
-    async def count_active(self) -> int:
-        return await self._repo.count_active()
+    async def count_all(self) -> int:
+        """Keys ever created, revoked ones included (bootstrap happens on an empty store only)."""
+        return await self._repo.count_all()
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        """Hashed lookup behind a bounded LRU. Known keys and unknown ones are cached apart,
+        so a spray of random keys cannot push real keys out of the cache."""
+        now = time.monotonic()
+        for cache in (self._known, self._unknown):
+            hit = cache.get(digest)
+            if hit is not None and hit[0] > now:
+                cache.move_to_end(digest)
+                return hit[1]
+        record = await self._repo.find_active_by_hash(digest)
+        principal = Principal(record.id, record.name, record.role) if record else None
+        cache = self._known if principal else self._unknown
+        cache[digest] = (now + self._ttl, principal)
+        cache.move_to_end(digest)
+        if len(cache) > _CACHE_MAX:
+            cache.popitem(last=False)
+        return principal
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """Resolve an ``Authorization`` header to a Principal or raise 401."""
@@ -82,16 +104,7 @@ class KeyService:
                 "Authentication Fails (auth header format should be Bearer sk-...)"
             )
         digest = hash_secret(token)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            principal = hit[1]
-        else:
-            record = await self._repo.find_active_by_hash(digest)
-            principal = Principal(record.id, record.name, record.role) if record else None
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now + self._ttl, principal)
+        principal = await self._lookup(digest)
         if principal is None:
             raise AuthenticationError("Authentication Fails, your api key is invalid or revoked")
         return principal

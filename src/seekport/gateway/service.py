@@ -10,9 +10,9 @@ import asyncio
 import datetime as dt
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 
@@ -26,6 +26,7 @@ from seekport.protocol.completions import CompletionRequest
 from seekport.telemetry.metrics import Metrics
 
 log = logging.getLogger("seekport.service")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -38,10 +39,12 @@ class RequestContext:
     client_ip: str | None
     started: float  # time.perf_counter()
     principal: Principal | None = None
+    beta: bool = False  # the request came in under /beta
 
 
-def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+def _internal(ctx: RequestContext) -> SeekportError:
+    """What the client sees of an unexpected failure: no details, the id to find the log."""
+    return SeekportError(f"internal error; see the server log for request {ctx.request_id}")
 
 
 def error_event(exc: SeekportError) -> bytes:
@@ -83,17 +86,8 @@ class ChatService:
         body: dict[str, object],
     ) -> bytes:
         backend = self.backend_for(req.model)
-        call = BackendCall(endpoint, req.model, req, body, ctx.request_id)
-        try:
-            data = await backend.complete(call)
-        except SeekportError as exc:
-            await self.record(ctx, call, backend, exc.status_code, exc.code, stream=False)
-            raise
-        except asyncio.CancelledError:  # the client hung up; the backend stopped its work
-            self._recorder.record_nowait(
-                self._event(ctx, call, backend, 499, "client_closed", False)
-            )
-            raise
+        call = BackendCall(endpoint, req.model, req, body, ctx.request_id, beta=ctx.beta)
+        data = await self._guarded(ctx, call, backend, backend.complete(call), stream=False)
         await self.record(ctx, call, backend, 200, None, stream=False)
         return data
 
@@ -108,18 +102,35 @@ class ChatService:
     ) -> AsyncIterator[bytes]:
         """Admit the call; errors before the first byte raise here (and are recorded)."""
         backend = self.backend_for(req.model)
-        call = BackendCall(endpoint, req.model, req, body, ctx.request_id)
+        call = BackendCall(endpoint, req.model, req, body, ctx.request_id, beta=ctx.beta)
+        events = await self._guarded(ctx, call, backend, backend.stream(call), stream=True)
+        return self._metered(ctx, call, backend, events)
+
+    async def _guarded(
+        self,
+        ctx: RequestContext,
+        call: BackendCall,
+        backend: ChatBackend,
+        work: Awaitable[T],
+        *,
+        stream: bool,
+    ) -> T:
+        """Await a backend call; whatever happens, the request leaves its usage record."""
         try:
-            events = await backend.stream(call)
+            return await work
         except SeekportError as exc:
-            await self.record(ctx, call, backend, exc.status_code, exc.code, stream=True)
+            await self._record_quietly(ctx, call, backend, exc.status_code, exc.code, stream)
             raise
-        except asyncio.CancelledError:  # the client hung up before the backend answered
+        except asyncio.CancelledError:  # the client hung up; the backend stopped its work
             self._recorder.record_nowait(
-                self._event(ctx, call, backend, 499, "client_closed", True)
+                self._event(ctx, call, backend, 499, "client_closed", stream)
             )
             raise
-        return self._metered(ctx, call, backend, events)
+        except Exception as exc:
+            log.exception("backend failure", extra={"fields": {"request_id": ctx.request_id}})
+            err = _internal(ctx)
+            await self._record_quietly(ctx, call, backend, err.status_code, err.code, stream)
+            raise err from exc
 
     async def _metered(
         self,
@@ -128,34 +139,38 @@ class ChatService:
         backend: ChatBackend,
         events: AsyncIterator[bytes],
     ) -> AsyncIterator[bytes]:
-        recorded = False
+        finished = False
         sent = False
+        err: SeekportError | None = None
         try:
-            async for ev in events:
-                sent = True
-                yield ev
-            recorded = True
-            await self.record(ctx, call, backend, 200, None, stream=True)
-            yield sse.DONE
-        except SeekportError as exc:
-            recorded = True
-            await self.record(ctx, call, backend, exc.status_code, exc.code, stream=True)
+            try:
+                async for ev in events:
+                    sent = True
+                    yield ev
+            except SeekportError as exc:
+                err = exc
+            except Exception:
+                log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})
+                err = _internal(ctx)
+            finished = True
+            if err is None:
+                try:
+                    await self.record(ctx, call, backend, 200, None, stream=True)
+                except SeekportError as exc:  # fail closed: no [DONE] without a record
+                    yield error_event(exc)
+                    return
+                yield sse.DONE
+                return
+            await self._record_quietly(ctx, call, backend, err.status_code, err.code, True)
             if not sent:
-                raise  # nothing sent yet: the route answers with the error's own status
+                raise err  # nothing sent yet: the route answers with the error's own status
             log.warning(
                 "stream failed after its first byte",
-                extra={"fields": {"request_id": ctx.request_id, "error": exc.code}},
+                extra={"fields": {"request_id": ctx.request_id, "error": err.code}},
             )
-            yield error_event(exc)
-        except Exception:
-            recorded = True
-            log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})
-            await self.record(ctx, call, backend, 500, "internal_error", stream=True)
-            yield error_event(
-                SeekportError(f"internal error; see the server log for request {ctx.request_id}")
-            )
+            yield error_event(err)
         finally:
-            if not recorded:  # client went away (generator closed or task cancelled)
+            if not finished:  # client went away (generator closed or task cancelled)
                 self._recorder.record_nowait(
                     self._event(ctx, call, backend, 499, "client_closed", True)
                 )
@@ -225,7 +240,28 @@ class ChatService:
     async def record_rejection(
         self, ctx: RequestContext, model: str | None, status: int, code: str | None
     ) -> None:
-        """A request refused before any backend was chosen (bad key, bad body) is recorded too."""
+        """A request refused before any backend was chosen (bad key, bad body) is recorded too.
+
+        Best effort: the refusal itself is the answer, a storage failure must not replace it.
+        """
         ev = self._event(ctx, None, None, status, code, False)
         ev.model = model
-        await self._recorder.record(ev)
+        try:
+            await self._recorder.record(ev)
+        except SeekportError:
+            log.warning("rejection not recorded", extra={"fields": {"request_id": ctx.request_id}})
+
+    async def _record_quietly(
+        self,
+        ctx: RequestContext,
+        call: BackendCall,
+        backend: ChatBackend,
+        status: int,
+        code: str | None,
+        stream: bool,
+    ) -> None:
+        """Record a failed call; the call's own error, not a storage error, goes to the client."""
+        try:
+            await self.record(ctx, call, backend, status, code, stream=stream)
+        except SeekportError:
+            log.warning("failure not recorded", extra={"fields": {"request_id": ctx.request_id}})

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-MAX_STOP_SEQUENCES = 16
+from seekport.protocol.common import WIRE, GenerationRequest
+
 MAX_TOOLS = 128
 
 
 class TextPart(BaseModel):
     """One text part of an array ``content`` (OpenAI accepts these; we flatten them)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = WIRE
     type: Literal["text"]
     text: str
 
 
 class FunctionCall(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = WIRE
     name: str
     arguments: str = ""
 
 
 class ToolCall(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = WIRE
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
@@ -34,7 +35,7 @@ class ToolCall(BaseModel):
 class ChatMessage(BaseModel):
     """One message of the conversation. ``developer`` is mapped to ``system``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = WIRE
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[TextPart] | None = None
     name: str | None = None
@@ -60,19 +61,14 @@ class ChatMessage(BaseModel):
         return "".join(p.text for p in self.content)
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    include_usage: bool | None = False
-
-
 class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = WIRE
     type: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: dict[str, Any] | None = None
 
 
 class FunctionDef(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = WIRE
     name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
     description: str | None = None
     parameters: dict[str, Any] | None = None
@@ -80,26 +76,22 @@ class FunctionDef(BaseModel):
 
 
 class Tool(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = WIRE
     type: Literal["function"] = "function"
     function: FunctionDef
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(GenerationRequest):
     """Body of ``POST /chat/completions``. Unknown fields are kept (``model_extra``)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = WIRE
 
-    model: Annotated[str, Field(min_length=1, max_length=256)]
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     response_format: ResponseFormat | None = None
-    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     top_k: Annotated[int, Field(ge=0)] | None = None
@@ -113,16 +105,6 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
 
-    @field_validator("stop")
-    @classmethod
-    def _no_empty_stop(cls, v: str | list[str] | None) -> str | list[str] | None:
-        if v is None:
-            return None
-        items = [v] if isinstance(v, str) else v
-        if any(s == "" for s in items):
-            raise ValueError("stop sequences must not be empty strings")
-        return v
-
     @model_validator(mode="after")
     def _cross_field(self) -> ChatCompletionRequest:
         if self.top_logprobs is not None and self.top_logprobs > 0 and not self.logprobs:
@@ -130,15 +112,5 @@ class ChatCompletionRequest(BaseModel):
         return self
 
     @property
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
-
-    @property
     def output_limit(self) -> int | None:
         return self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
-
-    @property
-    def wants_usage_in_stream(self) -> bool:
-        return bool(self.stream_options and self.stream_options.include_usage)

@@ -62,12 +62,6 @@ class Metrics:
             "Usage records that could not be committed.",
             registry=r,
         )
-        self.engine_waiting = Gauge(
-            "seekport_engine_waiting",
-            "Requests waiting for the local engine.",
-            ["model"],
-            registry=r,
-        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -52,7 +52,7 @@ async def _parse(request: Request, model_cls: type[BaseModel]) -> tuple[Any, dic
     if req.model_extra:
         log.info(
             "unknown request fields accepted",
-            extra={"fields": {"fields": sorted(req.model_extra)[:20]}},
+            extra={"fields": {"fields": [k[:64] for k in sorted(req.model_extra)[:20]]}},
         )
     return req, body
 
@@ -74,8 +74,8 @@ async def _serve(
         ctx.principal = await authenticate(request)
         req, body = await _parse(request, model_cls)
         model = req.model
-        request.scope["state"]["model"] = model
         svc.chat.backend_for(model)
+        request.scope["state"]["model"] = model  # a metrics label: known models only
     except SeekportError as exc:
         await svc.chat.record_rejection(ctx, model, exc.status_code, exc.code)
         raise

@@ -6,6 +6,7 @@ sampled token through llama.cpp's stopping-criteria hook.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -50,6 +51,43 @@ def resolve_model_path(path: str) -> Path:
     if not p.is_file():
         raise ConfigError(f"models[].path: no GGUF file at {p} (use `bundled` or a real path)")
     return p
+
+
+MAX_SCHEMA_CHARS = 16_384
+MAX_SCHEMA_REPEAT = 256  # minItems/maxItems/...: grammars expand these literally
+_REPEAT_KEYS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")
+
+
+def _check_bounds(node: object) -> None:
+    """Refuse schemas whose repetition counts would blow up the compiled grammar."""
+    if isinstance(node, dict):
+        for key in _REPEAT_KEYS:
+            value = node.get(key)
+            if isinstance(value, int) and value > MAX_SCHEMA_REPEAT:
+                raise InvalidRequestError(
+                    f"JSON schema {key}={value} exceeds {MAX_SCHEMA_REPEAT}",
+                    param="response_format",
+                )
+        for v in node.values():
+            _check_bounds(v)
+    elif isinstance(node, list):
+        for v in node:
+            _check_bounds(v)
+
+
+@functools.lru_cache(maxsize=64)
+def _compile_grammar(schema_json: str) -> Any:
+    """Compiled grammars are reusable: each generation starts its own sampler state."""
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    if schema_json == "{}":
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    try:
+        return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    except (ValueError, RuntimeError, KeyError, TypeError, RecursionError) as exc:
+        raise InvalidRequestError(
+            f"unsupported JSON schema: {exc}", param="response_format"
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +147,6 @@ class LlamaCppRunner:
     def supports_fim(self) -> bool:
         return all(t >= 0 for t in self._fim)
 
-    @property
-    def cached_tokens(self) -> list[int]:
-        return list(self._llm._input_ids)  # tokens whose KV the context holds now
-
     def prepare_chat(self, messages: list[dict[str, Any]]) -> PreparedPrompt:
         if self._formatter is None:
             raise InvalidRequestError("this model has no chat template; use /completions")
@@ -147,27 +181,21 @@ class LlamaCppRunner:
         ]
         return PreparedPrompt(tokens, [])
 
-    def token_id(self, text: str) -> int | None:
-        toks = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        return toks[0] if len(toks) == 1 else None
-
     def check_schema(self, schema: dict[str, Any] | None) -> None:
         """Raise InvalidRequestError now (before queueing) if the schema cannot be compiled."""
         self._grammar(schema)
 
     def _grammar(self, schema: dict[str, Any] | None) -> Any:
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
         if schema is None:
             return None
-        if not schema:
-            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        try:
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        text = json.dumps(schema, sort_keys=True)
+        if len(text) > MAX_SCHEMA_CHARS:
             raise InvalidRequestError(
-                f"unsupported JSON schema: {exc}", param="response_format"
-            ) from exc
+                f"the JSON schema is {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}",
+                param="response_format",
+            )
+        _check_bounds(schema)
+        return _compile_grammar(text)
 
     def generate(self, seq: Sequence) -> Iterator[TokenDelta]:
         """Blocking: yields one delta per sampled token until the sequence finishes.

@@ -26,7 +26,6 @@ class CallStats:
     cached_tokens: int = 0
     first_token_at: float | None = None  # time.perf_counter() of the first output token
     finish_reason: str | None = None
-    upstream: str | None = None
 
 
 @dataclass(slots=True)
@@ -37,6 +36,7 @@ class BackendCall:
     body: dict[str, Any]  # the raw JSON body, unknown fields included
     request_id: str
     stats: CallStats = field(default_factory=CallStats)
+    beta: bool = False  # arrived under /beta (DeepSeek's FIM and prefix completion)
 
 
 class ChatBackend(Protocol):

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from seekport.config import ModelConfig
-from seekport.errors import ContextLengthExceededError, InvalidRequestError
+from seekport.errors import ContextLengthExceededError, InvalidRequestError, OverloadedError
 from seekport.gateway.backends.base import BackendCall
+from seekport.gateway.backends.local_shapes import ChunkWriter, chat_logprob, completion_logprobs
 from seekport.protocol import sse
 from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.completions import CompletionRequest
@@ -30,6 +31,14 @@ if TYPE_CHECKING:
     from seekport.engine.sequence import TokenDelta
 
 KEEP_ALIVE_S = 10.0
+# OpenAI parameters that change results and that this engine cannot honour (yet).
+# Each maps to the one value that changes nothing.
+_UNSUPPORTED_EXTRAS: dict[str, object] = {
+    "best_of": 1,
+    "modalities": ["text"],
+    "audio": None,
+    "prediction": None,
+}
 
 
 @dataclass(slots=True)
@@ -41,19 +50,6 @@ class _Output:
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish: str = "stop"
     reasoning_tokens: int = 0
-
-
-def _chat_logprob(entry: dict[str, Any], top_n: int) -> dict[str, Any]:
-    tok = entry["token"]
-    top = sorted(entry["top"].items(), key=lambda kv: -kv[1])[:top_n]
-    return {
-        "token": tok,
-        "logprob": entry["logprob"],
-        "bytes": list(tok.encode("utf-8")),
-        "top_logprobs": [
-            {"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))} for t, lp in top
-        ],
-    }
 
 
 class LocalBackend:
@@ -88,19 +84,10 @@ class LocalBackend:
     def ready(self) -> bool:
         return self._engine is not None
 
-    @property
-    def waiting(self) -> int:
-        return self._engine.waiting if self._engine else 0
-
     # ---- request → sequence
 
-    def _params(
-        self, req: ChatCompletionRequest | CompletionRequest, prompt_len: int, stop: list[str]
-    ) -> SamplingParams:
-        from seekport.engine.sampling import SamplingParams
-
-        cfg = self._cfg
-        n_ctx = cfg.context_length
+    def _max_tokens(self, req: ChatCompletionRequest | CompletionRequest, prompt_len: int) -> int:
+        n_ctx = self._cfg.context_length
         room = n_ctx - prompt_len
         if room <= 0:
             raise ContextLengthExceededError(
@@ -109,6 +96,11 @@ class LocalBackend:
                 param="messages",
             )
         asked = req.max_tokens if isinstance(req, CompletionRequest) else req.output_limit
+        cap = self._cfg.max_output_tokens
+        if asked is not None and asked > cap:
+            raise InvalidRequestError(
+                f"max_tokens is {asked}; this model allows at most {cap}", param="max_tokens"
+            )
         if asked is not None and prompt_len + asked > n_ctx:
             raise ContextLengthExceededError(
                 f"This model's maximum context length is {n_ctx} tokens. However, you requested "
@@ -116,36 +108,70 @@ class LocalBackend:
                 f"max_tokens). Reduce the prompt or max_tokens.",
                 param="max_tokens",
             )
-        default = 16 if isinstance(req, CompletionRequest) else self._cfg.max_output_tokens
-        max_tokens = min(asked if asked is not None else default, room, self._cfg.max_output_tokens)
+        default = 16 if isinstance(req, CompletionRequest) else cap
+        return min(asked if asked is not None else default, room)
+
+    @staticmethod
+    def _reject_unsupported(req: ChatCompletionRequest | CompletionRequest, model: str) -> None:
+        """Result-changing parameters the local engine cannot honour are refused, not ignored."""
+        extra = req.model_extra or {}
+        for name, harmless in _UNSUPPORTED_EXTRAS.items():
+            if extra.get(name) not in (None, harmless):
+                raise InvalidRequestError(
+                    f"'{name}' is not supported by the local model '{model}'", param=name
+                )
+        if isinstance(req, CompletionRequest):
+            if req.echo:
+                raise InvalidRequestError("echo is not supported by local models", param="echo")
+            return
+        if req.tools and req.tool_choice != "none":
+            raise InvalidRequestError(
+                f"model '{model}' (local) does not support tools yet", param="tools"
+            )
+        if any(m.prefix for m in req.messages):
+            raise InvalidRequestError(
+                f"chat prefix completion is not supported by the local model '{model}'",
+                param="messages",
+            )
+
+    @staticmethod
+    def _structured(
+        req: ChatCompletionRequest | CompletionRequest,
+    ) -> tuple[dict[str, Any] | None, int | None, dict[int, float] | None]:
+        """(json_schema, top-n logprobs, logit_bias) asked for by the request."""
+        if isinstance(req, CompletionRequest):
+            return None, req.logprobs, None
         json_schema: dict[str, Any] | None = None
-        logprobs: int | None = None
+        rf = req.response_format
+        if rf is not None and rf.type == "json_object":
+            json_schema = {}
+        elif rf is not None and rf.type == "json_schema":
+            schema = (rf.json_schema or {}).get("schema")
+            if not isinstance(schema, dict):
+                raise InvalidRequestError(
+                    "response_format.json_schema.schema must be an object", param="response_format"
+                )
+            json_schema = schema
+        logprobs = max(1, req.top_logprobs or 0) if req.logprobs else None
         logit_bias: dict[int, float] | None = None
-        if isinstance(req, ChatCompletionRequest):
-            rf = req.response_format
-            if rf is not None and rf.type == "json_object":
-                json_schema = {}
-            elif rf is not None and rf.type == "json_schema":
-                schema = (rf.json_schema or {}).get("schema")
-                if not isinstance(schema, dict):
-                    raise InvalidRequestError(
-                        "response_format.json_schema.schema must be an object",
-                        param="response_format",
-                    )
-                json_schema = schema
-            if req.logprobs:
-                logprobs = max(1, req.top_logprobs or 0)
-            if req.logit_bias:
-                try:
-                    logit_bias = {int(k): v for k, v in req.logit_bias.items()}
-                except ValueError as exc:
-                    raise InvalidRequestError(
-                        "logit_bias keys must be token ids", param="logit_bias"
-                    ) from exc
-        elif req.logprobs:
-            logprobs = req.logprobs
+        if req.logit_bias:
+            try:
+                logit_bias = {int(k): v for k, v in req.logit_bias.items()}
+            except ValueError as exc:
+                raise InvalidRequestError(
+                    "logit_bias keys must be token ids", param="logit_bias"
+                ) from exc
+        return json_schema, logprobs, logit_bias
+
+    def _params(
+        self, req: ChatCompletionRequest | CompletionRequest, prompt_len: int, stop: list[str]
+    ) -> SamplingParams:
+        from seekport.engine.sampling import SamplingParams
+
+        cfg = self._cfg
+        json_schema, logprobs, logit_bias = self._structured(req)
         return SamplingParams(
-            max_tokens=max_tokens,
+            max_tokens=self._max_tokens(req, prompt_len),
             temperature=cfg.default_temperature if req.temperature is None else req.temperature,
             top_p=cfg.default_top_p if req.top_p is None else req.top_p,
             top_k=cfg.default_top_k if req.top_k is None else req.top_k,
@@ -160,23 +186,22 @@ class LocalBackend:
         )
 
     def _sequence(self, call: BackendCall) -> Any:
+        """Template, tokenize, validate: CPU work, run off the event loop."""
         from seekport.engine.sequence import Sequence
 
         assert self._runner is not None
         req = call.request
+        assert isinstance(req, ChatCompletionRequest | CompletionRequest)
+        self._reject_unsupported(req, self.model)
         if isinstance(req, ChatCompletionRequest):
-            if req.tools and req.tool_choice != "none":
-                raise InvalidRequestError(
-                    f"model '{self.model}' (local) does not support tools yet", param="tools"
-                )
             messages = [
                 {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                 for m in req.messages
             ]
             prepared = self._runner.prepare_chat(messages)
         else:
-            assert isinstance(req, CompletionRequest)
             prepared = self._runner.prepare_text(req.prompt_text, req.suffix)
+        call.stats.prompt_tokens = len(prepared.tokens)
         params = self._params(req, len(prepared.tokens), prepared.stop)
         if params.json_schema:
             self._runner.check_schema(params.json_schema)
@@ -193,7 +218,7 @@ class LocalBackend:
 
     async def complete(self, call: BackendCall) -> bytes:
         assert self._engine is not None
-        seq = self._sequence(call)
+        seq = await asyncio.to_thread(self._sequence, call)
         stream = self._engine.submit(seq)
         out = _Output()
         parser = self._parser() if call.endpoint == "chat" else None
@@ -227,12 +252,14 @@ class LocalBackend:
             out.logprobs.extend(
                 delta.logprobs
                 if endpoint == "completion"
-                else [_chat_logprob(e, top_n) for e in delta.logprobs]
+                else [chat_logprob(e, top_n) for e in delta.logprobs]
             )
         if delta.finish_reason:
             out.finish = delta.finish_reason
 
     def _account(self, call: BackendCall, seq: Any, delta: TokenDelta) -> None:
+        if delta.finish_reason == "cancelled":  # the engine is shutting down under us
+            raise OverloadedError("the server is shutting down; retry", retry_after=1)
         if call.stats.first_token_at is None and (delta.text or delta.finish_reason):
             call.stats.first_token_at = time.perf_counter()
         if delta.finish_reason:
@@ -263,14 +290,7 @@ class LocalBackend:
         cid = "chatcmpl-" + uuid.uuid4().hex
         text = "".join(out.content)
         if call.endpoint == "completion":
-            lp = None
-            if out.logprobs:
-                lp = {
-                    "tokens": [e["token"] for e in out.logprobs],
-                    "token_logprobs": [e["logprob"] for e in out.logprobs],
-                    "top_logprobs": [e["top"] for e in out.logprobs],
-                    "text_offset": [],
-                }
+            lp = completion_logprobs(out.logprobs, 0) if out.logprobs else None
             return {
                 "id": "cmpl-" + uuid.uuid4().hex,
                 "object": "text_completion",
@@ -306,111 +326,57 @@ class LocalBackend:
 
     async def stream(self, call: BackendCall) -> AsyncIterator[bytes]:
         assert self._engine is not None
-        seq = self._sequence(call)
+        seq = await asyncio.to_thread(self._sequence, call)
         stream = self._engine.submit(seq)
         return self._events(call, seq, stream)
 
     async def _events(self, call: BackendCall, seq: Any, stream: Any) -> AsyncIterator[bytes]:
         chat = call.endpoint == "chat"
-        created = int(time.time())
-        cid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
-        head = {
-            "id": cid,
-            "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
-        }
-        top_n = getattr(call.request, "top_logprobs", None) or 0
-        parser = self._parser() if chat else None
-        wants_usage = bool(getattr(call.request, "wants_usage_in_stream", False))
-
-        def chunk(
-            delta: dict[str, Any] | None,
-            finish: str | None = None,
-            logprobs: Any = None,
-            text: str = "",
-        ) -> bytes:
-            choice: dict[str, Any] = (
-                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
-                if chat
-                else {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
-            )
-            return sse.event(orjson.dumps({**head, "choices": [choice]}))
-
-        it = aiter(stream)
-        nxt: asyncio.Future[Any] | None = None
-        reasoning_tokens = 0
+        writer = ChunkWriter(
+            model=self.model,
+            fingerprint=self.fingerprint,
+            chat=chat,
+            wants_usage=bool(getattr(call.request, "wants_usage_in_stream", False)),
+            top_n=getattr(call.request, "top_logprobs", None) or 0,
+            parser=self._parser() if chat else None,
+        )
         try:
             if chat:
-                yield chunk({"role": "assistant", "content": ""})
-            while True:
-                nxt = asyncio.ensure_future(anext(it))
-                while not nxt.done():
-                    done, _ = await asyncio.wait({nxt}, timeout=KEEP_ALIVE_S)
-                    if not done:
-                        yield sse.KEEP_ALIVE  # still queued behind other requests
-                try:
-                    delta = nxt.result()
-                except StopAsyncIteration:
-                    break
+                yield writer.role()
+            async for delta in _with_keepalive(aiter(stream)):
+                if delta is None:
+                    yield sse.KEEP_ALIVE  # still queued behind other requests
+                    continue
                 self._account(call, seq, delta)
-                if parser is not None:
-                    reasoning_tokens += int(not parser.in_content)
-                event = self._delta_events(chunk, delta, parser, top_n, chat)
+                event = writer.delta(delta)
                 if event:
                     yield event
-            if parser is not None:
-                r, c = parser.flush()
-                if r or c:
-                    yield chunk({k: v for k, v in (("reasoning_content", r), ("content", c)) if v})
+            tail = writer.flush()
+            if tail:
+                yield tail
             self._finish_stats(call, seq)
-            finish = call.stats.finish_reason or "stop"
-            usage = self._usage(call, seq, reasoning_tokens if self._cfg.reasoning else None)
-            if chat:
-                last = orjson.dumps(
-                    {
-                        **head,
-                        "choices": [
-                            {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
-                        ],
-                        "usage": usage if not wants_usage else None,
-                    }
-                )
-                yield sse.event(last)
-            else:
-                yield chunk(None, finish)
-            if wants_usage:
-                yield sse.event(orjson.dumps({**head, "choices": [], "usage": usage}))
+            reasoning = writer.reasoning_tokens if self._cfg.reasoning else None
+            yield writer.finish(
+                call.stats.finish_reason or "stop", self._usage(call, seq, reasoning)
+            )
         finally:
             stream.close()
-            if nxt is not None and not nxt.done():
-                nxt.cancel()
 
-    def _delta_events(
-        self, chunk: Any, delta: TokenDelta, parser: ReasoningParser | None, top_n: int, chat: bool
-    ) -> bytes:
-        if not chat:
-            lp = None
-            if delta.logprobs:
-                lp = {
-                    "tokens": [e["token"] for e in delta.logprobs],
-                    "token_logprobs": [e["logprob"] for e in delta.logprobs],
-                    "top_logprobs": [e["top"] for e in delta.logprobs],
-                    "text_offset": [],
-                }
-            return chunk(None, None, lp, delta.text) if (delta.text or lp) else b""
-        lp = (
-            {"content": [_chat_logprob(e, top_n) for e in delta.logprobs]}
-            if delta.logprobs
-            else None
-        )
-        if parser is not None:
-            r, c = parser.feed(delta.text)
-            d = {k: v for k, v in (("reasoning_content", r), ("content", c)) if v}
-        else:
-            d = {"content": delta.text} if delta.text else {}
-        if not d and lp is None:
-            return b""
-        event: bytes = chunk(d or {"content": ""}, None, lp)
-        return event
+
+async def _with_keepalive(it: AsyncIterator[TokenDelta]) -> AsyncIterator[TokenDelta | None]:
+    """The deltas of ``it``, with a None every KEEP_ALIVE_S while none arrives."""
+    nxt: asyncio.Future[TokenDelta] | None = None
+    try:
+        while True:
+            nxt = asyncio.ensure_future(anext(it))
+            while not nxt.done():
+                done, _ = await asyncio.wait({nxt}, timeout=KEEP_ALIVE_S)
+                if not done:
+                    yield None
+            try:
+                yield nxt.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        if nxt is not None and not nxt.done():
+            nxt.cancel()

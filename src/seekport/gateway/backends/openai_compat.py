@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from multidict import CIMultiDictProxy
 from seekport.config import ModelConfig
 from seekport.errors import (
     InvalidRequestError,
+    OverloadedError,
     SeekportError,
     UpstreamError,
     UpstreamStatusError,
@@ -39,14 +41,19 @@ log = logging.getLogger("seekport.upstream")
 
 _PATHS = {"chat": "/chat/completions", "completion": "/completions"}
 _MAX_ERROR_BODY = 64 * 1024
+_MAX_BODY = 64 * 1024 * 1024  # a non-stream answer larger than this is not a chat completion
+_MAX_EVENT = 8 * 1024 * 1024  # one SSE event; an upstream that never ends one is cut off
 
 
 def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
     value = headers.get("retry-after")
     try:
-        return max(0.0, float(value)) if value else None
+        seconds = float(value) if value else None
     except ValueError:
+        return None  # an HTTP date or garbage: the caller falls back to its default
+    if seconds is None or not math.isfinite(seconds):
         return None
+    return min(3600.0, max(1.0, seconds))
 
 
 def _status_error(status: int, headers: CIMultiDictProxy[str], body: bytes) -> SeekportError:
@@ -114,8 +121,10 @@ class OpenAICompatBackend:
         self._headers = {"content-type": "application/json"}
         if key:
             self._headers["authorization"] = f"Bearer {key}"
-        self.endpoint = cfg.base_url
         self._urls = {name: cfg.base_url + path for name, path in _PATHS.items()}
+        self._beta_urls = {name: cfg.base_url + "/beta" + path for name, path in _PATHS.items()}
+        self._in_flight = 0
+        self._max_in_flight = cfg.max_connections + cfg.max_waiting
 
     async def start(self) -> None:
         if self._session is None:
@@ -156,12 +165,26 @@ class OpenAICompatBackend:
     def _fail(self, reason: str) -> None:
         self._metrics.upstream_errors.labels(self.kind, reason).inc()
 
+    def _admit(self) -> None:
+        """Bound the calls in flight to this upstream (connections + a waiting line)."""
+        if self._in_flight >= self._max_in_flight:
+            self._fail("overloaded")
+            raise OverloadedError(
+                f"model '{self.model}' is overloaded: {self._in_flight} calls are in flight; "
+                "retry later",
+                retry_after=1,
+            )
+        self._in_flight += 1
+
+    def _done(self) -> None:
+        self._in_flight -= 1
+
     async def _send(self, call: BackendCall, stream: bool) -> aiohttp.ClientResponse:
         if self._session is None:
             raise UpstreamError(f"upstream for '{self.model}' is not started")
         try:
             resp = await self._session.post(
-                self._urls[call.endpoint],
+                (self._beta_urls if call.beta else self._urls)[call.endpoint],
                 data=self._payload(call, stream),
                 headers={**self._headers, "x-request-id": call.request_id},
                 allow_redirects=False,
@@ -187,14 +210,21 @@ class OpenAICompatBackend:
 
     async def _read_bounded(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
-            return await resp.content.read(_MAX_ERROR_BODY)
+            return await _read_body(resp, _MAX_ERROR_BODY, truncate=True)
         except (aiohttp.ClientError, TimeoutError):
             return b""  # an error body cut short still maps to the status
 
     async def complete(self, call: BackendCall) -> bytes:
+        self._admit()
+        try:
+            return await self._complete(call)
+        finally:
+            self._done()
+
+    async def _complete(self, call: BackendCall) -> bytes:
         resp = await self._send(call, stream=False)
         try:
-            data = await resp.read()
+            data = await _read_body(resp, _MAX_BODY, truncate=False)
         except TimeoutError as exc:
             self._fail("timeout")
             raise UpstreamTimeoutError(f"upstream for '{self.model}' stalled mid-response") from exc
@@ -221,7 +251,12 @@ class OpenAICompatBackend:
     async def stream(self, call: BackendCall) -> AsyncIterator[bytes]:
         if call.endpoint not in _PATHS:
             raise InvalidRequestError(f"unsupported endpoint {call.endpoint}")
-        resp = await self._send(call, stream=True)
+        self._admit()
+        try:
+            resp = await self._send(call, stream=True)
+        except BaseException:
+            self._done()
+            raise
         return self._events(call, resp)
 
     async def _events(
@@ -237,6 +272,8 @@ class OpenAICompatBackend:
             async for chunk in resp.content.iter_any():
                 buf += chunk
                 if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
+                    if len(buf) > _MAX_EVENT:
+                        raise UpstreamError(f"upstream for '{self.model}' sent an oversized event")
                     continue
                 buf = buf.replace(b"\r\n", b"\n")
                 *events, buf = buf.split(b"\n\n")
@@ -258,6 +295,7 @@ class OpenAICompatBackend:
             self._fail("stream_broken")
             raise UpstreamError(f"upstream for '{self.model}' broke off the stream") from exc
         finally:
+            self._done()
             if not released:
                 resp.close()  # sync: safe even while the task is being cancelled
         if not done:
@@ -276,6 +314,8 @@ class OpenAICompatBackend:
             if payload == b"[DONE]":
                 return b"".join(out), True
             if self._inspect(payload, stats, meter):
+                if b"\n" in payload:  # a multi-line data field: one line per SSE event
+                    payload = orjson.dumps(orjson.loads(payload))
                 out.append(sse.event(self._fix_model(payload)))
         return b"".join(out), False
 
@@ -332,6 +372,23 @@ def _has_output(choice: dict[str, Any]) -> bool:
         )
         or choice.get("text")
     )
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int, *, truncate: bool) -> bytes:
+    """The whole body, at most ``limit`` bytes (cut there, or an UpstreamError)."""
+    if not truncate and (resp.content_length or 0) > limit:
+        raise UpstreamError("the upstream sent an oversized body")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            if truncate:
+                parts.append(chunk[: len(chunk) - (size - limit)])
+                break
+            raise UpstreamError("the upstream sent an oversized body")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _data_of(event: bytes) -> bytes | None:

@@ -8,9 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from seekport.store.sql.db import Database
 from seekport.store.sql.tables import api_keys, usage_records
+
+
+class DuplicateRecordError(Exception):
+    """A row with the same unique key exists already."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +86,9 @@ class KeyRepository:
             )
         return bool(res.rowcount)
 
-    async def count_active(self) -> int:
+    async def count_all(self) -> int:
         async with self._db.engine.connect() as conn:
-            n = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(api_keys)
-                    .where(api_keys.c.revoked_at.is_(None))
-                )
-            ).scalar_one()
+            n = (await conn.execute(select(func.count()).select_from(api_keys))).scalar_one()
         return int(n)
 
 
@@ -99,8 +98,11 @@ class UsageRepository:
 
     async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
         """Commit rows in one transaction (group commit); a duplicate request id fails all."""
-        async with self._db.engine.begin() as conn:
-            await conn.execute(insert(usage_records), list(rows))
+        try:
+            async with self._db.engine.begin() as conn:
+                await conn.execute(insert(usage_records), list(rows))
+        except IntegrityError as exc:
+            raise DuplicateRecordError(str(exc.orig)) from exc
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
         async with self._db.engine.connect() as conn:

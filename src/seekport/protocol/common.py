@@ -1,0 +1,50 @@
+"""What chat and text completions share: strict wire config, stop sequences, stream options."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_STOP_SEQUENCES = 16
+MAX_STOP_CHARS = 256
+
+# Wire models are strict (a string "1.3" is not a temperature) and keep unknown fields, which
+# are logged and forwarded to remote upstreams.
+WIRE = ConfigDict(extra="allow", strict=True)
+
+StopItem = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+
+
+class StreamOptions(BaseModel):
+    model_config = WIRE
+    include_usage: bool | None = False
+
+
+class GenerationRequest(BaseModel):
+    """Fields and helpers common to ``/chat/completions`` and ``/completions``."""
+
+    model_config = WIRE
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    stop: StopItem | Annotated[list[StopItem], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _no_empty_stop(cls, v: object) -> object:
+        items = v if isinstance(v, list) else [v]
+        if any(s == "" for s in items):
+            raise ValueError("stop sequences must not be empty strings")
+        return v
+
+    @property
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def wants_usage_in_stream(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
