@@ -37,10 +37,19 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 
 
 def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         return asyncio.run(factory())  # type: ignore[arg-type]
     except SeekportError as exc:
         typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    except (OSError, SQLAlchemyError) as exc:
+        typer.echo(
+            f"error: cannot use the database ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "check database_url / --database-url and that the server is running",
+            err=True,
+        )
         raise typer.Exit(1) from exc
 
 
@@ -56,6 +65,19 @@ async def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T
         await db.close()
 
 
+def _check_models(settings: Settings) -> None:
+    """Fail before binding the port, with the fix, when a local model file is missing."""
+    from seekport.gateway.backends.local import check_model_file
+
+    for m in settings.models:
+        if m.backend == "local":
+            try:
+                check_model_file(m)
+            except ConfigError as exc:
+                typer.echo(f"error: model '{m.name}': {exc.message}", err=True)
+                raise typer.Exit(2) from exc
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
@@ -63,6 +85,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
 ) -> None:
     """Start the API server (the bundled model when no config is given)."""
     import uvicorn
@@ -70,8 +93,16 @@ def serve(
     from seekport.api import create_app
     from seekport.telemetry.logging import configure_logging
 
-    settings = _settings(config, host=host, port=port, data_dir=data_dir, database_url=database_url)
+    settings = _settings(
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        log_level=log_level,
+    )
     configure_logging(settings.log_level)
+    _check_models(settings)
     if settings.bootstrap_admin_key:
 
         async def bootstrap(keys: Any) -> str | None:

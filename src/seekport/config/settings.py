@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
+_ASYNC_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
 
 def usable_cores() -> int:
@@ -181,6 +182,25 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(v)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL: {exc}") from exc
+        if url.drivername not in _ASYNC_DRIVERS:
+            raise ValueError(
+                f"driver '{url.drivername}' is not supported; use one of "
+                f"{', '.join(_ASYNC_DRIVERS)} (e.g. postgresql+asyncpg://127.0.0.1:5432/test)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _check_groups(self) -> Settings:

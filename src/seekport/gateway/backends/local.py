@@ -52,6 +52,13 @@ class _Output:
     reasoning_tokens: int = 0
 
 
+def check_model_file(cfg: ModelConfig) -> None:
+    """Raise ConfigError now if a local model's GGUF cannot be found (before serving)."""
+    from seekport.engine.runners.llamacpp import resolve_model_path
+
+    resolve_model_path(cfg.path)
+
+
 class LocalBackend:
     kind = "local"
 
