@@ -14,7 +14,8 @@ import logging
 from dataclasses import asdict, dataclass
 
 from seekport.errors import OverloadedError
-from seekport.store.sql import DuplicateRecordError, UsageRepository
+from seekport.store.protocols import UsageStore
+from seekport.store.sql import DuplicateRecordError
 from seekport.telemetry.metrics import Metrics
 
 log = logging.getLogger("seekport.accounting")
@@ -44,7 +45,7 @@ _Item = tuple[UsageEvent, asyncio.Future[None] | None]
 
 
 class UsageRecorder:
-    def __init__(self, repo: UsageRepository, metrics: Metrics, *, batch_max: int = 256) -> None:
+    def __init__(self, repo: UsageStore, metrics: Metrics, *, batch_max: int = 256) -> None:
         self._repo = repo
         self._metrics = metrics
         self._batch_max = batch_max

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from seekport.errors import AuthenticationError, InvalidRequestError
-from seekport.store.sql import ApiKeyRecord, KeyRepository
+from seekport.store.protocols import KeyStore
+from seekport.store.sql import ApiKeyRecord
 
 SECRET_PREFIX = "sk-sp-"  # noqa: S105 - a format marker, not a secret
 MAX_AUTH_HEADER = 512
@@ -36,7 +37,7 @@ def hash_secret(secret: str) -> str:
 
 
 class KeyService:
-    def __init__(self, repo: KeyRepository, *, cache_ttl_s: float = 1.0) -> None:
+    def __init__(self, repo: KeyStore, *, cache_ttl_s: float = 1.0) -> None:
         self._repo = repo
         self._ttl = cache_ttl_s
         self._known: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from seekport.api.deps import authenticate, context, services
 from seekport.errors import ModelNotFoundError
+from seekport.protocol.models import ModelCard, ModelList
 
 router = APIRouter()
 
 
-def _card(model: str, created: int, owned_by: str) -> dict[str, object]:
-    return {"id": model, "object": "model", "created": created, "owned_by": owned_by}
+def _card(model: str, created: int, owned_by: str) -> ModelCard:
+    return ModelCard(id=model, created=created, owned_by=owned_by)
 
 
 @router.get("/models", include_in_schema=False)
@@ -24,7 +24,7 @@ async def list_models(request: Request) -> Response:
     svc = services(request)
     owners = {m.name: m.owned_by for m in svc.settings.models}
     data = [_card(m, svc.started_at, owners.get(m, "seekport")) for m in svc.chat.model_ids()]
-    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+    return Response(ModelList(data=data).model_dump_json(), media_type="application/json")
 
 
 @router.get("/models/{model_id:path}", include_in_schema=False)
@@ -38,10 +38,8 @@ async def get_model(request: Request, model_id: str) -> Response:
             f"Model Not Exist: the model '{model_id}' does not exist", param="model"
         )
     owners = {m.name: m.owned_by for m in svc.settings.models}
-    return Response(
-        orjson.dumps(_card(model_id, svc.started_at, owners[model_id])),
-        media_type="application/json",
-    )
+    card = _card(model_id, svc.started_at, owners[model_id])
+    return Response(card.model_dump_json(), media_type="application/json")
 
 
 @router.get("/health/live")
