@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -52,12 +52,22 @@ def _upgrade(sync_conn: Connection) -> None:
 
 
 class Database:
-    """Owns the async engine. ``open()`` creates the SQLite directory and migrates to head."""
+    """Owns the engines. ``open()`` creates the SQLite directory and migrates to head.
+
+    SQLite also gets a plain (sync) engine for the write-heavy usage path: aiosqlite pays a
+    thread hop per statement, while one ``asyncio.to_thread`` call runs a whole group commit.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._engine: AsyncEngine | None = None
+        self._sync: Engine | None = None
+
+    @property
+    def sync_engine(self) -> Engine | None:
+        """SQLite only: a sync engine over the same file; None on PostgreSQL."""
+        return self._sync
 
     @property
     def engine(self) -> AsyncEngine:
@@ -76,6 +86,8 @@ class Database:
         engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            self._sync = create_engine(self.url.replace("+aiosqlite", "", 1))
+            event.listen(self._sync, "connect", _sqlite_pragmas)
         self._engine = engine
         async with engine.connect() as conn:
             current = await conn.run_sync(_current_revision)
@@ -84,6 +96,9 @@ class Database:
                 await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
+        if self._sync is not None:
+            self._sync.dispose()
+            self._sync = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

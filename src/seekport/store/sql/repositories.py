@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from seekport.store.sql.db import Database
@@ -99,10 +101,19 @@ class UsageRepository:
     async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
         """Commit rows in one transaction (group commit); a duplicate request id fails all."""
         try:
-            async with self._db.engine.begin() as conn:
-                await conn.execute(insert(usage_records), list(rows))
+            sync = self._db.sync_engine
+            if sync is not None:
+                await asyncio.to_thread(self._insert_sync, sync, list(rows))
+            else:
+                async with self._db.engine.begin() as conn:
+                    await conn.execute(insert(usage_records), list(rows))
         except IntegrityError as exc:
             raise DuplicateRecordError(str(exc.orig)) from exc
+
+    @staticmethod
+    def _insert_sync(engine: Engine, rows: list[dict[str, Any]]) -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(usage_records), rows)
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
         async with self._db.engine.connect() as conn:
