@@ -10,14 +10,31 @@ from seekport.engine.sampling import SamplingParams
 
 @dataclass(slots=True, eq=False)  # identity semantics: sequences live in sets
 class Sequence:
-    """One generation request. ``prompt_tokens`` are final (template applied, FIM built)."""
+    """One generation request. ``prompt_tokens`` are final (template applied, FIM built).
+
+    Invariant while running: the KV cache of ``slot`` holds ``prompt_tokens + output_tokens``
+    up to position ``num_computed``; the last sampled token is not in it until decoded.
+    """
 
     request_id: str
     prompt_tokens: list[int]
     params: SamplingParams
-    cached_tokens: int = 0  # prompt tokens whose KV was reused (filled by the runner)
+    cached_tokens: int = 0  # prompt tokens whose KV was reused from an earlier request
     completion_tokens: int = 0  # sampled tokens, EOS included (as vLLM counts)
-    cancelled: bool = False
+    cancelled: bool = False  # set by the client side; honoured at the next step
+    output_tokens: list[int] = field(default_factory=list)
+    num_computed: int = 0  # tokens whose KV is in the cache
+    slot: int = -1  # llama.cpp seq_id while running, else -1
+    finish_reason: str | None = None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.num_computed < len(self.prompt_tokens)
+
+    @property
+    def kv_need(self) -> int:
+        """KV cells this sequence may use at most: its reservation."""
+        return len(self.prompt_tokens) + self.params.max_tokens
 
 
 @dataclass(slots=True)

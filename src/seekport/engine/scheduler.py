@@ -1,0 +1,187 @@
+"""Continuous batching: which tokens of which sequences go into the next llama.cpp batch.
+
+Pure Python, no model. One ``schedule()`` call plans one step:
+
+1. every running sequence past its prefill decodes one token (its last sampled one);
+2. sequences still prefilling get the next chunk of their prompt, within the step's token
+   budget, so long prompts never stall running streams;
+3. waiting sequences are admitted first-come, first-served while a slot, KV cells and budget
+   remain (the head of the line is never overtaken, so nobody starves).
+
+KV cells are reserved at admission for ``prompt + max_tokens``: a running sequence can never
+run out of cache mid-stream, so there is no preemption. A finished, stopped or cancelled
+sequence returns its reservation at once. What it computed stays in its slot as a prefix
+cache: the next sequence whose prompt starts the same way (a shared system prompt, the next
+turn of a conversation) takes that slot and skips the shared part. Idle caches are evicted,
+least recently used first, when cells are needed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from seekport.engine.sequence import Sequence
+from seekport.errors import OverloadedError
+
+
+@dataclass(slots=True)
+class SchedulerConfig:
+    max_num_seqs: int = 8  # sequences decoding together (llama.cpp n_seq_max)
+    max_kv_cells: int = 4096  # KV cache size in tokens, all sequences together
+    max_step_tokens: int = 512  # tokens per step (llama.cpp n_batch): decodes + prefill
+    max_waiting: int = 64  # waiting line; beyond it, 503
+
+
+@dataclass(slots=True)
+class Slot:
+    index: int  # the llama.cpp seq_id
+    tokens: list[int] = field(default_factory=list)  # tokens whose KV the slot holds
+    owner: Sequence | None = None
+    last_used: int = 0
+
+
+@dataclass(slots=True)
+class Work:
+    """Tokens of one sequence for this step: KV positions ``pos .. pos+len-1``."""
+
+    seq: Sequence
+    tokens: list[int]
+    pos: int
+    sample: bool  # logits wanted for the last token: a new token is sampled after it
+
+
+@dataclass(slots=True)
+class StepPlan:
+    work: list[Work] = field(default_factory=list)
+    # (slot, from_pos): drop the slot's KV from this position on before running the batch
+    evict: list[tuple[int, int]] = field(default_factory=list)
+    aborted: list[Sequence] = field(default_factory=list)  # cancelled since the last step
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(w.tokens) for w in self.work)
+
+    @property
+    def num_decode(self) -> int:
+        return sum(1 for w in self.work if w.pos >= len(w.seq.prompt_tokens))
+
+
+class Scheduler:
+    """Not thread-safe: owned by the engine loop. Other threads hand work over by queue."""
+
+    def __init__(self, cfg: SchedulerConfig) -> None:
+        self.cfg = cfg
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.slots = [Slot(i) for i in range(cfg.max_num_seqs)]
+        self.reserved = 0  # KV cells promised to running sequences
+        self._tick = 0
+
+    # ---- what the engine reports
+
+    @property
+    def kv_cells_used(self) -> int:
+        """Cells reserved by running sequences plus those held by idle prefix caches."""
+        return self.reserved + sum(len(s.tokens) for s in self.slots if s.owner is None)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    # ---- changes
+
+    def add(self, seq: Sequence) -> None:
+        if len(self.waiting) >= self.cfg.max_waiting:
+            raise OverloadedError(
+                f"{len(self.waiting)} requests are waiting for the engine; retry later",
+                retry_after=1,
+            )
+        if seq.kv_need > self.cfg.max_kv_cells:
+            raise ValueError("prompt + max_tokens exceeds the KV cache; check before adding")
+        self.waiting.append(seq)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        """Return the sequence's reservation; its computed KV stays as a prefix cache."""
+        seq.finish_reason = reason
+        if seq in self.running:
+            self.running.remove(seq)
+            self.reserved -= seq.kv_need
+            slot = self.slots[seq.slot]
+            slot.owner = None
+            self._tick += 1
+            slot.last_used = self._tick
+        elif seq in self.waiting:
+            self.waiting.remove(seq)
+
+    def schedule(self) -> StepPlan:
+        plan = StepPlan()
+        for seq in [s for s in (*self.running, *self.waiting) if s.cancelled]:
+            self.finish(seq, "cancelled")
+            plan.aborted.append(seq)
+        budget = self.cfg.max_step_tokens
+        for seq in self.running:
+            if not seq.prefilling:
+                plan.work.append(Work(seq, [seq.output_tokens[-1]], seq.num_computed, True))
+                budget -= 1
+        for seq in self.running:
+            if seq.prefilling and budget > 0:
+                budget -= self._prefill(plan, seq, budget)
+        while self.waiting and budget > 0 and len(self.running) < self.cfg.max_num_seqs:
+            if not self._admit(plan, self.waiting[0]):
+                break  # the head waits for cells; FIFO: nobody overtakes it
+            seq = self.waiting.popleft()
+            self.running.append(seq)
+            budget -= self._prefill(plan, seq, budget)
+        return plan
+
+    def complete(self, plan: StepPlan) -> None:
+        """The batch ran: its tokens are in the KV cache now."""
+        for w in plan.work:
+            w.seq.num_computed += len(w.tokens)
+            self.slots[w.seq.slot].tokens.extend(w.tokens)
+
+    # ---- internals
+
+    def _prefill(self, plan: StepPlan, seq: Sequence, budget: int) -> int:
+        start = seq.num_computed
+        chunk = seq.prompt_tokens[start : start + budget]
+        done = start + len(chunk) == len(seq.prompt_tokens)
+        plan.work.append(Work(seq, chunk, start, done))
+        return len(chunk)
+
+    def _admit(self, plan: StepPlan, seq: Sequence) -> bool:
+        free = [s for s in self.slots if s.owner is None]
+        # the idle slot sharing the longest prefix; ties: least recently used
+        slot, hit = max(
+            ((s, _common_prefix(s.tokens, seq.prompt_tokens)) for s in free),
+            key=lambda sh: (sh[1], -sh[0].last_used),
+        )
+        hit = min(hit, len(seq.prompt_tokens) - 1)  # one token must run to get logits
+        others = sorted((s for s in free if s is not slot and s.tokens), key=lambda s: s.last_used)
+        idle = sum(len(s.tokens) for s in others)
+        over = self.reserved + seq.kv_need + idle - self.cfg.max_kv_cells
+        if over > idle:
+            return False
+        for victim in others:  # evict idle caches, oldest first, until it fits
+            if over <= 0:
+                break
+            over -= len(victim.tokens)
+            victim.tokens = []
+            plan.evict.append((victim.index, 0))
+        if len(slot.tokens) > hit:
+            plan.evict.append((slot.index, hit))
+            del slot.tokens[hit:]
+        slot.owner = seq
+        seq.slot = slot.index
+        seq.num_computed = hit
+        seq.cached_tokens = hit
+        self.reserved += seq.kv_need
+        return True
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -1,0 +1,179 @@
+"""The continuous-batching scheduler, driven by a fake runner (no model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from seekport.engine.sampling import SamplingParams
+from seekport.engine.scheduler import Scheduler, SchedulerConfig, StepPlan
+from seekport.engine.sequence import Sequence
+from seekport.errors import OverloadedError
+
+EOS = -1
+
+
+def seq(name: str, prompt: list[int] | int, max_tokens: int = 4) -> Sequence:
+    tokens = list(range(100, 100 + prompt)) if isinstance(prompt, int) else prompt
+    return Sequence(name, tokens, SamplingParams(max_tokens=max_tokens))
+
+
+def step(s: Scheduler) -> StepPlan:
+    """One engine step with a fake runner: each sampled token is 7; max_tokens finishes."""
+    plan = s.schedule()
+    s.complete(plan)
+    for w in plan.work:
+        if w.sample:
+            w.seq.output_tokens.append(7)
+            w.seq.completion_tokens += 1
+            if w.seq.completion_tokens >= w.seq.params.max_tokens:
+                s.finish(w.seq, "length")
+    return plan
+
+
+def run_all(s: Scheduler, limit: int = 1000) -> int:
+    steps = 0
+    while s.has_work():
+        step(s)
+        steps += 1
+        assert steps < limit
+    return steps
+
+
+def test_running_sequences_decode_one_token_each_per_step() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=4))
+    a, b = seq("a", 5), seq("b", 3)
+    s.add(a)
+    s.add(b)
+    first = step(s)
+    assert [(w.seq.request_id, len(w.tokens), w.sample) for w in first.work] == [
+        ("a", 5, True),
+        ("b", 3, True),
+    ]
+    second = step(s)
+    assert [(w.seq.request_id, w.tokens, w.pos) for w in second.work] == [
+        ("a", [7], 5),
+        ("b", [7], 3),
+    ]
+
+
+def test_new_sequences_join_mid_flight() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=4))
+    a = seq("a", 4, max_tokens=10)
+    s.add(a)
+    step(s)
+    step(s)
+    b = seq("b", 4)
+    s.add(b)
+    plan = step(s)
+    assert {w.seq.request_id for w in plan.work} == {"a", "b"}
+    assert plan.num_decode == 1  # a decodes while b prefills
+
+
+def test_long_prompts_are_prefilled_in_chunks_under_the_budget() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=4, max_step_tokens=8))
+    a = seq("a", 3, max_tokens=50)
+    s.add(a)
+    step(s)
+    long = seq("long", 20)
+    s.add(long)
+    plans = [step(s) for _ in range(3)]
+    for p in plans:
+        assert p.num_tokens <= 8
+        assert any(w.seq is a for w in p.work)  # the running stream keeps flowing
+    chunks = [w for p in plans for w in p.work if w.seq is long]
+    assert [len(w.tokens) for w in chunks] == [7, 7, 6]
+    assert [w.pos for w in chunks] == [0, 7, 14]
+    assert [w.sample for w in chunks] == [False, False, True]
+
+
+def test_max_num_seqs_bounds_the_batch_and_fifo_order_holds() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=2))
+    seqs = [seq(f"s{i}", [10 * i, 10 * i + 1], max_tokens=3) for i in range(5)]
+    for q in seqs:
+        s.add(q)
+    admitted: list[str] = []
+    while s.has_work():
+        plan = step(s)
+        assert len({w.seq.request_id for w in plan.work}) <= 2
+        for w in plan.work:
+            if w.pos == 0:
+                admitted.append(w.seq.request_id)
+    assert admitted == [f"s{i}" for i in range(5)]
+
+
+def test_kv_cells_are_reserved_and_returned_at_once() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=4, max_kv_cells=30))
+    a, b = seq("a", 10, max_tokens=10), seq("b", 10, max_tokens=10)
+    s.add(a)
+    s.add(b)
+    step(s)
+    assert s.running == [a]  # b's 20 cells do not fit beside a's 20
+    assert s.reserved == 20
+    a.cancelled = True
+    plan = step(s)
+    assert plan.aborted == [a]
+    assert s.running == [b]  # admitted in the same step a's cells came back
+    assert s.kv_cells_used <= 30
+
+
+def test_waiting_line_is_bounded() -> None:
+    s = Scheduler(SchedulerConfig(max_waiting=2))
+    s.add(seq("a", 2))
+    s.add(seq("b", 2))
+    with pytest.raises(OverloadedError):
+        s.add(seq("c", 2))
+
+
+def test_cancelled_waiting_sequence_never_runs() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=1))
+    a, b = seq("a", 2, max_tokens=3), seq("b", 2)
+    s.add(a)
+    s.add(b)
+    step(s)
+    b.cancelled = True
+    plan = step(s)
+    assert plan.aborted == [b] and not s.waiting
+    run_all(s)
+    assert b.num_computed == 0
+
+
+def test_shared_prefix_is_reused_from_an_idle_slot() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=2))
+    system = list(range(50))
+    first = seq("first", [*system, 1, 2, 3], max_tokens=2)
+    s.add(first)
+    run_all(s)
+    second = seq("second", [*system, 9, 9], max_tokens=2)
+    s.add(second)
+    plan = step(s)
+    assert second.slot == first.slot
+    assert second.cached_tokens == 50
+    assert plan.evict == [(first.slot, 50)]  # drop what is not shared
+    assert [w.pos for w in plan.work] == [50] and len(plan.work[0].tokens) == 2
+
+
+def test_whole_prompt_cached_still_computes_its_last_token() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=1))
+    p = list(range(10))
+    s.add(seq("a", p, max_tokens=1))
+    run_all(s)
+    again = seq("b", p, max_tokens=1)
+    s.add(again)
+    plan = step(s)
+    assert again.cached_tokens == 9
+    assert [(w.pos, w.tokens) for w in plan.work] == [(9, [9])]
+
+
+def test_idle_caches_are_evicted_least_recently_used_first() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=3, max_kv_cells=40))
+    for name, base in (("old", 0), ("new", 1000)):
+        s.add(seq(name, list(range(base, base + 15)), max_tokens=1))
+        run_all(s)
+    assert s.kv_cells_used == 30  # two idle caches of 15
+    big = seq("big", list(range(5000, 5020)), max_tokens=5)  # needs 25 of 40 cells
+    s.add(big)
+    plan = step(s)
+    old_slot = 0
+    assert (old_slot, 0) in plan.evict
+    assert all(i != 1 for i, _ in plan.evict)  # the newer cache survives
+    assert s.kv_cells_used <= 40
