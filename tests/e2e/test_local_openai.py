@@ -122,7 +122,9 @@ def test_greedy_output_is_deterministic_and_seed_reproduces(server: Server) -> N
 def test_json_mode_returns_parseable_json(server: Server) -> None:
     r = client(server).chat.completions.create(
         model=BUNDLED,
-        messages=[{"role": "user", "content": "Describe a cat as json"}],
+        messages=[
+            {"role": "user", "content": 'Return json: {"name": string, "age": number} for a cat'}
+        ],
         response_format={"type": "json_object"},
         max_tokens=200,
         temperature=0,

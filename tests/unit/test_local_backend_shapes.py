@@ -6,41 +6,22 @@ pin the R1 reasoning split, which the bundled model never produces on its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from seekport.config import ModelConfig
-from seekport.engine.runners.llamacpp import PreparedPrompt
-from seekport.engine.sequence import Sequence, TokenDelta
 from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.local import LocalBackend
 from seekport.protocol.chat import ChatCompletionRequest
+from tests.fakes import FakeRunner
 
-
-class ScriptedRunner:
-    def __init__(self, pieces: list[str]) -> None:
-        self.pieces = pieces
-
-    def prepare_chat(self, messages: list[dict[str, Any]]) -> PreparedPrompt:
-        return PreparedPrompt(tokens=[1, 2, 3, 4], stop=[])
-
-    def check_schema(self, schema: dict[str, Any] | None) -> None:
-        return None
-
-    def generate(self, seq: Sequence) -> Iterator[TokenDelta]:
-        for i, piece in enumerate(self.pieces):
-            seq.completion_tokens += 1
-            yield TokenDelta(piece, "stop" if i == len(self.pieces) - 1 else None)
-
-
-PIECES = ["<think>", "Let me", " think", "</think>", "The answer", " is 4", ""]
+PIECES = ["<think>", "Let me", " think", "</think>", "The answer", " is 4"]  # then EOS
 
 
 async def backend(pieces: list[str]) -> LocalBackend:
     cfg = ModelConfig(name="r1-local", backend="local", reasoning="deepseek-r1")
-    b = LocalBackend(cfg, runner=ScriptedRunner(pieces))  # type: ignore[arg-type]
+    b = LocalBackend(cfg, runner=FakeRunner(script=pieces))  # type: ignore[arg-type]
     await b.start()
     return b
 
@@ -85,7 +66,7 @@ async def test_stream_sends_reasoning_deltas_before_content_deltas() -> None:
 
 async def test_model_without_parser_keeps_think_tags_in_content() -> None:
     cfg = ModelConfig(name="plain", backend="local")
-    b = LocalBackend(cfg, runner=ScriptedRunner(PIECES))  # type: ignore[arg-type]
+    b = LocalBackend(cfg, runner=FakeRunner(script=PIECES))  # type: ignore[arg-type]
     await b.start()
     body = orjson.loads(await b.complete(call(False)))
     msg = body["choices"][0]["message"]

@@ -102,6 +102,7 @@ def test_max_num_seqs_bounds_the_batch_and_fifo_order_holds() -> None:
 
 
 def test_kv_cells_are_reserved_and_returned_at_once() -> None:
+    # a unified pool: sequences compete for the same 30 cells
     s = Scheduler(SchedulerConfig(max_num_seqs=4, max_kv_cells=30))
     a, b = seq("a", 10, max_tokens=10), seq("b", 10, max_tokens=10)
     s.add(a)
@@ -177,3 +178,10 @@ def test_idle_caches_are_evicted_least_recently_used_first() -> None:
     assert (old_slot, 0) in plan.evict
     assert all(i != 1 for i, _ in plan.evict)  # the newer cache survives
     assert s.kv_cells_used <= 40
+
+
+def test_a_sequence_larger_than_its_stream_is_refused() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=4, max_kv_cells=400, max_seq_cells=100))
+    s.add(seq("fits", 90, max_tokens=10))
+    with pytest.raises(ValueError, match="100 KV cells"):
+        s.add(seq("too-big", 95, max_tokens=10))

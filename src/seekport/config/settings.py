@@ -78,6 +78,17 @@ class ModelConfig(BaseModel):
     default_min_p: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.05, description="local: min_p when the request omits it (llama.cpp's default)."
     )
+    max_num_seqs: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=4,
+        description="local: sequences decoded together in one batch. Each has its own KV "
+        "cache of context_length tokens (memory: max_num_seqs × context_length × the model's "
+        "KV bytes per token; 23 KB for the bundled model).",
+    )
+    max_step_tokens: Annotated[int, Field(ge=32, le=8192)] = Field(
+        default=512,
+        description="local: tokens per engine step (llama.cpp n_batch); long prompts are "
+        "prefilled in chunks of this size so running streams keep flowing.",
+    )
     max_waiting: Annotated[int, Field(ge=0, le=100_000)] = Field(
         default=64, description="local: requests that may wait for the engine before 503s."
     )
@@ -124,7 +135,13 @@ class ModelConfig(BaseModel):
             )
         if self.max_output_tokens > self.context_length and self.backend == "local":
             self.max_output_tokens = self.context_length
+
         return self
+
+    @property
+    def kv_cells(self) -> int:
+        """KV cache cells of the whole context: one context_length per running sequence."""
+        return self.context_length * self.max_num_seqs
 
     def upstream_api_key(self) -> str | None:
         """The upstream secret, read from the env var the config names (never stored)."""

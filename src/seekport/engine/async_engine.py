@@ -1,28 +1,26 @@
-"""Asyncio front of the engine: ``submit(seq) -> AsyncIterator[TokenDelta]``, ``abort``.
+"""Asyncio front of the engine: ``submit(seq) -> AsyncIterator[TokenDelta]``, ``close()``.
 
-For now one sequence runs at a time on a single worker thread; the others wait in FIFO order
-(asyncio.Semaphore wakes waiters first-come, first-served) in a bounded queue. Continuous
-batching replaces the worker in #3 behind the same interface.
+One engine thread runs ``LLMEngine.step()`` in a loop while there is work (continuous
+batching); the event loop hands it new sequences through an inbox and receives each step's
+deltas in one ``call_soon_threadsafe``. A client that goes away sets ``seq.cancelled``; the
+next step frees its slot and KV cells.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-from collections.abc import AsyncIterator, Iterator
-from typing import Protocol
+import threading
+from collections.abc import AsyncIterator
 
+from seekport.engine.llm_engine import BatchRunner, LLMEngine
+from seekport.engine.scheduler import SchedulerConfig
 from seekport.engine.sequence import Sequence, TokenDelta
-from seekport.errors import OverloadedError
+from seekport.errors import OverloadedError, SeekportError
 
 log = logging.getLogger("seekport.engine")
 
 _END = object()
-
-
-class Runner(Protocol):
-    def generate(self, seq: Sequence) -> Iterator[TokenDelta]: ...
 
 
 class SequenceStream:
@@ -32,8 +30,6 @@ class SequenceStream:
         self._engine = engine
         self.seq = seq
         self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.waiting = True  # counted in the engine's waiting line until it gets the slot
-        self._task: asyncio.Task[None] | None = None
 
     def __aiter__(self) -> AsyncIterator[TokenDelta]:
         return self._iterate()
@@ -52,84 +48,126 @@ class SequenceStream:
             self.close()
 
     def close(self) -> None:
-        """Abort: the worker stops within one token; a waiting sequence never starts and
-        leaves the waiting line at once (its place is free for the next client)."""
-        self.seq.cancelled = True
-        self._engine._leave_line(self)
+        """Abort: the engine drops the sequence at its next step."""
+        if not self.seq.cancelled and self.seq.finish_reason is None:
+            self.seq.cancelled = True
+            self._engine._wake.set()
 
 
 class AsyncEngine:
-    def __init__(self, runner: Runner, *, max_waiting: int, name: str) -> None:
-        self._runner = runner
-        self._max_waiting = max_waiting
-        self._slot = asyncio.Semaphore(1)
-        self._waiting = 0
-        self._running: set[Sequence] = set()
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"engine-{name}")
+    def __init__(self, runner: BatchRunner, cfg: SchedulerConfig, *, name: str) -> None:
         self.name = name
+        self.cfg = cfg
+        self._engine = LLMEngine(
+            runner,
+            SchedulerConfig(
+                max_num_seqs=cfg.max_num_seqs,
+                max_kv_cells=cfg.max_kv_cells,
+                max_step_tokens=cfg.max_step_tokens,
+                max_waiting=1 << 30,
+            ),
+        )
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._inbox: list[Sequence] = []
+        self._streams: dict[Sequence, SequenceStream] = {}
+        self._waiting = 0  # in the inbox or the scheduler's waiting line (published by the loop)
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- numbers for metrics
 
     @property
-    def waiting(self) -> int:
+    def num_waiting(self) -> int:
         return self._waiting
 
+    @property
+    def num_running(self) -> int:
+        return len(self._engine.scheduler.running)
+
+    @property
+    def kv_cells_used(self) -> int:
+        return self._engine.scheduler.kv_cells_used
+
+    # ---- event-loop side
+
     def submit(self, seq: Sequence) -> SequenceStream:
-        """Admit a sequence or raise OverloadedError (503) when the waiting queue is full."""
-        # Admitted = waiting + running, both counted synchronously. (The slot itself is taken
-        # later, in the _run task, so `_slot.locked()` lags a burst of submits.)
-        if self._waiting + len(self._running) > self._max_waiting:
-            raise OverloadedError(
-                f"model '{self.name}' is overloaded: {self._waiting} requests are waiting; "
-                "retry later",
-                retry_after=1,
+        """Queue a sequence or raise OverloadedError (503) when the waiting line is full."""
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(
+                target=self._run, name=f"engine-{self.name}", daemon=True
             )
-        stream = SequenceStream(self, seq)
-        self._waiting += 1  # counted at once, so a burst of submits cannot overshoot the bound
-        stream._task = asyncio.create_task(self._run(stream))
+            self._thread.start()
+        with self._lock:
+            if self._waiting >= self.cfg.max_waiting:
+                raise OverloadedError(
+                    f"model '{self.name}' is overloaded: {self._waiting} requests are waiting; "
+                    "retry later",
+                    retry_after=1,
+                )
+            stream = SequenceStream(self, seq)
+            self._streams[seq] = stream
+            self._inbox.append(seq)
+            self._waiting += 1
+        self._wake.set()
         return stream
 
-    async def _run(self, stream: SequenceStream) -> None:
-        seq = stream.seq
-        try:
-            await self._slot.acquire()
-        finally:
-            self._leave_line(stream)
-        if seq.cancelled:
-            self._slot.release()
-            stream.queue.put_nowait(_END)
-            return
-        loop = asyncio.get_running_loop()
-        self._running.add(seq)
-
-        def work() -> None:
-            try:
-                for delta in self._runner.generate(seq):
-                    loop.call_soon_threadsafe(stream.queue.put_nowait, delta)
-                loop.call_soon_threadsafe(stream.queue.put_nowait, _END)
-            except Exception as exc:  # crosses the thread boundary as a value
-                log.exception("engine failure", extra={"fields": {"request_id": seq.request_id}})
-                loop.call_soon_threadsafe(stream.queue.put_nowait, exc)
-
-        def release(_fut: object) -> None:
-            loop.call_soon_threadsafe(self._release, seq)
-
-        try:
-            fut = self._pool.submit(work)
-        except RuntimeError:  # pool shut down: the engine is closing
-            self._release(seq)
-            stream.queue.put_nowait(OverloadedError("the server is shutting down", retry_after=1))
-            return
-        fut.add_done_callback(release)
-
-    def _leave_line(self, stream: SequenceStream) -> None:
-        if stream.waiting:
-            stream.waiting = False
-            self._waiting -= 1
-
-    def _release(self, seq: Sequence) -> None:
-        self._running.discard(seq)
-        self._slot.release()
+    def _deliver(self, events: list[tuple[Sequence, object]]) -> None:
+        for seq, item in events:
+            stream = self._streams.get(seq)
+            if stream is None:
+                continue
+            stream.queue.put_nowait(item)
+            done = isinstance(item, BaseException) or (
+                isinstance(item, TokenDelta) and item.finish_reason is not None
+            )
+            if done:
+                if isinstance(item, TokenDelta):
+                    stream.queue.put_nowait(_END)
+                self._streams.pop(seq, None)
 
     async def aclose(self) -> None:
-        for seq in list(self._running):
-            seq.cancelled = True
-        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+        gone = OverloadedError("the server is shutting down; retry", retry_after=1)
+        self._deliver([(seq, gone) for seq in list(self._streams)])
+
+    # ---- engine thread
+
+    def _run(self) -> None:
+        engine = self._engine
+        while not self._stopping:
+            with self._lock:
+                new, self._inbox = self._inbox, []
+            refused: list[tuple[Sequence, object]] = []
+            for seq in new:
+                try:
+                    engine.add(seq)
+                except ValueError as exc:  # the caller's checks should have caught it
+                    refused.append((seq, SeekportError(str(exc))))
+            if refused:
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._deliver, refused)
+            if not engine.has_work():
+                self._publish_waiting()
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                events: list[tuple[Sequence, object]] = list(engine.step())
+            except Exception as exc:
+                log.exception("engine step failed", extra={"fields": {"model": self.name}})
+                err = SeekportError(f"the local engine failed: {type(exc).__name__}")
+                events = [(seq, err) for seq in engine.fail_all()]
+            self._publish_waiting()
+            assert self._loop is not None
+            if events:
+                self._loop.call_soon_threadsafe(self._deliver, events)
+
+    def _publish_waiting(self) -> None:
+        with self._lock:
+            self._waiting = len(self._inbox) + len(self._engine.scheduler.waiting)

@@ -29,6 +29,9 @@ from seekport.errors import OverloadedError
 class SchedulerConfig:
     max_num_seqs: int = 8  # sequences decoding together (llama.cpp n_seq_max)
     max_kv_cells: int = 4096  # KV cache size in tokens, all sequences together
+    # KV cells one sequence may use: its stream's size when each sequence has its own
+    # (llama.cpp kv_unified=False); None: the whole cache (a unified pool)
+    max_seq_cells: int | None = None
     max_step_tokens: int = 512  # tokens per step (llama.cpp n_batch): decodes + prefill
     max_waiting: int = 64  # waiting line; beyond it, 503
 
@@ -96,8 +99,12 @@ class Scheduler:
                 f"{len(self.waiting)} requests are waiting for the engine; retry later",
                 retry_after=1,
             )
-        if seq.kv_need > self.cfg.max_kv_cells:
-            raise ValueError("prompt + max_tokens exceeds the KV cache; check before adding")
+        cap = self.cfg.max_seq_cells or self.cfg.max_kv_cells
+        if seq.kv_need > cap:
+            raise ValueError(
+                f"prompt + max_tokens ({seq.kv_need}) exceeds the {cap} KV cells a sequence "
+                "may use; callers check this before adding"
+            )
         self.waiting.append(seq)
 
     def finish(self, seq: Sequence, reason: str) -> None:

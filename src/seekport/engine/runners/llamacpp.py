@@ -1,26 +1,24 @@
-"""GGUF models through llama-cpp-python, one sequence at a time (batching arrives in #3).
-
-Runs in a worker thread: ``generate`` is a blocking iterator. Cancellation is checked once per
-sampled token through llama.cpp's stopping-criteria hook.
-"""
+"""GGUF models through llama-cpp-python's low-level API: batched decoding of many sequences
+in one llama.cpp context (``llama_batch`` with one seq_id per sequence, per-sequence KV
+removal), chat templates, tokenization and per-sequence sampler chains."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import json
 import logging
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seekport.engine.detokenizer import Detokenizer
 from seekport.engine.sampling import SamplingParams
-from seekport.engine.sequence import Sequence, TokenDelta
+from seekport.engine.scheduler import StepPlan, Work
+from seekport.engine.sequence import Sequence
 from seekport.errors import ConfigError, InvalidRequestError
 
 log = logging.getLogger("seekport.engine")
@@ -76,18 +74,32 @@ def _check_bounds(node: object) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _compile_grammar(schema_json: str) -> Any:
-    """Compiled grammars are reusable: each generation starts its own sampler state."""
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+def compile_grammar(schema_json: str) -> str:
+    """GBNF for a JSON schema (``{}``: any JSON object). Cached: clients repeat schemas."""
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
     if schema_json == "{}":
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        return str(JSON_GBNF)
     try:
-        return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+        return str(json_schema_to_gbnf(schema_json))
     except (ValueError, RuntimeError, KeyError, TypeError, RecursionError) as exc:
         raise InvalidRequestError(
             f"unsupported JSON schema: {exc}", param="response_format"
         ) from exc
+
+
+def grammar_for(schema: dict[str, Any] | None) -> str | None:
+    """Validate a response_format schema and return its grammar (None: unconstrained)."""
+    if schema is None:
+        return None
+    text = json.dumps(schema, sort_keys=True)
+    if len(text) > MAX_SCHEMA_CHARS:
+        raise InvalidRequestError(
+            f"the JSON schema is {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}",
+            param="response_format",
+        )
+    _check_bounds(schema)
+    return compile_grammar(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,35 +108,86 @@ class PreparedPrompt:
     stop: list[str]
 
 
-class LlamaCppRunner:
-    """Owns one ``llama_cpp.Llama``. Not thread-safe: one ``generate`` at a time."""
+@dataclass(slots=True)
+class Sampled:
+    """The token sampled for one sequence in one step."""
 
-    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
+    seq: Sequence
+    token: int
+    logprobs: list[dict[str, Any]]
+
+
+class LlamaCppRunner:
+    """One GGUF model, one llama.cpp context holding up to ``max_num_seqs`` sequences (a
+    llama.cpp seq_id and KV stream each). ``execute`` runs one scheduler
+    step as a single ``llama_decode`` and samples every sequence that asked for a token,
+    each with its own sampler chain (own seed, penalties and grammar), so a sequence's
+    output does not depend on what else is in the batch.
+
+    Not thread-safe: the engine loop calls ``execute``; the ``prepare_*`` methods only read
+    the vocabulary and may run on other threads.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int,
+        n_threads: int,
+        kv_cells: int,
+        max_num_seqs: int,
+        n_batch: int = 512,
+    ) -> None:
         try:
-            from llama_cpp import Llama
+            import llama_cpp as lc
+            from llama_cpp._internals import LlamaModel
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:
             raise ConfigError(
                 "local models need llama-cpp-python: pip install 'seekport[local]'"
             ) from exc
-        self._llm = Llama(
-            model_path=str(model_path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            n_batch=512,
-            verbose=False,
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)  # llama.cpp's own log: errors only
+        self._lc = lc
+        lc.llama_backend_init()
+        self._model = LlamaModel(
+            path_model=str(model_path), params=lc.llama_model_default_params(), verbose=False
         )
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = kv_cells
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_seq_max = max_num_seqs
+        cparams.n_threads = n_threads
+        cparams.n_threads_batch = n_threads
+        # One KV stream per sequence (kv_cells / max_num_seqs cells each). A unified pool
+        # would make a sequence's attention sums, and so its sampled tokens, depend on
+        # which other sequences share the batch; separate streams keep seeded output
+        # batch-independent (measured: unified pools diverged after ~10 tokens).
+        cparams.kv_unified = False
+        cparams.no_perf = True
+        self._ctx = lc.llama_init_from_model(self._model.model, cparams)
+        if not self._ctx:
+            raise ConfigError(f"llama.cpp could not create a context for {model_path}")
+        self._mem = lc.llama_get_memory(self._ctx)
+        self._vocab = lc.llama_model_get_vocab(self._model.model)
+        self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
         self.n_ctx = n_ctx
-        meta: dict[str, str] = dict(self._llm.metadata)
+        self.kv_cells = kv_cells
+        self.n_batch = n_batch
+        self._batch = lc.llama_batch_init(n_batch, 0, 1)
+        self._samplers: dict[Sequence, Any] = {}
+        self._pieces: dict[int, bytes] = {}
+        meta: dict[str, str] = self._model.metadata()
         template = meta.get("tokenizer.chat_template")
-        self._eos_text = self._token_text(self._llm.token_eos())
+        eos = self._model.token_eos()
         self._formatter = (
             Jinja2ChatFormatter(
                 template=template,
-                eos_token=self._eos_text,
-                bos_token=self._token_text(self._llm.token_bos()),
-                stop_token_ids=[self._llm.token_eos()],
+                eos_token=self._special_text(eos),
+                bos_token=self._special_text(self._model.token_bos()),
+                stop_token_ids=[eos],
             )
             if template
             else None
@@ -138,10 +201,42 @@ class LlamaCppRunner:
             )
         )
 
-    def _token_text(self, token: int) -> str:
+    def close(self) -> None:
+        for seq in list(self._samplers):
+            self.end_sequence(seq)
+        lc = self._lc
+        if self._batch is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            lc.llama_free(self._ctx)
+            self._ctx = None
+        self._model.close()  # type: ignore[no-untyped-call]
+
+    # ---- text
+
+    def _to_piece(self, token: int, special: bool) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._lc.llama_token_to_piece(self._vocab, token, buf, 64, 0, special)
+        if n < 0:  # a longer piece: retry with the size llama.cpp asked for
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lc.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
+        return buf.raw[:n]
+
+    def _special_text(self, token: int) -> str:
         if token < 0:
             return ""
-        return self._llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+        return self._to_piece(token, True).decode("utf-8", errors="ignore")
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a generated token adds to the text (special tokens add none)."""
+        p = self._pieces.get(token)
+        if p is None:
+            p = self._pieces[token] = self._to_piece(token, False)
+        return p
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._lc.llama_vocab_is_eog(self._vocab, token))
 
     @property
     def supports_fim(self) -> bool:
@@ -154,7 +249,7 @@ class LlamaCppRunner:
             result = self._formatter(messages=messages)  # type: ignore[arg-type]
         except ValueError as exc:  # raise_exception() inside the template
             raise InvalidRequestError(f"the chat template rejected the messages: {exc}") from exc
-        tokens = self._llm.tokenize(
+        tokens = self._model.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
         )
         stop = (
@@ -163,121 +258,123 @@ class LlamaCppRunner:
         return PreparedPrompt(tokens=tokens, stop=[s for s in stop if s])
 
     def prepare_text(self, prompt: str, suffix: str | None) -> PreparedPrompt:
+        enc = self._model.tokenize
         if suffix is None:
-            return PreparedPrompt(self._llm.tokenize(prompt.encode("utf-8"), add_bos=True), [])
+            return PreparedPrompt(enc(prompt.encode("utf-8"), add_bos=True, special=False), [])
         if not self.supports_fim:
             raise InvalidRequestError(
                 "this model has no fill-in-the-middle tokens, so `suffix` is not supported",
                 param="suffix",
             )
         pre, suf, mid = self._fim
-        enc = self._llm.tokenize
         tokens = [
             pre,
-            *enc(prompt.encode("utf-8"), add_bos=False),
+            *enc(prompt.encode("utf-8"), add_bos=False, special=False),
             suf,
-            *enc(suffix.encode("utf-8"), add_bos=False),
+            *enc(suffix.encode("utf-8"), add_bos=False, special=False),
             mid,
         ]
         return PreparedPrompt(tokens, [])
 
     def check_schema(self, schema: dict[str, Any] | None) -> None:
         """Raise InvalidRequestError now (before queueing) if the schema cannot be compiled."""
-        self._grammar(schema)
+        grammar_for(schema)
 
-    def _grammar(self, schema: dict[str, Any] | None) -> Any:
-        if schema is None:
-            return None
-        text = json.dumps(schema, sort_keys=True)
-        if len(text) > MAX_SCHEMA_CHARS:
-            raise InvalidRequestError(
-                f"the JSON schema is {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}",
-                param="response_format",
-            )
-        _check_bounds(schema)
-        return _compile_grammar(text)
+    # ---- sequences
 
-    def generate(self, seq: Sequence) -> Iterator[TokenDelta]:
-        """Blocking: yields one delta per sampled token until the sequence finishes.
-
-        Stops within one token once ``seq.cancelled`` is set (finish_reason ``cancelled``).
-        """
-        import llama_cpp
-        from llama_cpp import LogitsProcessorList
-
-        llm = self._llm
+    def start_sequence(self, seq: Sequence) -> None:
+        """Build the sequence's own sampler chain (runs when it is first scheduled)."""
+        lc = self._lc
         p: SamplingParams = seq.params
-        hit = llm.longest_token_prefix(llm._input_ids.tolist(), seq.prompt_tokens)
-        seq.cached_tokens = max(0, min(hit, len(seq.prompt_tokens) - 1))
-        llm.set_seed(p.seed if p.seed is not None else random.getrandbits(31))
-        detok = Detokenizer(p.stop)
-        processors: list[Any] = []
-        steps: list[tuple[np.ndarray, float]] = []  # raw logits and their logsumexp per token
-        if p.logprobs is not None:
-
-            def capture(_ids: Any, scores: np.ndarray) -> np.ndarray:
-                row = scores.astype(np.float64)
-                peak = float(row.max())
-                steps.append((row, peak + float(np.log(np.exp(row - peak).sum()))))
-                return scores
-
-            processors.append(capture)
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        add = lc.llama_sampler_chain_add
         if p.logit_bias:
-            bias = p.logit_bias
+            items = [(t, b) for t, b in p.logit_bias.items() if 0 <= t < self.n_vocab]
+            arr = (lc.llama_logit_bias * len(items))(*items)
+            add(chain, lc.llama_sampler_init_logit_bias(self.n_vocab, len(items), arr))
+        grammar = grammar_for(p.json_schema)
+        if grammar is not None:
+            add(chain, lc.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root"))
+        if p.presence_penalty or p.frequency_penalty or p.repeat_penalty != 1.0:
+            add(
+                chain,
+                lc.llama_sampler_init_penalties(
+                    self.n_vocab,
+                    min(p.max_tokens, 4096),
+                    p.repeat_penalty,
+                    p.frequency_penalty,
+                    p.presence_penalty,
+                ),
+            )
+        if p.temperature == 0:
+            add(chain, lc.llama_sampler_init_greedy())
+        else:
+            if p.top_k > 0:
+                add(chain, lc.llama_sampler_init_top_k(p.top_k))
+            if p.top_p < 1.0:
+                add(chain, lc.llama_sampler_init_top_p(p.top_p, 1))
+            if p.min_p > 0:
+                add(chain, lc.llama_sampler_init_min_p(p.min_p, 1))
+            add(chain, lc.llama_sampler_init_temp(p.temperature))
+            seed = p.seed if p.seed is not None else random.getrandbits(31)
+            add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        self._samplers[seq] = chain
 
-            def add_bias(_ids: Any, scores: np.ndarray) -> np.ndarray:
-                for tok, b in bias.items():
-                    if 0 <= tok < scores.shape[0]:
-                        scores[tok] += b
-                return scores
+    def end_sequence(self, seq: Sequence) -> None:
+        chain = self._samplers.pop(seq, None)
+        if chain is not None:
+            self._lc.llama_sampler_free(chain)
 
-            processors.append(add_bias)
-        gen = llm.generate(
-            seq.prompt_tokens,
-            top_k=p.top_k,
-            top_p=p.top_p,
-            min_p=p.min_p,
-            typical_p=1.0,
-            temp=p.temperature,
-            repeat_penalty=p.repeat_penalty,
-            frequency_penalty=p.frequency_penalty,
-            presence_penalty=p.presence_penalty,
-            logits_processor=LogitsProcessorList(processors) if processors else None,
-            grammar=self._grammar(p.json_schema),
-            reset=True,
-        )
-        vocab = llm._model.vocab
-        try:
-            for token in gen:
-                seq.completion_tokens += 1
-                entries = self._logprob_entries(token, steps, p.logprobs)
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    yield TokenDelta(detok.flush(), "stop", entries)
-                    return
-                text = detok.feed(llm.detokenize([token]))
-                if detok.stopped:
-                    yield TokenDelta(text, "stop", entries)
-                    return
-                if seq.completion_tokens >= p.max_tokens:
-                    yield TokenDelta(text + detok.flush(), "length", entries)
-                    return
-                if seq.cancelled:
-                    yield TokenDelta(text, "cancelled", entries)
-                    return
-                yield TokenDelta(text, None, entries)
-        finally:
-            gen.close()
+    # ---- one step
 
-    def _logprob_entries(
-        self, token: int, steps: list[tuple[np.ndarray, float]], top_n: int | None
-    ) -> list[dict[str, Any]]:
-        if top_n is None or not steps:
+    def execute(self, plan: StepPlan) -> list[Sampled]:
+        """Run one planned step: evictions, one batched decode, then per-sequence sampling."""
+        lc = self._lc
+        for slot, pos in plan.evict:
+            lc.llama_memory_seq_rm(self._mem, slot, pos, -1)
+        if not plan.work:
             return []
-        row, lse = steps.pop(0)
-        text = self._token_text(token)
+        batch = self._batch
+        n = 0
+        wanted: list[tuple[int, Work]] = []
+        for w in plan.work:
+            if w.seq not in self._samplers:
+                self.start_sequence(w.seq)
+            for i, tok in enumerate(w.tokens):
+                batch.token[n] = tok
+                batch.pos[n] = w.pos + i
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = w.seq.slot
+                batch.logits[n] = 0
+                n += 1
+            if w.sample:
+                batch.logits[n - 1] = 1
+                wanted.append((n - 1, w))
+        batch.n_tokens = n
+        rc = lc.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed with {rc} for a batch of {n} tokens")
+        out: list[Sampled] = []
+        for idx, w in wanted:
+            entries: list[dict[str, Any]] = []
+            if w.seq.params.logprobs is not None:
+                logits = np.ctypeslib.as_array(
+                    lc.llama_get_logits_ith(self._ctx, idx), shape=(self.n_vocab,)
+                ).astype(np.float64)  # copy: sampling rewrites the buffer
+            token = int(lc.llama_sampler_sample(self._samplers[w.seq], self._ctx, idx))
+            if w.seq.params.logprobs is not None:
+                entries = self._logprob_entries(logits, token, w.seq.params.logprobs)
+            out.append(Sampled(w.seq, token, entries))
+        return out
+
+    def _logprob_entries(self, row: np.ndarray, token: int, top_n: int) -> list[dict[str, Any]]:
+        peak = float(row.max())
+        lse = peak + float(np.log(np.exp(row - peak).sum()))
         top: dict[str, float] = {}
         if top_n > 0:
             idx = np.argpartition(row, -top_n)[-top_n:]
             for i in idx[np.argsort(-row[idx])]:
-                top[self._token_text(int(i))] = float(row[i] - lse)
-        return [{"token": text, "logprob": float(row[token] - lse), "top": top}]
+                top[self._special_text(int(i))] = float(row[i] - lse)
+        return [
+            {"token": self._special_text(token), "logprob": float(row[token] - lse), "top": top}
+        ]

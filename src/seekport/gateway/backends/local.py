@@ -73,20 +73,37 @@ class LocalBackend:
     async def start(self) -> None:
         from seekport.engine.async_engine import AsyncEngine
         from seekport.engine.runners.llamacpp import LlamaCppRunner, resolve_model_path
+        from seekport.engine.scheduler import SchedulerConfig
 
+        cfg = self._cfg
         if self._runner is None:
-            path = resolve_model_path(self._cfg.path)
+            path = resolve_model_path(cfg.path)
             self._runner = await asyncio.to_thread(
                 LlamaCppRunner,
                 path,
-                n_ctx=self._cfg.context_length,
-                n_threads=self._cfg.n_threads,
+                n_ctx=cfg.context_length,
+                n_threads=cfg.n_threads,
+                kv_cells=cfg.kv_cells,
+                max_num_seqs=cfg.max_num_seqs,
+                n_batch=cfg.max_step_tokens,
             )
-        self._engine = AsyncEngine(self._runner, max_waiting=self._cfg.max_waiting, name=self.model)
+        self._engine = AsyncEngine(
+            self._runner,
+            SchedulerConfig(
+                max_num_seqs=cfg.max_num_seqs,
+                max_kv_cells=cfg.kv_cells,
+                max_seq_cells=cfg.context_length,
+                max_step_tokens=cfg.max_step_tokens,
+                max_waiting=cfg.max_waiting,
+            ),
+            name=self.model,
+        )
 
     async def aclose(self) -> None:
         if self._engine is not None:
             await self._engine.aclose()
+        if self._runner is not None and hasattr(self._runner, "close"):
+            self._runner.close()
 
     def ready(self) -> bool:
         return self._engine is not None

@@ -1,0 +1,79 @@
+"""The engine loop body: ``step()`` = schedule → run → postprocess. One thread owns it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from seekport.engine.detokenizer import Detokenizer
+from seekport.engine.runners.llamacpp import Sampled
+from seekport.engine.scheduler import Scheduler, SchedulerConfig, StepPlan
+from seekport.engine.sequence import Sequence, TokenDelta
+
+
+class BatchRunner(Protocol):
+    """What the engine needs from a model runner (llama.cpp today; tests use a fake)."""
+
+    def execute(self, plan: StepPlan) -> list[Sampled]: ...
+
+    def end_sequence(self, seq: Sequence) -> None: ...
+
+    def is_eog(self, token: int) -> bool: ...
+
+    def piece(self, token: int) -> bytes: ...
+
+
+class LLMEngine:
+    def __init__(self, runner: BatchRunner, cfg: SchedulerConfig) -> None:
+        self.runner = runner
+        self.scheduler = Scheduler(cfg)
+        self._detok: dict[Sequence, Detokenizer] = {}
+        self.last_plan = StepPlan()
+
+    def add(self, seq: Sequence) -> None:
+        self.scheduler.add(seq)
+        self._detok[seq] = Detokenizer(seq.params.stop)
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work()
+
+    def step(self) -> list[tuple[Sequence, TokenDelta]]:
+        plan = self.scheduler.schedule()
+        self.last_plan = plan
+        events = [(seq, self._end(seq, "cancelled")) for seq in plan.aborted]
+        sampled = self.runner.execute(plan)
+        self.scheduler.complete(plan)
+        events.extend((s.seq, self._postprocess(s)) for s in sampled)
+        return events
+
+    def fail_all(self) -> list[Sequence]:
+        """After a runner failure: end every sequence; the caller reports the error."""
+        gone = [*self.scheduler.running, *self.scheduler.waiting]
+        for seq in gone:
+            self.scheduler.finish(seq, "error")
+            self._end(seq, "error")
+        return gone
+
+    def _postprocess(self, s: Sampled) -> TokenDelta:
+        seq, token = s.seq, s.token
+        seq.completion_tokens += 1
+        detok = self._detok[seq]
+        if self.runner.is_eog(token):
+            text, reason = detok.flush(), "stop"
+        else:
+            seq.output_tokens.append(token)  # decoded by the next step
+            text = detok.feed(self.runner.piece(token))
+            reason = None
+            if detok.stopped:
+                reason = "stop"
+            elif seq.completion_tokens >= seq.params.max_tokens:
+                text += detok.flush()
+                reason = "length"
+        if reason is not None:
+            self.scheduler.finish(seq, reason)
+            self._end(seq, reason)
+        return TokenDelta(text, reason, s.logprobs)
+
+    def _end(self, seq: Sequence, reason: str) -> TokenDelta:
+        self.runner.end_sequence(seq)
+        self._detok.pop(seq, None)
+        return TokenDelta("", reason)
