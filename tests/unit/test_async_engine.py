@@ -58,7 +58,7 @@ async def test_sequences_beyond_max_num_seqs_start_in_arrival_order() -> None:
 
 async def test_full_waiting_line_is_overloaded_with_retry_after() -> None:
     e = engine(FakeRunner(step_s=0.01), max_num_seqs=1, max_waiting=2)
-    streams = [e.submit(seq(f"s{i}", n=50)) for i in range(2)]
+    streams = [e.submit(seq(f"s{i}", n=50)) for i in range(3)]  # 1 for the free slot + 2
     with pytest.raises(OverloadedError) as exc:
         e.submit(seq("refused"))
     assert exc.value.retry_after is not None

@@ -72,6 +72,7 @@ class AsyncEngine:
         self._inbox: list[Sequence] = []
         self._streams: dict[Sequence, SequenceStream] = {}
         self._waiting = 0  # in the inbox or the scheduler's waiting line (published by the loop)
+        self._free_slots = cfg.max_num_seqs  # published by the loop after each step
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -101,7 +102,8 @@ class AsyncEngine:
             )
             self._thread.start()
         with self._lock:
-            if self._waiting >= self.cfg.max_waiting:
+            # free slots take the next sequences at the engine's next step: not waiting
+            if self._waiting >= self.cfg.max_waiting + self._free_slots:
                 raise OverloadedError(
                     f"model '{self.name}' is overloaded: {self._waiting} requests are waiting; "
                     "retry later",
@@ -149,9 +151,8 @@ class AsyncEngine:
                     engine.add(seq)
                 except ValueError as exc:  # the caller's checks should have caught it
                     refused.append((seq, SeekportError(str(exc))))
-            if refused:
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._deliver, refused)
+            if refused and not self._post(refused):
+                return
             if not engine.has_work():
                 self._publish_waiting()
                 self._wake.wait()
@@ -164,10 +165,20 @@ class AsyncEngine:
                 err = SeekportError(f"the local engine failed: {type(exc).__name__}")
                 events = [(seq, err) for seq in engine.fail_all()]
             self._publish_waiting()
-            assert self._loop is not None
-            if events:
-                self._loop.call_soon_threadsafe(self._deliver, events)
+            if events and not self._post(events):
+                return
+
+    def _post(self, events: list[tuple[Sequence, object]]) -> bool:
+        """Hand events to the event loop; False once that loop is gone (stop the thread)."""
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, events)
+        except RuntimeError:  # the event loop was closed without aclose()
+            return False
+        return True
 
     def _publish_waiting(self) -> None:
+        sched = self._engine.scheduler
         with self._lock:
-            self._waiting = len(self._inbox) + len(self._engine.scheduler.waiting)
+            self._waiting = len(self._inbox) + len(sched.waiting)
+            self._free_slots = self.cfg.max_num_seqs - len(sched.running)
