@@ -163,3 +163,31 @@ def test_overload_beyond_slots_and_waiting_line_is_503(batched: Server) -> None:
     statuses = [s for s, _, _ in results]
     assert statuses.count(503) >= 1 and statuses.count(200) >= 24, statuses
     assert all(lines[-1] == "[DONE]" for s, _, lines in results if s == 200)
+
+
+def test_engine_metrics_are_exported(batched: Server) -> None:
+    run_concurrently(batched, [chat_body(f"Hi {i}", max_tokens=8) for i in range(4)])
+    text = httpx.get(
+        batched.url + "/metrics", timeout=10, headers={"Authorization": f"Bearer {batched.key}"}
+    ).text
+    label = f'model="{BUNDLED}"'
+    for name in (
+        "seekport_engine_waiting",
+        "seekport_engine_running",
+        "seekport_engine_kv_cells_used",
+        "seekport_engine_batch_size_bucket",
+        "seekport_time_per_output_token_seconds_bucket",
+    ):
+        assert f"{name}{{" in text and label in text, name
+    decode = [
+        line
+        for line in text.splitlines()
+        if line.startswith("seekport_engine_tokens_total") and 'phase="decode"' in line
+    ]
+    assert decode and float(decode[0].split()[-1]) > 0
+    hits = [
+        line
+        for line in text.splitlines()
+        if line.startswith("seekport_engine_prefix_cache_hit_tokens_total")
+    ]
+    assert hits and float(hits[0].split()[-1]) > 0  # earlier tests in this module shared prefixes

@@ -21,7 +21,7 @@ PIECES = ["<think>", "Let me", " think", "</think>", "The answer", " is 4"]  # t
 
 async def backend(pieces: list[str]) -> LocalBackend:
     cfg = ModelConfig(name="r1-local", backend="local", reasoning="deepseek-r1")
-    b = LocalBackend(cfg, runner=FakeRunner(script=pieces))  # type: ignore[arg-type]
+    b = LocalBackend(cfg, None, runner=FakeRunner(script=pieces))  # type: ignore[arg-type]
     await b.start()
     return b
 
@@ -66,7 +66,7 @@ async def test_stream_sends_reasoning_deltas_before_content_deltas() -> None:
 
 async def test_model_without_parser_keeps_think_tags_in_content() -> None:
     cfg = ModelConfig(name="plain", backend="local")
-    b = LocalBackend(cfg, runner=FakeRunner(script=PIECES))  # type: ignore[arg-type]
+    b = LocalBackend(cfg, None, runner=FakeRunner(script=PIECES))  # type: ignore[arg-type]
     await b.start()
     body = orjson.loads(await b.complete(call(False)))
     msg = body["choices"][0]["message"]

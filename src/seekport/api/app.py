@@ -19,6 +19,7 @@ from seekport.gateway.accounting import UsageRecorder
 from seekport.gateway.auth import KeyService
 from seekport.gateway.backends.base import ChatBackend
 from seekport.gateway.backends.local import LocalBackend
+from seekport.gateway.backends.managed import ManagedBackend
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
 from seekport.gateway.service import ChatService
 from seekport.store.sql import Database, KeyRepository, UsageRepository
@@ -29,7 +30,9 @@ log = logging.getLogger("seekport")
 
 def build_backend(cfg: ModelConfig, metrics: Metrics) -> ChatBackend:
     if cfg.backend == "local":
-        return LocalBackend(cfg)
+        return LocalBackend(cfg, metrics)
+    if cfg.managed:
+        return ManagedBackend(cfg, metrics)
     return OpenAICompatBackend(cfg, metrics)
 
 

@@ -47,10 +47,27 @@ class ModelConfig(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\w.:/-]+$")] = Field(
         description="Public model id clients send in `model`."
     )
-    backend: Literal["local", "openai"] = Field(
+    backend: Literal["local", "openai", "vllm", "sglang", "llama-server"] = Field(
         default="local",
         description="`local`: a GGUF file run in-process by llama.cpp; "
-        "`openai`: any OpenAI-compatible upstream (DeepSeek API, vLLM, Ollama...).",
+        "`openai`: any OpenAI-compatible upstream (DeepSeek API, vLLM, Ollama...); "
+        "`vllm` / `sglang` / `llama-server`: seekport starts `command` as a child process "
+        "on a loopback port, restarts it if it dies and routes to it.",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        description="managed engines: the command line, with {port} and {host} "
+        "placeholders (e.g. [vllm, serve, deepseek-ai/DeepSeek-R1-Distill-Qwen-7B, "
+        "--port, '{port}'])",
+    )
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, description="managed engines: loopback port (default: a free one)."
+    )
+    health_path: str = Field(
+        default="/health", description="managed engines: path answering 200 when ready."
+    )
+    startup_timeout_s: Annotated[float, Field(gt=0, le=7200)] = Field(
+        default=900.0, description="managed engines: time allowed to load and become healthy."
     )
     path: str = Field(
         default="bundled",
@@ -128,6 +145,11 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _backend_fields(self) -> ModelConfig:
+        if self.managed and not self.command:
+            raise ValueError(
+                f"model '{self.name}': backend '{self.backend}' needs command "
+                "(the engine's command line, with {port} where the port goes)"
+            )
         if self.backend == "openai" and not self.base_url:
             raise ValueError(
                 f"model '{self.name}': backend 'openai' needs base_url "
@@ -137,6 +159,10 @@ class ModelConfig(BaseModel):
             self.max_output_tokens = self.context_length
 
         return self
+
+    @property
+    def managed(self) -> bool:
+        return self.backend in ("vllm", "sglang", "llama-server")
 
     @property
     def kv_cells(self) -> int:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from seekport.engine.llm_engine import BatchRunner, LLMEngine
-from seekport.engine.scheduler import SchedulerConfig
+from seekport.engine.scheduler import SchedulerConfig, StepPlan
 from seekport.engine.sequence import Sequence, TokenDelta
 from seekport.errors import OverloadedError, SeekportError
 
@@ -55,8 +55,17 @@ class SequenceStream:
 
 
 class AsyncEngine:
-    def __init__(self, runner: BatchRunner, cfg: SchedulerConfig, *, name: str) -> None:
+    def __init__(
+        self,
+        runner: BatchRunner,
+        cfg: SchedulerConfig,
+        *,
+        name: str,
+        on_step: Callable[[StepPlan], None] | None = None,
+    ) -> None:
+        """``on_step`` runs on the engine thread after every step (metrics); keep it cheap."""
         self.name = name
+        self._on_step = on_step
         self.cfg = cfg
         self._engine = LLMEngine(
             runner,
@@ -165,6 +174,8 @@ class AsyncEngine:
                 err = SeekportError(f"the local engine failed: {type(exc).__name__}")
                 events = [(seq, err) for seq in engine.fail_all()]
             self._publish_waiting()
+            if self._on_step is not None:
+                self._on_step(engine.last_plan)
             if events and not self._post(events):
                 return
 

@@ -63,5 +63,45 @@ class Metrics:
             registry=r,
         )
 
+        # local engine (continuous batching)
+        self.engine_waiting = Gauge(
+            "seekport_engine_waiting", "Sequences waiting for a slot.", ["model"], registry=r
+        )
+        self.engine_running = Gauge(
+            "seekport_engine_running", "Sequences decoding.", ["model"], registry=r
+        )
+        self.engine_kv_cells = Gauge(
+            "seekport_engine_kv_cells_used",
+            "KV cache cells reserved or holding prefixes.",
+            ["model"],
+            registry=r,
+        )
+        self.engine_tokens = Counter(
+            "seekport_engine_tokens",
+            "Tokens run through the model, by phase.",
+            ["model", "phase"],
+            registry=r,
+        )
+        self.engine_prefix_hits = Counter(
+            "seekport_engine_prefix_cache_hit_tokens",
+            "Prompt tokens served from cached KV.",
+            ["model"],
+            registry=r,
+        )
+        self.engine_batch = Histogram(
+            "seekport_engine_batch_size",
+            "Sequences per engine step.",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "seekport_time_per_output_token_seconds",
+            "Gap between output tokens of a stream.",
+            ["model"],
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -25,6 +25,7 @@ class CallStats:
     completion_tokens: int = 0
     cached_tokens: int = 0
     first_token_at: float | None = None  # time.perf_counter() of the first output token
+    last_token_at: float | None = None
     finish_reason: str | None = None
 
 

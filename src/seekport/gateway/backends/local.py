@@ -22,12 +22,14 @@ from seekport.gateway.backends.local_shapes import ChunkWriter, chat_logprob, co
 from seekport.protocol import sse
 from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.completions import CompletionRequest
+from seekport.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from seekport.engine.async_engine import AsyncEngine
     from seekport.engine.parsers.reasoning import ReasoningParser
     from seekport.engine.runners.llamacpp import LlamaCppRunner
     from seekport.engine.sampling import SamplingParams
+    from seekport.engine.scheduler import StepPlan
     from seekport.engine.sequence import TokenDelta
 
 KEEP_ALIVE_S = 10.0
@@ -62,10 +64,13 @@ def check_model_file(cfg: ModelConfig) -> None:
 class LocalBackend:
     kind = "local"
 
-    def __init__(self, cfg: ModelConfig, runner: LlamaCppRunner | None = None) -> None:
+    def __init__(
+        self, cfg: ModelConfig, metrics: Metrics | None = None, runner: Any = None
+    ) -> None:
         """``runner``: an already built runner (tests pass a fake one); default llama.cpp."""
         self.model = cfg.name
         self._cfg = cfg
+        self._metrics = metrics
         self._runner: LlamaCppRunner | None = runner
         self._engine: AsyncEngine | None = None
         self.fingerprint = "fp_seekport_local"
@@ -97,7 +102,27 @@ class LocalBackend:
                 max_waiting=cfg.max_waiting,
             ),
             name=self.model,
+            on_step=self._observe_step if self._metrics else None,
         )
+        if self._metrics is not None:
+            m, engine, name = self._metrics, self._engine, self.model
+            m.engine_waiting.labels(name).set_function(lambda: engine.num_waiting)
+            m.engine_running.labels(name).set_function(lambda: engine.num_running)
+            m.engine_kv_cells.labels(name).set_function(lambda: engine.kv_cells_used)
+
+    def _observe_step(self, plan: StepPlan) -> None:
+        """Engine thread, after each step: token and batch metrics (prometheus is thread-safe)."""
+        assert self._metrics is not None
+        if not plan.work:
+            return
+        m, name = self._metrics, self.model
+        decode = plan.num_decode
+        m.engine_tokens.labels(name, "decode").inc(decode)
+        m.engine_tokens.labels(name, "prefill").inc(plan.num_tokens - decode)
+        m.engine_batch.labels(name).observe(len(plan.work))
+        for w in plan.work:
+            if w.pos == w.seq.cached_tokens and w.seq.cached_tokens:  # first chunk after a hit
+                m.engine_prefix_hits.labels(name).inc(w.seq.cached_tokens)
 
     async def aclose(self) -> None:
         if self._engine is not None:
@@ -284,8 +309,12 @@ class LocalBackend:
     def _account(self, call: BackendCall, seq: Any, delta: TokenDelta) -> None:
         if delta.finish_reason == "cancelled":  # the engine is shutting down under us
             raise OverloadedError("the server is shutting down; retry", retry_after=1)
+        now = time.perf_counter()
         if call.stats.first_token_at is None and (delta.text or delta.finish_reason):
-            call.stats.first_token_at = time.perf_counter()
+            call.stats.first_token_at = now
+        elif call.stats.last_token_at is not None and self._metrics is not None:
+            self._metrics.tpot.labels(self.model).observe(now - call.stats.last_token_at)
+        call.stats.last_token_at = now
         if delta.finish_reason:
             call.stats.finish_reason = delta.finish_reason
         call.stats.completion_tokens = seq.completion_tokens
