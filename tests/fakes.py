@@ -25,7 +25,9 @@ class FakeRunner:
         self.batch_sizes: list[int] = []
 
     # prompt side (LocalBackend)
-    def prepare_chat(self, messages: list[dict[str, Any]]) -> PreparedPrompt:
+    def prepare_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> PreparedPrompt:
         return PreparedPrompt(tokens=[1, 2, 3, 4], stop=[])
 
     def prepare_text(self, prompt: str, suffix: str | None) -> PreparedPrompt:

@@ -66,7 +66,7 @@ def test_models_from_yaml_keep_the_contract_names(tmp_path: Path) -> None:
         ("prot: 80\n", "prot"),
         ("models:\n  - name: x\n    backend: openai\n", "base_url"),
         ("models:\n  - name: x\n    backend: gpu\n", "models.0.backend"),
-    ("models:\n  - name: x\n    backend: vllm\n", "command"),
+        ("models:\n  - name: x\n    backend: vllm\n", "command"),
         ("models: []\n", "at least one model"),
         ("- just\n- a list\n", "mapping"),
         ("port: [\n", "not valid YAML"),

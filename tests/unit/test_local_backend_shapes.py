@@ -73,3 +73,69 @@ async def test_model_without_parser_keeps_think_tags_in_content() -> None:
     assert "reasoning_content" not in msg
     assert msg["content"].startswith("<think>Let me think</think>")
     await b.aclose()
+
+
+TOOL_PIECES = [
+    "Let me check. ",
+    "<tool_",
+    "call>",
+    '{"name": "get_weather", ',
+    '"arguments": {"city": "杭州"}}',
+    "</tool_call>",
+]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+async def tool_backend() -> LocalBackend:
+    cfg = ModelConfig(name="r1-local", backend="local", tool_parser="hermes")
+    b = LocalBackend(cfg, None, runner=FakeRunner(script=TOOL_PIECES))
+    await b.start()
+    return b
+
+
+async def test_tool_calls_are_parsed_into_the_message() -> None:
+    b = await tool_backend()
+    body = orjson.loads(await b.complete(call(False, tools=TOOLS)))
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    msg = choice["message"]
+    assert msg["content"] == "Let me check. "
+    (tc,) = msg["tool_calls"]
+    assert tc["type"] == "function" and tc["id"].startswith("call_")
+    assert tc["function"]["name"] == "get_weather"
+    assert orjson.loads(tc["function"]["arguments"]) == {"city": "杭州"}
+    await b.aclose()
+
+
+async def test_tool_calls_stream_as_deltas_with_index_and_finish_tool_calls() -> None:
+    b = await tool_backend()
+    events = [e async for e in await b.stream(call(True, tools=TOOLS))]
+    chunks = [orjson.loads(e[6:]) for e in events if e.startswith(b"data: {")]
+    calls = [
+        tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls", [])
+    ]
+    assert [(tc["index"], tc["function"]["name"]) for tc in calls] == [(0, "get_weather")]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert content == "Let me check. "
+    await b.aclose()
+
+
+async def test_local_model_without_tool_parser_refuses_tools() -> None:
+    b = await backend(PIECES)
+    import pytest
+
+    from seekport.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError) as exc:
+        await b.complete(call(False, tools=TOOLS))
+    assert exc.value.param == "tools"
+    await b.aclose()

@@ -123,6 +123,12 @@ class ModelConfig(BaseModel):
         default=None,
         description="`deepseek-r1`: split <think>...</think> into reasoning_content (local).",
     )
+    tool_parser: Literal["hermes"] | None = Field(
+        default=None,
+        description="local: parse tool calls from the output (`hermes`: <tool_call>{json}"
+        "</tool_call>, as Hermes / Qwen 2.5 templates emit). Without it, local models "
+        "refuse `tools`.",
+    )
     read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=120.0,
         description="openai: seconds without a byte from the upstream before the call fails.",

@@ -242,11 +242,13 @@ class LlamaCppRunner:
     def supports_fim(self) -> bool:
         return all(t >= 0 for t in self._fim)
 
-    def prepare_chat(self, messages: list[dict[str, Any]]) -> PreparedPrompt:
+    def prepare_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> PreparedPrompt:
         if self._formatter is None:
             raise InvalidRequestError("this model has no chat template; use /completions")
         try:
-            result = self._formatter(messages=messages)  # type: ignore[arg-type]
+            result = self._formatter(messages=messages, tools=tools)  # type: ignore[arg-type]
         except ValueError as exc:  # raise_exception() inside the template
             raise InvalidRequestError(f"the chat template rejected the messages: {exc}") from exc
         tokens = self._model.tokenize(

@@ -18,15 +18,21 @@ import orjson
 from seekport.config import ModelConfig
 from seekport.errors import ContextLengthExceededError, InvalidRequestError, OverloadedError
 from seekport.gateway.backends.base import BackendCall
-from seekport.gateway.backends.local_shapes import ChunkWriter, chat_logprob, completion_logprobs
+from seekport.gateway.backends.local_shapes import (
+    ChunkWriter,
+    chat_logprob,
+    completion_logprobs,
+    tool_call_dicts,
+)
 from seekport.protocol import sse
-from seekport.protocol.chat import ChatCompletionRequest
+from seekport.protocol.chat import ChatCompletionRequest, ChatMessage
 from seekport.protocol.completions import CompletionRequest
 from seekport.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from seekport.engine.async_engine import AsyncEngine
     from seekport.engine.parsers.reasoning import ReasoningParser
+    from seekport.engine.parsers.tools import HermesToolParser
     from seekport.engine.runners.llamacpp import LlamaCppRunner
     from seekport.engine.sampling import SamplingParams
     from seekport.engine.scheduler import StepPlan
@@ -52,6 +58,39 @@ class _Output:
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish: str = "stop"
     reasoning_tokens: int = 0
+
+
+def _template_message(m: ChatMessage) -> dict[str, Any]:
+    """A message as chat templates expect it: plain text content, tool fields kept."""
+    out: dict[str, Any] = {
+        "role": "system" if m.role == "developer" else m.role,
+        "content": m.text(),
+    }
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {
+                    "name": c.function.name,
+                    "arguments": _json_or_text(c.function.arguments),
+                },
+            }
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    if m.name:
+        out["name"] = m.name
+    return out
+
+
+def _json_or_text(arguments: str) -> Any:
+    """Templates render arguments as JSON objects; clients send them as JSON strings."""
+    try:
+        return orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return arguments
 
 
 def check_model_file(cfg: ModelConfig) -> None:
@@ -161,7 +200,9 @@ class LocalBackend:
         return min(asked if asked is not None else default, room)
 
     @staticmethod
-    def _reject_unsupported(req: ChatCompletionRequest | CompletionRequest, model: str) -> None:
+    def _reject_unsupported(
+        req: ChatCompletionRequest | CompletionRequest, model: str, tool_parser: str | None
+    ) -> None:
         """Result-changing parameters the local engine cannot honour are refused, not ignored."""
         extra = req.model_extra or {}
         for name, harmless in _UNSUPPORTED_EXTRAS.items():
@@ -174,9 +215,17 @@ class LocalBackend:
                 raise InvalidRequestError("echo is not supported by local models", param="echo")
             return
         if req.tools and req.tool_choice != "none":
-            raise InvalidRequestError(
-                f"model '{model}' (local) does not support tools yet", param="tools"
-            )
+            if not tool_parser:
+                raise InvalidRequestError(
+                    f"model '{model}' (local) has no tool_parser configured, so it does not "
+                    "take tools",
+                    param="tools",
+                )
+            if req.tool_choice not in (None, "auto"):
+                raise InvalidRequestError(
+                    f"model '{model}' (local) can only choose tools itself (tool_choice auto)",
+                    param="tool_choice",
+                )
         if any(m.prefix for m in req.messages):
             raise InvalidRequestError(
                 f"chat prefix completion is not supported by the local model '{model}'",
@@ -241,13 +290,15 @@ class LocalBackend:
         assert self._runner is not None
         req = call.request
         assert isinstance(req, ChatCompletionRequest | CompletionRequest)
-        self._reject_unsupported(req, self.model)
+        self._reject_unsupported(req, self.model, self._cfg.tool_parser)
         if isinstance(req, ChatCompletionRequest):
-            messages = [
-                {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                for m in req.messages
-            ]
-            prepared = self._runner.prepare_chat(messages)
+            messages = [_template_message(m) for m in req.messages]
+            tools = (
+                [t.model_dump(exclude_none=True) for t in req.tools]
+                if req.tools and self._tools_active(req)
+                else None
+            )
+            prepared = self._runner.prepare_chat(messages, tools)
         else:
             prepared = self._runner.prepare_text(req.prompt_text, req.suffix)
         call.stats.prompt_tokens = len(prepared.tokens)
@@ -255,6 +306,21 @@ class LocalBackend:
         if params.json_schema:
             self._runner.check_schema(params.json_schema)
         return Sequence(request_id=call.request_id, prompt_tokens=prepared.tokens, params=params)
+
+    def _tools_active(self, req: object) -> bool:
+        return bool(
+            self._cfg.tool_parser
+            and isinstance(req, ChatCompletionRequest)
+            and req.tools
+            and req.tool_choice != "none"
+        )
+
+    def _tool_parser(self, call: BackendCall) -> HermesToolParser | None:
+        if not self._tools_active(call.request):
+            return None
+        from seekport.engine.parsers.tools import HermesToolParser
+
+        return HermesToolParser()
 
     def _parser(self) -> ReasoningParser | None:
         if self._cfg.reasoning != "deepseek-r1":
@@ -356,6 +422,17 @@ class LocalBackend:
                 "usage": self._usage(call, seq, None),
             }
         message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish = out.finish
+        tools = self._tool_parser(call)
+        if tools is not None:
+            content, calls = tools.feed(text)
+            content += tools.flush()
+            if calls:
+                message["content"] = content or None
+                message["tool_calls"] = [
+                    {k: v for k, v in d.items() if k != "index"} for d in tool_call_dicts(calls)
+                ]
+                finish = "tool_calls" if finish == "stop" else finish
         reasoning_tokens = None
         if self._cfg.reasoning:
             message["reasoning_content"] = "".join(out.reasoning)
@@ -371,7 +448,7 @@ class LocalBackend:
                     "index": 0,
                     "message": message,
                     "logprobs": {"content": out.logprobs} if out.logprobs else None,
-                    "finish_reason": out.finish,
+                    "finish_reason": finish,
                 }
             ],
             "usage": self._usage(call, seq, reasoning_tokens),
@@ -392,6 +469,7 @@ class LocalBackend:
             wants_usage=bool(getattr(call.request, "wants_usage_in_stream", False)),
             top_n=getattr(call.request, "top_logprobs", None) or 0,
             parser=self._parser() if chat else None,
+            tools=self._tool_parser(call) if chat else None,
         )
         try:
             if chat:

@@ -15,7 +15,21 @@ from seekport.protocol import sse
 
 if TYPE_CHECKING:
     from seekport.engine.parsers.reasoning import ReasoningParser
+    from seekport.engine.parsers.tools import HermesToolParser, ToolCall
     from seekport.engine.sequence import TokenDelta
+
+
+def tool_call_dicts(calls: list[ToolCall], first_index: int = 0) -> list[dict[str, Any]]:
+    """OpenAI ``tool_calls`` entries (with ``index``, as stream deltas carry it)."""
+    return [
+        {
+            "index": first_index + i,
+            "id": "call_" + uuid.uuid4().hex[:24],
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments},
+        }
+        for i, c in enumerate(calls)
+    ]
 
 
 def completion_logprobs(entries: list[dict[str, Any]], offset: int) -> dict[str, Any]:
@@ -62,8 +76,10 @@ class ChunkWriter:
         wants_usage: bool,
         top_n: int,
         parser: ReasoningParser | None,
+        tools: HermesToolParser | None = None,
     ) -> None:
         self.chat = chat
+        self.tools = tools
         self.wants_usage = wants_usage
         self.top_n = top_n
         self.parser = parser
@@ -105,25 +121,40 @@ class ChunkWriter:
             if delta.logprobs
             else None
         )
+        r, c = "", delta.text
         if self.parser is not None:
             self.reasoning_tokens += int(not self.parser.in_content)
             r, c = self.parser.feed(delta.text)
-            d = {k: v for k, v in (("reasoning_content", r), ("content", c)) if v}
-        else:
-            d = {"content": delta.text} if delta.text else {}
+        d: dict[str, Any] = {k: v for k, v in (("reasoning_content", r), ("content", c)) if v}
+        if self.tools is not None and c:
+            before = self.tools.calls
+            c, calls = self.tools.feed(c)
+            d.pop("content", None)
+            if c:
+                d["content"] = c
+            if calls:
+                d["tool_calls"] = tool_call_dicts(calls, before)
         if not d and lp is None:
             return b""
         return self._chat(d or {"content": ""}, lp)
 
     def flush(self) -> bytes:
-        """Text the reasoning parser still holds at the end of generation."""
-        if self.parser is None:
-            return b""
-        r, c = self.parser.flush()
-        d = {k: v for k, v in (("reasoning_content", r), ("content", c)) if v}
+        """Text the parsers still hold at the end of generation."""
+        r, c = self.parser.flush() if self.parser is not None else ("", "")
+        calls: list[ToolCall] = []
+        before = 0
+        if self.tools is not None:
+            before = self.tools.calls
+            c, calls = self.tools.feed(c) if c else ("", [])
+            c += self.tools.flush()
+        d: dict[str, Any] = {k: v for k, v in (("reasoning_content", r), ("content", c)) if v}
+        if calls:
+            d["tool_calls"] = tool_call_dicts(calls, before)
         return self._chat(d) if d else b""
 
     def finish(self, finish_reason: str, usage: dict[str, Any]) -> bytes:
+        if self.tools is not None and self.tools.calls and finish_reason == "stop":
+            finish_reason = "tool_calls"
         last: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish_reason}
         if self.chat:
             last["delta"] = {}
