@@ -74,7 +74,7 @@ def test_long_prompts_are_prefilled_in_chunks_under_the_budget() -> None:
     a = seq("a", 3, max_tokens=50)
     s.add(a)
     step(s)
-    long = seq("long", 20)
+    long = seq("long", list(range(500, 520)))
     s.add(long)
     plans = [step(s) for _ in range(3)]
     for p in plans:
@@ -185,3 +185,19 @@ def test_a_sequence_larger_than_its_stream_is_refused() -> None:
     s.add(seq("fits", 90, max_tokens=10))
     with pytest.raises(ValueError, match="100 KV cells"):
         s.add(seq("too-big", 95, max_tokens=10))
+
+
+def test_a_longer_prefix_in_a_running_slot_is_copied_to_the_new_slot() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=3))
+    system = list(range(40))
+    first = seq("first", [*system, 1], max_tokens=50)
+    s.add(first)
+    step(s)
+    step(s)  # first is decoding: its slot holds the system prompt
+    second = seq("second", [*system, 2, 3], max_tokens=4)
+    s.add(second)
+    plan = step(s)
+    assert second.slot != first.slot
+    assert plan.copies == [(first.slot, second.slot, 40)]
+    assert second.cached_tokens == 40
+    assert [w.pos for w in plan.work if w.seq is second] == [40]

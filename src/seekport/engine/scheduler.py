@@ -12,8 +12,10 @@ KV cells are reserved at admission for ``prompt + max_tokens``: a running sequen
 run out of cache mid-stream, so there is no preemption. A finished, stopped or cancelled
 sequence returns its reservation at once. What it computed stays in its slot as a prefix
 cache: the next sequence whose prompt starts the same way (a shared system prompt, the next
-turn of a conversation) takes that slot and skips the shared part. Idle caches are evicted,
-least recently used first, when cells are needed.
+turn of a conversation) takes that slot and skips the shared part. When another slot, even a
+running one, holds a longer shared prefix, its KV is copied over instead (a cheap llama.cpp
+``seq_cp``), so a burst of requests with one system prompt computes it once. Idle caches are
+evicted, least recently used first, when cells are needed.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class StepPlan:
     work: list[Work] = field(default_factory=list)
     # (slot, from_pos): drop the slot's KV from this position on before running the batch
     evict: list[tuple[int, int]] = field(default_factory=list)
+    # (src_slot, dst_slot, keep): make dst's KV a copy of src's first ``keep`` positions
+    # (applied before ``evict``)
+    copies: list[tuple[int, int, int]] = field(default_factory=list)
     aborted: list[Sequence] = field(default_factory=list)  # cancelled since the last step
 
     @property
@@ -158,31 +163,48 @@ class Scheduler:
 
     def _admit(self, plan: StepPlan, seq: Sequence) -> bool:
         free = [s for s in self.slots if s.owner is None]
-        # the idle slot sharing the longest prefix; ties: least recently used
+        # the free slot sharing the longest prefix; ties: least recently used
         slot, hit = max(
             ((s, _common_prefix(s.tokens, seq.prompt_tokens)) for s in free),
             key=lambda sh: (sh[1], -sh[0].last_used),
         )
-        hit = min(hit, len(seq.prompt_tokens) - 1)  # one token must run to get logits
+        # any slot, running ones included, may hold a longer prefix: copy it over
+        src, src_hit = max(
+            ((s, _common_prefix(s.tokens, seq.prompt_tokens)) for s in self.slots),
+            key=lambda sh: sh[1],
+        )
+        limit = len(seq.prompt_tokens) - 1  # one token must run to get logits
         others = sorted((s for s in free if s is not slot and s.tokens), key=lambda s: s.last_used)
-        idle = sum(len(s.tokens) for s in others)
-        over = self.reserved + seq.kv_need + idle - self.cfg.max_kv_cells
-        if over > idle:
+        if not self._make_room(plan, seq, others):
             return False
-        for victim in others:  # evict idle caches, oldest first, until it fits
-            if over <= 0:
-                break
-            over -= len(victim.tokens)
-            victim.tokens = []
-            plan.evict.append((victim.index, 0))
-        if len(slot.tokens) > hit:
-            plan.evict.append((slot.index, hit))
-            del slot.tokens[hit:]
+        if src_hit > hit and src is not slot:
+            hit = min(src_hit, limit)
+            plan.copies.append((src.index, slot.index, hit))
+            slot.tokens = src.tokens[:hit]
+        else:
+            hit = min(hit, limit)
+            if len(slot.tokens) > hit:
+                plan.evict.append((slot.index, hit))
+                del slot.tokens[hit:]
         slot.owner = seq
         seq.slot = slot.index
         seq.num_computed = hit
         seq.cached_tokens = hit
         self.reserved += seq.kv_need
+        return True
+
+    def _make_room(self, plan: StepPlan, seq: Sequence, others: list[Slot]) -> bool:
+        """Evict idle caches, oldest first, until ``seq``'s reservation fits the cache."""
+        idle = sum(len(s.tokens) for s in others)
+        over = self.reserved + seq.kv_need + idle - self.cfg.max_kv_cells
+        if over > idle:
+            return False
+        for victim in others:
+            if over <= 0:
+                break
+            over -= len(victim.tokens)
+            victim.tokens = []
+            plan.evict.append((victim.index, 0))
         return True
 
 

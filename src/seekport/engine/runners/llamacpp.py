@@ -332,6 +332,11 @@ class LlamaCppRunner:
     def execute(self, plan: StepPlan) -> list[Sampled]:
         """Run one planned step: evictions, one batched decode, then per-sequence sampling."""
         lc = self._lc
+        for src, dst, keep in plan.copies:
+            # whole-stream copy, then trim: llama.cpp copies between KV streams only whole
+            lc.llama_memory_seq_rm(self._mem, dst, -1, -1)
+            lc.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+            lc.llama_memory_seq_rm(self._mem, dst, keep, -1)
         for slot, pos in plan.evict:
             lc.llama_memory_seq_rm(self._mem, slot, pos, -1)
         if not plan.work:
