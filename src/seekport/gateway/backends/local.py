@@ -495,19 +495,23 @@ class LocalBackend:
 
 
 async def _with_keepalive(it: AsyncIterator[TokenDelta]) -> AsyncIterator[TokenDelta | None]:
-    """The deltas of ``it``, with a None every KEEP_ALIVE_S while none arrives."""
-    nxt: asyncio.Future[TokenDelta] | None = None
+    """The deltas of ``it``, with a None every KEEP_ALIVE_S until the first one arrives.
+
+    Only the wait for a slot can be long; once generation runs, deltas are passed on
+    directly (no timer per token).
+    """
+    first: asyncio.Future[TokenDelta] = asyncio.ensure_future(anext(it))
     try:
-        while True:
-            nxt = asyncio.ensure_future(anext(it))
-            while not nxt.done():
-                done, _ = await asyncio.wait({nxt}, timeout=KEEP_ALIVE_S)
-                if not done:
-                    yield None
-            try:
-                yield nxt.result()
-            except StopAsyncIteration:
-                return
+        while not first.done():
+            done, _ = await asyncio.wait({first}, timeout=KEEP_ALIVE_S)
+            if not done:
+                yield None
     finally:
-        if nxt is not None and not nxt.done():
-            nxt.cancel()
+        if not first.done():
+            first.cancel()
+    try:
+        yield first.result()
+    except StopAsyncIteration:
+        return
+    async for delta in it:
+        yield delta
