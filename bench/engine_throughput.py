@@ -451,6 +451,25 @@ def ratios(cells: list[Cell]) -> list[str]:
         )
         + ".",
     ]
+    cpp = "llama-server (C++)"
+    if any(c.server == cpp for c in cells):
+        s8, k8 = cell(cells, sp, 8), cell(cells, cpp, 8)
+        lines += [
+            f"- Against the C++ llama-server, TTFT p50 at c=8: seekport {s8.ttft_ms(0.5):,.0f} "
+            f"ms vs {k8.ttft_ms(0.5):,.0f} ms (**{s8.ttft_ms(0.5) / k8.ttft_ms(0.5):.1f}×** its "
+            "figure; the issue's aim is ≤ 1.2×).",
+            "- Aggregate output tok/s, seekport ÷ C++ llama-server (aim ≥ 0.9×): "
+            + ", ".join(
+                f"c={c}: **{cell(cells, sp, c).tok_s / cell(cells, cpp, c).tok_s:.2f}×**"
+                for c in CONCURRENCY
+            )
+            + "; tokens per server CPU-second: "
+            + ", ".join(
+                f"c={c}: {cell(cells, sp, c).tok_per_cpu_s / cell(cells, cpp, c).tok_per_cpu_s:.2f}×"  # noqa: E501
+                for c in CONCURRENCY
+            )
+            + ".",
+        ]
     short = sum(c.short for c in cells)
     errors = sum(c.errors for c in cells)
     other = max(c.other_cores for c in cells)
