@@ -82,6 +82,7 @@ async def test_a_child_that_keeps_dying_is_restarted_with_backoff() -> None:
     await sup.start()
     try:
         await wait_for(lambda: sup.restarts >= 2, timeout=20)
+        assert sup.restarts >= 2
     finally:
         await sup.stop()
 
