@@ -201,3 +201,17 @@ def test_a_longer_prefix_in_a_running_slot_is_copied_to_the_new_slot() -> None:
     assert plan.copies == [(first.slot, second.slot, 40)]
     assert second.cached_tokens == 40
     assert [w.pos for w in plan.work if w.seq is second] == [40]
+
+
+def test_prefill_is_throttled_while_others_decode_but_not_when_alone() -> None:
+    cfg = SchedulerConfig(max_num_seqs=4, max_step_tokens=64, max_prefill_while_decoding=10)
+    s = Scheduler(cfg)
+    alone = seq("alone", list(range(1000, 1050)), max_tokens=20)
+    s.add(alone)
+    first = step(s)
+    assert [len(w.tokens) for w in first.work] == [50]  # nobody decoding: full budget
+    late = seq("late", list(range(2000, 2030)))
+    s.add(late)
+    plan = step(s)
+    assert [len(w.tokens) for w in plan.work if w.seq is late] == [10]
+    assert plan.num_tokens == 11  # one decode + the throttled chunk

@@ -106,6 +106,11 @@ class ModelConfig(BaseModel):
         description="local: tokens per engine step (llama.cpp n_batch); long prompts are "
         "prefilled in chunks of this size so running streams keep flowing.",
     )
+    max_prefill_while_decoding: Annotated[int, Field(ge=1, le=8192)] = Field(
+        default=32,
+        description="local: prompt tokens per step while other streams are decoding (small "
+        "chunks keep their token gaps short and de-synchronise bursts of new requests).",
+    )
     max_waiting: Annotated[int, Field(ge=0, le=100_000)] = Field(
         default=64, description="local: requests that may wait for the engine before 503s."
     )

@@ -101,6 +101,7 @@ class LocalBackend:
                 max_kv_cells=cfg.kv_cells,
                 max_seq_cells=cfg.context_length,
                 max_step_tokens=cfg.max_step_tokens,
+                max_prefill_while_decoding=cfg.max_prefill_while_decoding,
                 max_waiting=cfg.max_waiting,
             ),
             name=self.model,
