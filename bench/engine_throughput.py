@@ -75,8 +75,9 @@ from bench.gateway_overhead import (  # noqa: E402
     proc_mem_mb,
     revision,
     system_busy_s,
+    write_section,
 )
-from tests.harness import free_port, run_server, wait_http, write_config  # noqa: E402
+from tests.harness import free_port, run_server, stop_process, wait_http, write_config  # noqa: E402
 
 from seekport.engine.runners.llamacpp import bundled_model_path  # noqa: E402
 
@@ -359,12 +360,7 @@ def external_server(name: str, cmd: list[str], port: int, log: Path) -> Iterator
             model = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
             yield Target(name, port, None, model, proc.pid)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def llama_server_cmd(binary: str, port: int) -> list[str]:
@@ -602,24 +598,6 @@ def plot(cells: list[Cell], path: Path) -> None:
     plt.close(fig)
 
 
-DOCS_PREAMBLE = (
-    "# Benchmarks\n\n"
-    "Each section is written by its own script under `bench/`; re-running a script replaces "
-    "only its section (between its `<!-- NAME:start -->` and `<!-- NAME:end -->` markers).\n\n"
-)
-
-
-def write_docs(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else DOCS_PREAMBLE
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -635,7 +613,7 @@ def main() -> None:
     section = render(cells, binary, args.quick, time.perf_counter() - t0)
     print(section)
     if not args.no_docs:
-        write_docs(args.docs, section)
+        write_section(args.docs, section, START, END)
         plot(cells, args.plot)
         print(f"\nwrote {args.docs} and {args.plot}", file=sys.stderr)
 

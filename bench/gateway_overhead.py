@@ -426,11 +426,12 @@ DOCS_PREAMBLE = (
 )
 
 
-def write_docs(path: Path, section: str) -> None:
+def write_section(path: Path, section: str, start: str, end: str) -> None:
+    """Replace the text between ``start`` and ``end`` markers (or append the section)."""
     text = path.read_text(encoding="utf-8") if path.exists() else DOCS_PREAMBLE
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -477,7 +478,7 @@ def main() -> None:
     section = render(cells, peak, request_counts(args.quick))
     print(section)
     if not args.no_docs:
-        write_docs(args.docs, section)
+        write_section(args.docs, section, START, END)
         print(f"\nwrote {args.docs}", file=sys.stderr)
 
 

@@ -37,6 +37,16 @@ def chaos_script() -> Path:
     )
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -181,12 +191,7 @@ def run_server(
         wait_http(f"http://127.0.0.1:{port}/health/ready", proc=proc, timeout_s=60)
         yield Server(proc, port, key, data_dir, config, env)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
