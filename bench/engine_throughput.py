@@ -14,11 +14,12 @@ Method
   script never builds it.
 * Load: streamed chat completions, closed loop at concurrency 1, 4, 8 and 16. Each cell sends a
   fixed number of requests (``max(8, 2*c)``; ``--quick``: ``max(2, c)``) over ``c`` workers; a
-  worker sends its next request as soon as its last stream ended. Request ``i`` of a cell asks
-  ``"Request {i}. "`` + prompt ``i mod 8`` of a fixed list, with ``seed = i``: both servers get
-  the same prompts, and each is unique, so prefix caches (seekport's per-slot reuse,
-  llama_cpp.server's reuse of its one context) can only share the chat template's system
-  prefix, never a whole earlier prompt.
+  worker sends its next request as soon as its last stream ended. Request ``i`` asks
+  ``"Request {i}. "`` + prompt ``i mod 8`` of a fixed list, with ``seed = i``, and ``i`` counts
+  on across the cells of a run (0 is the warm-up): every server gets the same prompts, and each
+  is unique within the run, so prefix caches (seekport's per-slot reuse and KV copies,
+  llama_cpp.server's reuse of its one context, llama-server's slot and RAM prompt caches) can
+  only share the chat template's system prefix, never a whole earlier prompt.
   Every request asks for exactly 128 tokens: ``max_tokens: 128`` and ``logit_bias {"2": -100}``
   (token 2 is SmolLM2's ``<|im_end|>``, the end-of-generation token), with the same sampling
   (temperature 0.7, top_p 0.95, top_k 40, min_p 0.05, repeat_penalty 1.0). One warm-up request
@@ -260,11 +261,12 @@ class Cell:
         return sum(s.tokens < MAX_TOKENS for s in self.streams)
 
 
-async def closed_loop(t: Target, total: int, conc: int) -> tuple[list[Stream], int]:
-    """``conc`` workers share ``total`` requests; each sends the next when its last ended."""
+async def closed_loop(t: Target, first: int, total: int, conc: int) -> tuple[list[Stream], int]:
+    """``conc`` workers share requests ``first .. first+total-1``; each sends the next when
+    its last ended."""
     streams: list[Stream] = []
     errors = 0
-    counter = iter(range(total))
+    counter = iter(range(first, first + total))
 
     async def worker() -> None:
         nonlocal errors
@@ -279,11 +281,11 @@ async def closed_loop(t: Target, total: int, conc: int) -> tuple[list[Stream], i
     return streams, errors
 
 
-async def measure(t: Target, conc: int, n: int) -> Cell:
+async def measure(t: Target, conc: int, first: int, n: int) -> Cell:
     cell = Cell(t.name, conc)
     cpu0, sys0, client0 = proc_cpu_s(t.pid), system_busy_s(), time.process_time()
     t0 = time.perf_counter()
-    cell.streams, cell.errors = await closed_loop(t, n, conc)
+    cell.streams, cell.errors = await closed_loop(t, first, n, conc)
     cell.wall_s = time.perf_counter() - t0
     cell.server_cpu_s = proc_cpu_s(t.pid) - cpu0
     cell.client_cpu_s = time.process_time() - client0
@@ -293,14 +295,17 @@ async def measure(t: Target, conc: int, n: int) -> Cell:
     return cell
 
 
-async def run_cells(t: Target, quick: bool) -> list[Cell]:
+async def run_cells(t: Target, quick: bool, levels: tuple[int, ...] = CONCURRENCY) -> list[Cell]:
     warm = await one_stream(t, 0)
     if not (warm.done and warm.deltas):
         raise SystemExit(f"{t.name}: warm-up request failed")
     print(f"{t.name}: warm-up {warm.tokens} tokens, finish {warm.finish}", file=sys.stderr)
     cells = []
-    for conc in CONCURRENCY:
-        cell = await measure(t, conc, request_count(conc, quick))
+    first = 1  # request numbers never repeat within a run (0 was the warm-up)
+    for conc in levels:
+        n = request_count(conc, quick)
+        cell = await measure(t, conc, first, n)
+        first += n
         cells.append(cell)
         print(main_row(cell), file=sys.stderr, flush=True)
     return cells
@@ -372,23 +377,30 @@ def llama_server_cmd(binary: str, port: int) -> list[str]:
     ]
 
 
-def run(quick: bool) -> tuple[list[Cell], str | None]:
+SERVERS = ("seekport", "llama_cpp.server", "llama-server")
+
+
+def run(
+    quick: bool, servers: tuple[str, ...] = SERVERS, levels: tuple[int, ...] = CONCURRENCY
+) -> tuple[list[Cell], str | None]:
     """Each server in turn (never two at once); returns the cells and the llama-server path."""
     binary = shutil.which("llama-server")
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="seekport-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        with seekport_server(tmp) as t:
-            cells += _event_loop_run(run_cells(t, quick))
-        port = free_port()
-        cmd = llama_cpp_python_cmd(port)
-        with external_server("llama_cpp.server", cmd, port, tmp / "llama_cpp.log") as t:
-            cells += _event_loop_run(run_cells(t, quick))
-        if binary:
+        if "seekport" in servers:
+            with seekport_server(tmp) as t:
+                cells += _event_loop_run(run_cells(t, quick, levels))
+        if "llama_cpp.server" in servers:
+            port = free_port()
+            cmd = llama_cpp_python_cmd(port)
+            with external_server("llama_cpp.server", cmd, port, tmp / "llama_cpp.log") as t:
+                cells += _event_loop_run(run_cells(t, quick, levels))
+        if binary and "llama-server" in servers:
             port = free_port()
             cmd = llama_server_cmd(binary, port)
             with external_server("llama-server (C++)", cmd, port, tmp / "llama-server.log") as t:
-                cells += _event_loop_run(run_cells(t, quick))
+                cells += _event_loop_run(run_cells(t, quick, levels))
     return cells, binary
 
 
@@ -549,8 +561,10 @@ METHOD = (
     "`max_num_seqs: 16`, `max_waiting: 64`, `log_level: warning`, no access log) and "
     "`python -m llama_cpp.server --n_threads 1 --n_threads_batch 1 --n_ctx 4096 "
     "--interrupt_requests False --verbose False`, which runs one request at a time (the others "
-    "wait for its lock). Request i asks `Request i. ` + one of 8 fixed prompts (same sequence "
-    "for both servers; unique, so prefix caches share only the chat template's system prefix), "
+    "wait for its lock), and the C++ `llama-server` with `--threads 1 --threads-batch 1 "
+    "--ctx-size 16384 --parallel 16 --cont-batching`. Request i asks `Request i. ` + one of 8 "
+    "fixed prompts, i counting on across the cells of a run (same sequence for every server; "
+    "unique within the run, so prefix caches share only the chat template's system prefix), "
     "the same sampling (temperature 0.7, top_p 0.95, top_k 40, min_p 0.05, repeat_penalty 1.0, "
     "seed = request index) and `stream_options.include_usage`. *TTFT* = send → first content "
     "delta; *ITL* = gap between consecutive content deltas (mean over all gaps of the cell); "
@@ -607,9 +621,27 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true", help="print only; leave the docs alone")
     parser.add_argument("--docs", type=Path, default=DOCS, help="results page to update")
     parser.add_argument("--plot", type=Path, default=PLOT, help="PNG written beside the page")
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated subset of %(default)s; a subset only prints its rows",
+    )
+    parser.add_argument(
+        "--concurrency",
+        default=",".join(map(str, CONCURRENCY)),
+        help="comma-separated levels; a subset only prints its rows",
+    )
     args = parser.parse_args()
+    servers = tuple(s.strip() for s in args.servers.split(",") if s.strip())
+    levels = tuple(int(c) for c in args.concurrency.split(","))
+    if unknown := set(servers) - set(SERVERS):
+        parser.error(f"unknown servers: {sorted(unknown)}")
     t0 = time.perf_counter()
-    cells, binary = run(args.quick)
+    cells, binary = run(args.quick, servers, levels)
+    if set(servers) != set(SERVERS) or levels != CONCURRENCY:
+        print(MAIN_HEAD)
+        print("\n".join(main_row(c) for c in cells))
+        return
     section = render(cells, binary, args.quick, time.perf_counter() - t0)
     print(section)
     if not args.no_docs:
