@@ -136,6 +136,35 @@ def test_shared_prefix_is_reported_as_cache_hits(batched: Server) -> None:
     assert second["prompt_tokens_details"]["cached_tokens"] == second["prompt_cache_hit_tokens"]
 
 
+def test_a_conversations_next_turn_reuses_its_history_after_another_user(
+    batched: Server,
+) -> None:
+    system = {"role": "system", "content": "You answer in one short sentence. " * 8}
+    headers = {"Authorization": f"Bearer {batched.key}"}
+
+    def ask(messages: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
+        r = httpx.post(
+            batched.url + "/v1/chat/completions",
+            headers=headers,
+            timeout=60,
+            json={"model": BUNDLED, "max_tokens": 12, "temperature": 0, "messages": messages},
+        )
+        assert r.status_code == 200
+        body = r.json()
+        return body["choices"][0]["message"]["content"], dict(body["usage"])
+
+    turn1 = [system, {"role": "user", "content": "Name a large animal that lives in the sea."}]
+    answer, first = ask(turn1)
+    # another user, same system prompt, in between: it must not overwrite turn 1's cache
+    ask([system, {"role": "user", "content": "Name a small bird."}])
+    _, second = ask(
+        [*turn1, {"role": "assistant", "content": answer}, {"role": "user", "content": "Why?"}]
+    )
+    # the whole first turn (its prompt and most of the answer) comes from the cache
+    assert second["prompt_cache_hit_tokens"] > first["prompt_tokens"]
+    assert second["prompt_cache_miss_tokens"] < 20
+
+
 def test_cancelled_streams_free_their_slots(batched: Server) -> None:
     headers = {"Authorization": f"Bearer {batched.key}"}
     body = {

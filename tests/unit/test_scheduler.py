@@ -138,19 +138,74 @@ def test_cancelled_waiting_sequence_never_runs() -> None:
     assert b.num_computed == 0
 
 
-def test_shared_prefix_is_reused_from_an_idle_slot() -> None:
+def test_a_shared_prefix_is_copied_so_the_other_conversation_keeps_its_cache() -> None:
     s = Scheduler(SchedulerConfig(max_num_seqs=2))
     system = list(range(50))
     first = seq("first", [*system, 1, 2, 3], max_tokens=2)
     s.add(first)
     run_all(s)
+    kept = list(s.slots[first.slot].tokens)
     second = seq("second", [*system, 9, 9], max_tokens=2)
     s.add(second)
     plan = step(s)
-    assert second.slot == first.slot
+    assert second.slot != first.slot
     assert second.cached_tokens == 50
-    assert plan.evict == [(first.slot, 50)]  # drop what is not shared
+    assert plan.copies == [(first.slot, second.slot, 50)]
+    assert plan.evict == []
+    assert s.slots[first.slot].tokens == kept  # first's history survives for its next turn
     assert [w.pos for w in plan.work] == [50] and len(plan.work[0].tokens) == 2
+
+
+def test_the_next_turn_of_a_conversation_extends_its_own_slot() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=3))
+    turn1 = seq("turn1", list(range(30)), max_tokens=3)
+    s.add(turn1)
+    run_all(s)
+    history = list(s.slots[turn1.slot].tokens)  # prompt + the answer's fed tokens
+    assert len(history) == 32
+    turn2 = seq("turn2", [*history, 500, 501, 502], max_tokens=2)
+    s.add(turn2)
+    plan = step(s)
+    assert turn2.slot == turn1.slot
+    assert turn2.cached_tokens == 32
+    assert plan.copies == [] and plan.evict == []
+    assert [(w.pos, w.tokens) for w in plan.work] == [(32, [500, 501, 502])]
+
+
+def test_without_an_empty_slot_the_least_recently_used_one_is_reused() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=2))
+    system = list(range(20))
+    for name, tail in (("a", [1]), ("b", [2])):
+        s.add(seq(name, [*system, *tail], max_tokens=1))
+        run_all(s)
+    newest = s.slots[1].tokens[:]
+    c = seq("c", [*system, 3], max_tokens=1)
+    s.add(c)
+    plan = step(s)
+    assert c.slot == 0  # slot 0 ("a") was used least recently
+    assert c.cached_tokens == 20
+    assert plan.evict == [(0, 20)]
+    assert s.slots[1].tokens == newest
+
+
+def test_a_copy_source_evicted_for_room_still_gives_the_copied_tokens() -> None:
+    # cells are tight: admitting "c" evicts the idle cache it copies its prefix from
+    s = Scheduler(SchedulerConfig(max_num_seqs=3, max_kv_cells=60))
+    system = list(range(20))
+    a = seq("a", [*system, 1, 1, 1, 1, 1], max_tokens=1)  # 25 idle cells once done
+    s.add(a)
+    run_all(s)
+    b = seq("b", list(range(900, 920)), max_tokens=1)  # 20 idle cells, newer
+    s.add(b)
+    run_all(s)
+    c = seq("c", [*system, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2], max_tokens=5)  # needs 35 cells
+    s.add(c)
+    plan = step(s)
+    assert plan.copies == [(a.slot, c.slot, 20)]
+    assert (a.slot, 0) in plan.evict  # the source goes after the copy (copies run first)
+    assert c.cached_tokens == 20
+    assert s.slots[c.slot].tokens == [*system, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]
+    assert s.kv_cells_used <= 60
 
 
 def test_whole_prompt_cached_still_computes_its_last_token() -> None:

@@ -11,11 +11,13 @@ Pure Python, no model. One ``schedule()`` call plans one step:
 KV cells are reserved at admission for ``prompt + max_tokens``: a running sequence can never
 run out of cache mid-stream, so there is no preemption. A finished, stopped or cancelled
 sequence returns its reservation at once. What it computed stays in its slot as a prefix
-cache: the next sequence whose prompt starts the same way (a shared system prompt, the next
-turn of a conversation) takes that slot and skips the shared part. When another slot, even a
-running one, holds a longer shared prefix, its KV is copied over instead (a cheap llama.cpp
-``seq_cp``), so a burst of requests with one system prompt computes it once. Idle caches are
-evicted, least recently used first, when cells are needed.
+cache: the next turn of a conversation, whose prompt extends everything the slot holds, takes
+that slot and skips the shared part. A prompt that shares only part of a slot's tokens (the
+same system prompt, then another conversation) runs in an empty or least recently used slot
+and gets the shared prefix copied over (a cheap llama.cpp ``seq_cp``), from any slot, running
+ones included: a burst of requests with one system prompt computes it once, and no
+conversation's history is overwritten by another's. Idle caches are evicted, least recently
+used first, when cells are needed.
 """
 
 from __future__ import annotations
@@ -173,25 +175,34 @@ class Scheduler:
         return len(chunk)
 
     def _admit(self, plan: StepPlan, seq: Sequence) -> bool:
-        free = [s for s in self.slots if s.owner is None]
-        # the free slot sharing the longest prefix; ties: least recently used
-        slot, hit = max(
-            ((s, _common_prefix(s.tokens, seq.prompt_tokens)) for s in free),
-            key=lambda sh: (sh[1], -sh[0].last_used),
+        prompt = seq.prompt_tokens
+        free = [(s, _common_prefix(s.tokens, prompt)) for s in self.slots if s.owner is None]
+        # Where the sequence runs: a free slot it extends without discarding anything (the
+        # longest such prefix: the previous turn of this conversation; else an empty slot);
+        # failing that, the least recently used one. A cache that shares only part of its
+        # tokens (a system prompt, then another conversation) is not overwritten: its prefix
+        # is copied instead, so both conversations keep their history.
+        slot, hit = min(
+            free,
+            key=lambda sh: (1, sh[0].last_used, 0) if len(sh[0].tokens) > sh[1] else (0, 0, -sh[1]),
         )
         # any slot, running ones included, may hold a longer prefix: copy it over
         src, src_hit = max(
-            ((s, _common_prefix(s.tokens, seq.prompt_tokens)) for s in self.slots),
+            ((s, _common_prefix(s.tokens, prompt)) for s in self.slots),
             key=lambda sh: sh[1],
         )
-        limit = len(seq.prompt_tokens) - 1  # one token must run to get logits
-        others = sorted((s for s in free if s is not slot and s.tokens), key=lambda s: s.last_used)
+        limit = len(prompt) - 1  # one token must run to get logits
+        copy = src_hit > hit and src is not slot
+        copied = src.tokens[: min(src_hit, limit)] if copy else []
+        others = sorted(
+            (s for s, _ in free if s is not slot and s.tokens), key=lambda s: s.last_used
+        )
         if not self._make_room(plan, seq, others):
             return False
-        if src_hit > hit and src is not slot:
-            hit = min(src_hit, limit)
+        if copy:
+            hit = len(copied)
             plan.copies.append((src.index, slot.index, hit))
-            slot.tokens = src.tokens[:hit]
+            slot.tokens = copied
         else:
             hit = min(hit, limit)
             if len(slot.tokens) > hit:
