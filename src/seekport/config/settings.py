@@ -114,6 +114,16 @@ class ModelConfig(BaseModel):
     max_waiting: Annotated[int, Field(ge=0, le=100_000)] = Field(
         default=64, description="local: requests that may wait for the engine before 503s."
     )
+    keepalive_interval_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=10.0,
+        description="local: while a streamed request waits for the engine, an SSE comment "
+        "`: keep-alive` every this many seconds (DeepSeek's behaviour; clients ignore them).",
+    )
+    max_queue_wait_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=600.0,
+        description="local: a request still waiting for the engine after this long gets "
+        "503 server_overloaded (in-band in a stream) and leaves the line (DeepSeek: 10 min).",
+    )
     base_url: str | None = Field(
         default=None, description="openai: upstream base URL, e.g. https://api.deepseek.com"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     from seekport.engine.runners.llamacpp import LlamaCppRunner
     from seekport.engine.scheduler import StepPlan
     from seekport.engine.sequence import TokenDelta
-
-KEEP_ALIVE_S = 10.0
 
 
 @dataclass(slots=True)
@@ -193,9 +191,14 @@ class LocalBackend:
         out = _Output()
         parser = self._parser() if call.endpoint == "chat" else None
         top_n = getattr(call.request, "top_logprobs", None) or 0
-        async for delta in stream:
-            self._account(call, seq, delta)
-            self._collect(out, delta, parser, call.endpoint, top_n)
+        try:
+            async for delta in self._waited(stream):
+                if delta is None:
+                    continue  # a non-stream body has nothing to send while it waits
+                self._account(call, seq, delta)
+                self._collect(out, delta, parser, call.endpoint, top_n)
+        finally:
+            stream.close()
         if parser is not None:
             r, c = parser.flush()
             out.reasoning.append(r)
@@ -329,7 +332,7 @@ class LocalBackend:
         try:
             if chat:
                 yield writer.role()
-            async for delta in _with_keepalive(aiter(stream)):
+            async for delta in self._waited(stream):
                 if delta is None:
                     yield sse.KEEP_ALIVE  # still queued behind other requests
                     continue
@@ -348,18 +351,34 @@ class LocalBackend:
         finally:
             stream.close()
 
+    def _waited(self, stream: AsyncIterable[TokenDelta]) -> AsyncIterator[TokenDelta | None]:
+        cfg = self._cfg
+        return _with_keepalive(aiter(stream), cfg.keepalive_interval_s, cfg.max_queue_wait_s)
 
-async def _with_keepalive(it: AsyncIterator[TokenDelta]) -> AsyncIterator[TokenDelta | None]:
-    """The deltas of ``it``, with a None every KEEP_ALIVE_S until the first one arrives.
+
+async def _with_keepalive(
+    it: AsyncIterator[TokenDelta], interval_s: float, max_wait_s: float
+) -> AsyncIterator[TokenDelta | None]:
+    """The deltas of ``it``, with a None every ``interval_s`` until the first one arrives;
+    OverloadedError if none has arrived after ``max_wait_s`` (the caller then closes the
+    stream, which takes the sequence out of the waiting line).
 
     Only the wait for a slot can be long; once generation runs, deltas are passed on
     directly (no timer per token).
     """
     first: asyncio.Future[TokenDelta] = asyncio.ensure_future(anext(it))
+    deadline = time.monotonic() + max_wait_s
     try:
         while not first.done():
-            done, _ = await asyncio.wait({first}, timeout=KEEP_ALIVE_S)
-            if not done:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OverloadedError(
+                    f"the request waited {max_wait_s:g} s for the local engine without "
+                    "starting; retry later",
+                    retry_after=1,
+                )
+            done, _ = await asyncio.wait({first}, timeout=min(interval_s, left))
+            if not done and time.monotonic() < deadline:
                 yield None
     finally:
         if not first.done():
