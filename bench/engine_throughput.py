@@ -7,13 +7,15 @@ Method
   ``max_num_seqs: 16``, ``max_waiting: 64``; ``log_level: warning``, no access log), started by
   ``tests.harness.run_server`` (which also creates the API key), and (b) llama-cpp-python's own
   server, ``python -m llama_cpp.server --model <gguf> --n_threads 1 --n_threads_batch 1
-  --n_ctx 4096 --interrupt_requests False --verbose False`` (install it with
-  ``pip install 'llama-cpp-python[server]'``). Both use one llama.cpp thread for decode and
-  prefill. The servers run one at a time, never together, on 127.0.0.1.
+  --n_ctx 4096 --interrupt_requests False --verbose False`` (install it, and
+  matplotlib for the plot, with ``pip install -e '.[server,local,bench]'``). Both use one
+  llama.cpp thread for decode and prefill. The servers run one at a time, never together,
+  on 127.0.0.1.
 * (c) llama.cpp's C++ ``llama-server`` is measured only when a binary is on ``PATH``; this
-  script never builds it.
+  script never builds it (docs/benchmarks.md says how it was built: about 4 minutes from the
+  llama.cpp sources vendored in llama-cpp-python's sdist).
 * Load: streamed chat completions, closed loop at concurrency 1, 4, 8 and 16. Each cell sends a
-  fixed number of requests (``max(8, 2*c)``; ``--quick``: ``max(2, c)``) over ``c`` workers; a
+  fixed number of requests (``max(16, 2*c)``; ``--quick``: ``max(2, c)``) over ``c`` workers; a
   worker sends its next request as soon as its last stream ended. Request ``i`` asks
   ``"Request {i}. "`` + prompt ``i mod 8`` of a fixed list, with ``seed = i``, and ``i`` counts
   on across the cells of a run (0 is the warm-up): every server gets the same prompts, and each
@@ -29,7 +31,7 @@ Method
   server sends it (``stream_options.include_usage``; seekport does), else the number of content
   deltas (llama_cpp.server sends one delta per token and no usage). Rates use these real counts,
   so a stream that stops early lowers them; such requests are counted as *short*.
-* Per cell: TTFT p50/p99 (nearest rank; with 8-32 samples p99 is the maximum), mean and p99 ITL
+* Per cell: TTFT p50/p99 (nearest rank; with 16-32 samples p99 is the maximum), mean and p99 ITL
   over all gaps of the cell, aggregate output tok/s = completion tokens / wall time of the cell,
   and tokens per server CPU-second, with the server's CPU = utime + stime of the server process
   (all its threads) from ``/proc/<pid>/stat`` before and after the cell.
@@ -109,7 +111,7 @@ def prompt(i: int) -> str:
 
 
 def request_count(conc: int, quick: bool) -> int:
-    return max(2, conc) if quick else max(8, 2 * conc)
+    return max(2, conc) if quick else max(16, 2 * conc)
 
 
 # --------------------------------------------------------------------------- load generator
@@ -514,7 +516,10 @@ def render(cells: list[Cell], binary: str | None, quick: bool, elapsed_s: float)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     counts = ", ".join(f"{request_count(c, quick)} at c={c}" for c in CONCURRENCY)
     cpp = (
-        f"C++ llama-server measured: `{binary}`."
+        f"C++ llama-server measured: `{binary}`, built from the llama.cpp sources vendored in "
+        "the same llama-cpp-python sdist (`cmake -B build -DCMAKE_BUILD_TYPE=Release "
+        "-DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF` "
+        "then `cmake --build build --target llama-server -j2`: about 4 minutes on 2 cores)."
         if binary
         else "**C++ llama-server not measured: not buildable within CI-sized time here** (no "
         "`llama-server` binary on this machine, and this script does not build one)."
@@ -574,7 +579,7 @@ METHOD = (
     "next (e.g. part of a UTF-8 character) and its delta is empty. *Output tok/s* "
     "= completion tokens of the cell ÷ its wall time; *tok per server CPU-s* = the same tokens ÷ "
     "utime+stime of the server process (all threads, `/proc/<pid>/stat`, 10 ms ticks) across the "
-    "cell. Percentiles are nearest-rank; with 8–32 requests per cell, p99 is the slowest request. "
+    "cell. Percentiles are nearest-rank; with 16–32 requests per cell, p99 is the slowest request. "
     "The load generator (raw asyncio HTTP/1.1, one connection per request) shares the 2 cores. "
     "Details: the docstring of `bench/engine_throughput.py`."
 )
