@@ -481,10 +481,17 @@ def ratios(cells: list[Cell]) -> list[str]:
             + ".",
         ]
     short = sum(c.short for c in cells)
+    by = sorted({c.server for c in cells if c.short})
     errors = sum(c.errors for c in cells)
     other = max(c.other_cores for c in cells)
     lines.append(
-        f"- Streams shorter than {MAX_TOKENS} tokens: {short}; failed streams: {errors}. "
+        f"- Streams shorter than {MAX_TOKENS} tokens: {short}"
+        + (
+            f" ({', '.join(by)}; counted by content deltas where a stream has no usage)"
+            if by
+            else ""
+        )
+        + f"; failed streams: {errors}. "
         f"Other CPU on the machine: at most {other:.2f} cores during a cell "
         + ("(quiet)." if other <= 0.3 else "(**disturbed run: other work shared the cores**).")
     )
