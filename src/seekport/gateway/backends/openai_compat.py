@@ -2,8 +2,10 @@
 
 Bodies are forwarded as the client sent them (unknown fields kept) with the upstream model id.
 Responses come back verbatim, DeepSeek's extra fields included; only ``model`` is rewritten
-to the public id when the two differ. SSE events are checked with one orjson parse each (to
-read usage and drop a broken event) but passed on as the original bytes.
+to the public id when the two differ, and vLLM's (since late 2025) and OpenRouter's
+``reasoning`` field becomes DeepSeek's ``reasoning_content``, the name our API promises. SSE
+events are checked with one orjson parse each (to read usage and drop a broken event) but
+passed on as the original bytes unless one of those rewrites applies.
 
 Streams are metered from the upstream's usage; until it arrives (it comes last, so a stream
 cut short by the client or the upstream never gets it) every output chunk passed on counts as
@@ -246,6 +248,8 @@ class OpenAICompatBackend:
         choices = parsed.get("choices") or [{}]
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             call.stats.finish_reason = choices[0].get("finish_reason")
+        if _REASONING in data and _rename_reasoning(parsed, "message"):
+            data = orjson.dumps(parsed)
         return self._fix_model(data)
 
     async def stream(self, call: BackendCall) -> AsyncIterator[bytes]:
@@ -314,6 +318,10 @@ class OpenAICompatBackend:
             if payload == b"[DONE]":
                 return b"".join(out), True
             if self._inspect(payload, stats, meter):
+                if _REASONING in payload:
+                    obj = orjson.loads(payload)
+                    if _rename_reasoning(obj, "delta"):
+                        payload = orjson.dumps(obj)
                 if b"\n" in payload:  # a multi-line data field: one line per SSE event
                     payload = orjson.dumps(orjson.loads(payload))
                 out.append(sse.event(self._fix_model(payload)))
@@ -362,13 +370,34 @@ class OpenAICompatBackend:
         return True
 
 
+_REASONING = b'"reasoning"'
+
+
+def _rename_reasoning(obj: Any, part: str) -> bool:
+    """``choices[].<part>.reasoning`` → ``reasoning_content`` (vLLM since late 2025, OpenRouter);
+    left alone where the upstream sends ``reasoning_content`` itself. True if changed."""
+    changed = False
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    for ch in choices if isinstance(choices, list) else []:
+        msg = ch.get(part) if isinstance(ch, dict) else None
+        if isinstance(msg, dict) and "reasoning" in msg and "reasoning_content" not in msg:
+            msg["reasoning_content"] = msg.pop("reasoning")
+            changed = True
+    return changed
+
+
 def _has_output(choice: dict[str, Any]) -> bool:
     """Whether a stream choice carries generated output (content, reasoning, tool calls)."""
     delta = choice.get("delta") or {}
     return bool(
         (
             isinstance(delta, dict)
-            and (delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
+            and (
+                delta.get("content")
+                or delta.get("reasoning_content")
+                or delta.get("reasoning")
+                or delta.get("tool_calls")
+            )
         )
         or choice.get("text")
     )
