@@ -314,6 +314,10 @@ class OpenAICompatBackend:
         for ev in events:
             payload = _data_of(ev)
             if payload is None:
+                # a comment (DeepSeek's ": keep-alive" while queued): pass one on, so the
+                # client and proxies between us see the connection alive too
+                if ev.startswith(b":") and sse.KEEP_ALIVE not in out:
+                    out.append(sse.KEEP_ALIVE)
                 continue
             if payload == b"[DONE]":
                 return b"".join(out), True

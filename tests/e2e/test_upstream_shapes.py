@@ -1,14 +1,16 @@
-"""An upstream in recent vLLM's shape (reasoning in ``reasoning``, not ``reasoning_content``):
-seekport hands it to clients as DeepSeek's ``reasoning_content``, streamed and not.
+"""Upstream shapes chaos_upstream does not produce, played by a tiny stdlib server:
 
-chaos_upstream has no reasoning mode, so a tiny stdlib server plays vLLM here: it answers
-what ``vllm serve ... --reasoning-parser deepseek_r1`` sends since late 2025.
+* recent vLLM's reasoning field (``reasoning``, not ``reasoning_content``, as
+  ``vllm serve ... --reasoning-parser deepseek_r1`` sends since late 2025): seekport hands it
+  to clients as DeepSeek's ``reasoning_content``, streamed and not;
+* DeepSeek's ``: keep-alive`` comments while a request is queued: passed on as they come.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +23,8 @@ from tests.harness import Server, openai_client, run_server, write_config
 
 THINK = ["The user greets me", ", so I greet back."]
 ANSWER = ["Hello", "!"]
+QUEUED_KEEPALIVES = 3
+KEEPALIVE_GAP_S = 0.4
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -45,6 +49,11 @@ class VllmLike(BaseHTTPRequestHandler):
             self.send_header("content-type", "text/event-stream")
             self.send_header("connection", "close")
             self.end_headers()
+            if req["messages"][0]["content"] == "queued":
+                for _ in range(QUEUED_KEEPALIVES):  # DeepSeek while the request waits
+                    self.wfile.write(b": keep-alive\n\n")
+                    self.wfile.flush()
+                    time.sleep(KEEPALIVE_GAP_S)
             self.wfile.write(chunk({"role": "assistant", "content": ""}))
             for piece in THINK:
                 self.wfile.write(chunk({"reasoning": piece}))
@@ -135,3 +144,23 @@ def test_streamed_reasoning_becomes_reasoning_content(gateway: Server) -> None:
             content.append(delta["content"])
     assert reasoning == THINK
     assert content == ANSWER
+
+
+def test_upstream_keepalives_while_queued_reach_the_client_as_they_come(gateway: Server) -> None:
+    t0 = time.perf_counter()
+    lines: list[tuple[float, str]] = []
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {gateway.key}"},
+        json={"model": "r1", "messages": [{"role": "user", "content": "queued"}], "stream": True},
+        timeout=30,
+    ) as r:
+        assert r.status_code == 200
+        lines = [(time.perf_counter() - t0, line) for line in r.iter_lines() if line]
+    first_data = next(t for t, line in lines if line.startswith("data: "))
+    keepalives = [t for t, line in lines if line == ": keep-alive"]
+    assert len(keepalives) == QUEUED_KEEPALIVES
+    # each arrived when the upstream sent it, not batched with the first data event
+    assert keepalives[0] < first_data - KEEPALIVE_GAP_S
+    assert lines[-1][1] == "data: [DONE]"
