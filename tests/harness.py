@@ -212,3 +212,42 @@ def close_clients() -> None:
     for c in _CLIENTS.values():
         c.close()
     _CLIENTS.clear()
+
+
+# ---- PostgreSQL (127.0.0.1:5432, trust auth): one throwaway database per fixture
+
+PG = "postgresql://127.0.0.1:5432"
+
+
+async def pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{PG}/postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def pg_rows(db: str, sql: str) -> list[Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{PG}/{db}")
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh database (its name), dropped afterwards."""
+    import asyncio
+    import uuid
+
+    name = "seekport_test_" + uuid.uuid4().hex[:10]
+    asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,9 +1,11 @@
 """Crash durability (reliability plan T1, CI budget): ``kill -9`` seekport under load, restart
-it on the same SQLite file, and check that every request the client saw complete has exactly
-one usage record, that nothing is recorded twice and that the database is intact."""
+it on the same database (SQLite file, or PostgreSQL), and check that every request the client
+saw complete has exactly one usage record, that nothing is recorded twice and that the
+database is intact."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -18,7 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import Chaos, Server, run_chaos, run_server, write_config
+from tests.harness import (
+    Chaos,
+    Server,
+    pg_database,
+    pg_rows,
+    run_chaos,
+    run_server,
+    write_config,
+)
 
 CLIENTS = 16
 CYCLES = 2
@@ -94,20 +104,31 @@ def kill_after(pid: int, delay_s: float, done: threading.Event) -> None:
     done.set()
 
 
-def rows_by_client_id(db: Path) -> tuple[dict[str, int], str]:
+COUNT_SQL = (
+    "SELECT client_request_id, count(*) FROM usage_records "
+    "WHERE client_request_id LIKE 't1-%' GROUP BY client_request_id"
+)
+
+
+def sqlite_counts(db: Path) -> dict[str, int]:
     with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
-        counts = dict(
-            conn.execute(
-                "SELECT client_request_id, count(*) FROM usage_records "
-                "WHERE client_request_id LIKE 't1-%' GROUP BY client_request_id"
-            ).fetchall()
-        )
-        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    return counts, integrity
+        counts = dict(conn.execute(COUNT_SQL).fetchall())
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return counts
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The database_url to use: None for the default SQLite file, or a fresh PostgreSQL db."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with pg_database() as name:
+        yield name
 
 
 def test_kill_9_under_load_loses_no_acknowledged_usage_record(
-    slow_chaos: Chaos, tmp_path: Path
+    slow_chaos: Chaos, tmp_path: Path, database: str | None
 ) -> None:
     models = [
         {
@@ -118,7 +139,8 @@ def test_kill_9_under_load_loses_no_acknowledged_usage_record(
             "max_connections": 64,
         }
     ]
-    config = write_config(tmp_path, models)
+    url = {"database_url": f"postgresql+asyncpg://127.0.0.1:5432/{database}"} if database else {}
+    config = write_config(tmp_path, models, **url)
     rng = random.Random(1)
     acked: list[str] = []
     sent: list[str] = []
@@ -127,7 +149,6 @@ def test_kill_9_under_load_loses_no_acknowledged_usage_record(
             load = Load(server, seed=cycle)
             kill = threading.Event()
             delay = rng.uniform(1.0, 3.0)
-
             threading.Thread(
                 target=kill_after, args=(server.proc.pid, delay, kill), daemon=True
             ).start()
@@ -137,10 +158,12 @@ def test_kill_9_under_load_loses_no_acknowledged_usage_record(
             acked += load.acked
             sent += load.sent
             assert len(load.acked) >= 10, "the load never got going before the kill"
-    # one more start on the same file: it must open cleanly and keep every record
+    # one more start on the same database: it must open cleanly and keep every record
     with run_server(config) as server:
-        counts, integrity = rows_by_client_id(server.data_dir / "seekport.db")
-    assert integrity == "ok"
+        if database:
+            counts = {r[0]: r[1] for r in asyncio.run(pg_rows(database, COUNT_SQL))}
+        else:
+            counts = sqlite_counts(server.data_dir / "seekport.db")
     lost = [rid for rid in acked if counts.get(rid, 0) != 1]
     assert lost == [], f"{len(lost)} of {len(acked)} acknowledged requests lack their record"
     assert all(n == 1 for n in counts.values())  # nothing recorded twice

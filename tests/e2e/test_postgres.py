@@ -7,42 +7,28 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import openai
 import pytest
 
 from tests.conftest import remote_models
-from tests.harness import Chaos, Server, openai_client, run_cli, run_server, write_config
+from tests.harness import (
+    Chaos,
+    Server,
+    openai_client,
+    pg_database,
+    pg_rows,
+    run_cli,
+    run_server,
+    write_config,
+)
 
 pytestmark = pytest.mark.postgres
-
-PG = "postgresql://127.0.0.1:5432"
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(f"{PG}/postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _rows(db: str, sql: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(f"{PG}/{db}")
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
 def pg_db() -> Iterator[str]:
-    name = "seekport_test_" + uuid.uuid4().hex[:10]
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
+    with pg_database() as name:
         yield name
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +44,12 @@ def pg_server(
 
 
 def test_migrations_create_the_schema_on_postgres(pg_server: Server, pg_db: str) -> None:
-    rows = asyncio.run(_rows(pg_db, "SELECT version_num FROM alembic_version"))
+    rows = asyncio.run(pg_rows(pg_db, "SELECT version_num FROM alembic_version"))
     assert [r["version_num"] for r in rows] == ["0001"]
 
 
 def test_keys_are_stored_hashed_in_postgres(pg_server: Server, pg_db: str) -> None:
-    rows = asyncio.run(_rows(pg_db, "SELECT id, secret_hash, prefix FROM api_keys"))
+    rows = asyncio.run(pg_rows(pg_db, "SELECT id, secret_hash, prefix FROM api_keys"))
     assert rows
     for r in rows:
         assert len(r["secret_hash"]) == 64
@@ -83,7 +69,7 @@ def test_usage_records_are_committed_to_postgres(
     assert r.usage is not None
     # committed before the response's last byte: visible at once, no polling
     rows = asyncio.run(
-        _rows(pg_db, f"SELECT * FROM usage_records WHERE client_request_id = '{rid}'")
+        pg_rows(pg_db, f"SELECT * FROM usage_records WHERE client_request_id = '{rid}'")
     )
     assert len(rows) == 1
     row = rows[0]
