@@ -39,6 +39,23 @@ def test_chat_non_stream_with_chinese_prompt_has_consistent_usage(server: Server
     assert extra["prompt_cache_hit_tokens"] + extra["prompt_cache_miss_tokens"] == u.prompt_tokens
 
 
+def test_chinese_output_cut_by_max_tokens_has_no_replacement_characters(server: Server) -> None:
+    # Chinese characters span several byte tokens: one cut by max_tokens is dropped, not
+    # sent as U+FFFD (seeds 0-11 end mid-character 4 times on the bundled model)
+    c = client(server)
+    texts = []
+    for seed in range(12):
+        r = c.chat.completions.create(
+            model=BUNDLED,
+            messages=[{"role": "user", "content": "你好，请介绍一下你自己。"}],
+            max_tokens=40,
+            seed=seed,
+        )
+        texts.append(r.choices[0].message.content or "")
+    assert sum(any("\u4e00" <= ch <= "\u9fff" for ch in t) for t in texts) >= 6
+    assert not [t for t in texts if "\ufffd" in t]
+
+
 def test_deepseek_base_url_without_v1_works(server: Server) -> None:
     r = client(server, v1=False).chat.completions.create(
         model=BUNDLED, messages=[{"role": "user", "content": "hi"}], max_tokens=3

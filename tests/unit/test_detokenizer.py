@@ -69,3 +69,20 @@ def test_long_stop_strings_stay_cheap() -> None:
     d = Detokenizer([stop])
     out = "".join(d.feed(b"z") for _ in range(2000))
     assert out == "z" * (2000 - 255)  # only a possible prefix of the stop is held back
+
+
+def test_characters_after_an_invalid_byte_still_decode_across_tokens() -> None:
+    # a small model can sample bytes that never form a character (here a lone 0xE4 followed
+    # by ASCII); the characters split across later tokens must still come out whole
+    ni, hao = "你".encode(), "好".encode()
+    d = Detokenizer([])
+    pieces = [b"\xe4", b"A", ni[:2], ni[2:], hao[:1], hao[1:]]
+    out = [d.feed(p) for p in pieces]
+    assert "".join(out) + d.flush() == "\ufffdA你好"
+    assert out[2] == "" and out[3] == "你"  # held back until its last byte, then whole
+
+
+def test_a_character_cut_off_at_the_end_is_dropped() -> None:
+    d = Detokenizer([])
+    assert d.feed(b"ok" + "你".encode()[:2]) == "ok"
+    assert d.flush() == ""

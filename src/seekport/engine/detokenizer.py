@@ -4,26 +4,24 @@ stop string is never emitted)."""
 
 from __future__ import annotations
 
+import codecs
+
 
 class Detokenizer:
     def __init__(self, stop: list[str]) -> None:
         self._stop = [s for s in stop if s]
         self._hold = max((len(s) for s in self._stop), default=1) - 1
-        self._bytes = b""
+        # holds back a multi-byte character until its last byte arrives; bytes that can never
+        # form a character (a small model can sample such token sequences) become U+FFFD
+        # without disturbing the characters after them
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._text = ""
         self._emitted = 0  # characters of _text already handed out
         self.stopped = False
 
     def feed(self, piece: bytes) -> str:
         """Add one token's bytes; return the text that is now safe to emit."""
-        self._bytes += piece
-        try:
-            self._text = self._bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.reason != "unexpected end of data":
-                self._text = self._bytes.decode("utf-8", errors="replace")
-            else:  # a multi-byte character is still arriving
-                self._text = self._bytes[: exc.start].decode("utf-8", errors="replace")
+        self._text += self._decoder.decode(piece)
         if self._stop:
             start = max(0, self._emitted - self._hold)
             found = [i for i in (self._text.find(s, start) for s in self._stop) if i >= 0]
@@ -48,9 +46,10 @@ class Detokenizer:
         """End of generation without a stop match: release what was held back."""
         if self.stopped:
             return ""
-        text = self._bytes.decode("utf-8", errors="replace")
-        out = text[self._emitted :]
-        self._emitted = len(text)
+        # a character cut off by max_tokens is dropped, not sent as U+FFFD (as llama-server)
+        self._decoder.reset()
+        out = self._text[self._emitted :]
+        self._emitted = len(self._text)
         return out
 
     def _take(self, end: int) -> str:
