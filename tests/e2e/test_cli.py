@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,22 @@ def test_keys_create_prints_the_secret_alone_on_the_last_line(tmp_path: Path) ->
         check=False,
     )
     assert bad.returncode == 1 and "role" in bad.stderr
+
+
+def test_a_taken_port_fails_at_start_before_any_key_is_made(tmp_path: Path, chaos: Chaos) -> None:
+    config = write_config(tmp_path, remote_models(chaos))
+    with socket.socket() as other:  # another server already listens there
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        r = subprocess.run(
+            [*SEEKPORT, "serve", "--config", str(config), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert r.returncode == 2
+    assert f"127.0.0.1:{port}" in r.stderr and "--port" in r.stderr
+    assert "sk-sp-" not in r.stdout  # the one-time admin key is not spent on a failed start
+    assert "Traceback" not in r.stderr

@@ -78,6 +78,26 @@ def _check_models(settings: Settings) -> None:
                 raise typer.Exit(2) from exc
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail before anything else (the one-time admin key included) when the port is taken."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            typer.echo(
+                f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; another server "
+                "may be running there: stop it, or choose another port with --port",
+                err=True,
+            )
+            raise typer.Exit(2) from exc
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
@@ -102,6 +122,7 @@ def serve(
         log_level=log_level,
     )
     configure_logging(settings.log_level)
+    _check_port(settings.host, settings.port)
     _check_models(settings)
     if settings.bootstrap_admin_key:
 
