@@ -112,20 +112,26 @@ async def test_unknown_route_is_404_with_error_body(app: App) -> None:
     assert_error(await app.client.get("/v1/nothing", headers=app.auth()), 404)
 
 
-async def test_body_over_the_limit_is_413(app: App) -> None:
+async def test_body_over_the_limit_is_413_and_recorded(app: App) -> None:
     big = {**OK_BODY, "messages": [{"role": "user", "content": "x" * 5000}]}
-    assert_error(
-        await app.client.post(CHAT, json=big, headers=app.auth()), 413, "request_too_large"
-    )
+    headers = {**app.auth(), "X-Request-ID": "too-big-1"}
+    assert_error(await app.client.post(CHAT, json=big, headers=headers), 413, "request_too_large")
+    rows = [r for r in usage_rows(app) if r["client_request_id"] == "too-big-1"]
+    assert [(r["status"], r["error_code"], r["route"]) for r in rows] == [
+        (413, "request_too_large", "chat.completions")
+    ]
 
 
-async def test_chunked_body_over_the_limit_is_413(app: App) -> None:
+async def test_chunked_body_over_the_limit_is_413_and_recorded(app: App) -> None:
     async def chunks():  # type: ignore[no-untyped-def]
         for _ in range(10):
             yield b"x" * 1000
 
-    r = await app.client.post(CHAT, content=chunks(), headers=app.auth())
+    headers = {**app.auth(), "X-Request-ID": "too-big-2"}
+    r = await app.client.post(CHAT, content=chunks(), headers=headers)
     assert_error(r, 413)
+    rows = [r for r in usage_rows(app) if r["client_request_id"] == "too-big-2"]
+    assert [(r["status"], r["error_code"]) for r in rows] == [(413, "request_too_large")]
 
 
 async def test_request_id_is_echoed_or_generated(app: App, fresh_chaos: Chaos) -> None:

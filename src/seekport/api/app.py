@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.types import Scope
 
 from seekport import __version__
-from seekport.api.deps import Services
+from seekport.api.deps import Services, context
 from seekport.api.errors import install_error_handlers
 from seekport.api.middleware import EdgeMiddleware
 from seekport.api.routes import inference, system
 from seekport.config import ModelConfig, Settings
+from seekport.errors import SeekportError
 from seekport.gateway.accounting import UsageRecorder
 from seekport.gateway.auth import KeyService
 from seekport.gateway.backends.base import ChatBackend
@@ -72,5 +75,18 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(inference.router)
     app.include_router(system.router)
-    app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+
+    async def record_refusal(scope: Scope, route: str, err: SeekportError) -> None:
+        """A request the edge refused (oversized body) gets its usage record like any other."""
+        svc: Services | None = app.state.services
+        if svc is not None:
+            ctx = context(Request(scope), route)
+            await svc.chat.record_rejection(ctx, None, err.status_code, err.code)
+
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        on_refusal=record_refusal,
+    )
     return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,12 +18,31 @@ from seekport.telemetry.metrics import Metrics
 
 _CLIENT_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")
 
+# API routes whose refusals are recorded even when the edge refuses them (route labels as the
+# routes set them)
+API_ROUTES = {
+    f"{prefix}/{name}": label
+    for prefix in ("", "/v1", "/beta")
+    for name, label in (("chat/completions", "chat.completions"), ("completions", "completions"))
+}
+
+# records a request refused here, before any route ran: (scope, route label, error)
+RefusalHook = Callable[[Scope, str, SeekportError], Awaitable[None]]
+
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        on_refusal: RefusalHook | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.on_refusal = on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,14 +77,7 @@ class EdgeMiddleware:
             await send(message)
 
         if length is not None and (length < 0 or length > self.max_body):
-            err: SeekportError = (
-                PayloadTooLargeError(
-                    f"request body is {length} bytes; the limit is {self.max_body} bytes"
-                )
-                if length >= 0
-                else InvalidRequestError("invalid Content-Length header")
-            )
-            await error_response(err)(scope, receive, send_wrapper)
+            await self._refuse(scope, receive, send_wrapper, length)
             self._observe(state, status, started)
             return
 
@@ -87,6 +100,22 @@ class EdgeMiddleware:
         finally:
             self.metrics.in_flight.dec()
             self._observe(state, status, started)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, length: int) -> None:
+        """Answer a bad or too large declared body without reading it; record API refusals."""
+        err: SeekportError = (
+            PayloadTooLargeError(
+                f"request body is {length} bytes; the limit is {self.max_body} bytes"
+            )
+            if length >= 0
+            else InvalidRequestError("invalid Content-Length header")
+        )
+        await error_response(err)(scope, receive, send)
+        route = API_ROUTES.get(scope.get("path", ""))
+        if route is not None and scope.get("method") == "POST":
+            scope["state"]["route_label"] = route
+            if self.on_refusal is not None:
+                await self.on_refusal(scope, route, err)
 
     def _observe(self, state: dict[str, Any], status: int, started: float) -> None:
         route = state.get("route_label")
