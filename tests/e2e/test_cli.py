@@ -60,47 +60,35 @@ def test_invalid_config_fails_at_start_naming_the_field(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_keys_create_prints_the_secret_alone_on_the_last_line(tmp_path: Path) -> None:
-    r = subprocess.run(
+SEEKPORT_MODULE = (sys.executable, "-m", "seekport")
+
+
+def keys_create(data_dir: Path, role: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "seekport",
+            *SEEKPORT_MODULE,
             "keys",
             "create",
             "--name",
             "n",
             "--role",
-            "user",
+            role,
             "--data-dir",
-            str(tmp_path / "d"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    last = r.stdout.rstrip("\n").splitlines()[-1]
-    assert last.startswith("sk-sp-") and " " not in last and len(last) > 40
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "seekport",
-            "keys",
-            "create",
-            "--name",
-            "n",
-            "--role",
-            "root",
-            "--data-dir",
-            str(tmp_path / "d"),
+            str(data_dir),
         ],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_keys_create_prints_the_secret_alone_on_the_last_line(tmp_path: Path) -> None:
+    r = keys_create(tmp_path / "d", "user")
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.rstrip("\n").splitlines()[-1]
+    assert last.startswith("sk-sp-") and " " not in last and len(last) > 40
+    bad = keys_create(tmp_path / "d", "root")
     assert bad.returncode == 1 and "role" in bad.stderr
 
 

@@ -654,13 +654,9 @@ def test_fault_script_is_per_request_and_next_request_is_healthy(
 # ---------------------------------------------------------------- 8. client disconnect
 
 
-def test_client_disconnect_mid_stream_reaches_upstream_and_is_recorded_499(
-    server: Server, fresh_chaos: Chaos
-) -> None:
-    """The client leaves a slow stream: seekport hangs up on the upstream (chaos sees
-    client_closed) and records the request as 499."""
-    fresh_chaos.control(drip_ms=100, tokens=200)
-    my_id = rid()
+def hang_up_after(server: Server, my_id: str, n: int, *, content_only: bool) -> int:
+    """Stream a chat completion and hang up after ``n`` data events (``content_only``: events
+    with content); returns how many were received."""
     got = 0
     with httpx.stream(
         "POST",
@@ -671,11 +667,24 @@ def test_client_disconnect_mid_stream_reaches_upstream_and_is_recorded_499(
     ) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
-            if line.startswith("data: "):
-                got += 1
-                if got >= 4:
-                    break
-    # the context manager closed the connection mid-stream
+            if not line.startswith("data: "):
+                continue
+            if content_only and not json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                continue
+            got += 1
+            if got >= n:
+                break
+    return got  # leaving the context manager closed the connection mid-stream
+
+
+def test_client_disconnect_mid_stream_reaches_upstream_and_is_recorded_499(
+    server: Server, fresh_chaos: Chaos
+) -> None:
+    """The client leaves a slow stream: seekport hangs up on the upstream (chaos sees
+    client_closed) and records the request as 499."""
+    fresh_chaos.control(drip_ms=100, tokens=200)
+    my_id = rid()
+    hang_up_after(server, my_id, 4, content_only=False)
     deadline = time.monotonic() + 5
     rec: dict[str, Any] = {}
     recent: list[dict[str, Any]] = []
@@ -782,22 +791,7 @@ def test_client_disconnect_bills_at_least_the_tokens_delivered(
     the content chunks the client was sent."""
     fresh_chaos.control(drip_ms=50, tokens=200)
     my_id = rid()
-    delivered = 0
-    with httpx.stream(
-        "POST",
-        server.url + "/v1/chat/completions",
-        json=body(stream=True),
-        headers=auth(server, my_id),
-        timeout=10,
-    ) as r:
-        assert r.status_code == 200
-        for line in r.iter_lines():
-            if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get(
-                "content"
-            ):
-                delivered += 1
-                if delivered == 10:
-                    break
+    delivered = hang_up_after(server, my_id, 10, content_only=True)
     row = usage_row(server, my_id)
     assert row["status"] == 499
     assert delivered <= row["completion_tokens"] < 200
