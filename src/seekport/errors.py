@@ -1,7 +1,7 @@
 """The one exception tree of seekport.
 
-Domain code raises these; only ``seekport.api.errors`` turns them into HTTP responses of the
-OpenAI shape ``{"error": {"message", "type", "param", "code"}}``.
+Domain code raises these; only ``seekport.api.errors`` turns them into error bodies and HTTP
+responses of the OpenAI shape ``{"error": {"message", "type", "param", "code"}}``.
 
     SeekportError                      500 internal_error
     ├── InvalidRequestError            400 invalid_request_error
@@ -43,17 +43,6 @@ class SeekportError(Exception):
         if code is not None:
             self.code = code
         self.retry_after = retry_after
-
-    def to_body(self) -> dict[str, object]:
-        """The OpenAI error body for this error."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
 
 
 class InvalidRequestError(SeekportError):

@@ -1,7 +1,8 @@
-"""LocalBackend shapes engine output into OpenAI/DeepSeek bodies and chunks.
+"""LocalBackend's typed events, as the OpenAI encoders turn them into bodies and chunks.
 
 The runner is a scripted fake (the real llama.cpp runner is exercised in tests/e2e); it lets us
-pin the R1 reasoning split, which the bundled model never produces on its own.
+pin the R1 reasoning split, which the bundled model never produces on its own. Every chunk and
+body is also checked against the protocol's response models.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from typing import Any
 
 import orjson
 
+from seekport.api.encoders.openai import AnswerMeta, OpenAIBody, OpenAIStream
 from seekport.config import ModelConfig
 from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.local import LocalBackend
-from seekport.protocol.chat import ChatCompletionRequest
+from seekport.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from tests.fakes import FakeRunner
 
 PIECES = ["<think>", "Let me", " think", "</think>", "The answer", " is 4"]  # then EOS
@@ -33,12 +35,37 @@ def call(stream: bool, **extra: Any) -> BackendCall:
         "stream": stream,
         **extra,
     }
-    return BackendCall("chat", "r1-local", ChatCompletionRequest.model_validate(body), body, "r1")
+    req = ChatCompletionRequest.model_validate(body)
+    return BackendCall("chat", "r1-local", req, body, "r1", stream=stream)
+
+
+def meta(b: LocalBackend) -> AnswerMeta:
+    return AnswerMeta(model=b.model, chat=True, fingerprint=b.fingerprint, reasoning=b.reasoning)
+
+
+async def complete(b: LocalBackend, c: BackendCall) -> dict[str, Any]:
+    out = OpenAIBody(meta(b))
+    async for ev in await b.generate(c):
+        out.add(ev)
+    body = orjson.loads(out.body())
+    ChatCompletion.model_validate(body)
+    return dict(body)
+
+
+async def stream(b: LocalBackend, c: BackendCall) -> list[bytes]:
+    enc = OpenAIStream(meta(b))
+    events = [enc.encode(ev) async for ev in await b.generate(c)]
+    events.append(enc.close())
+    data = b"".join(events)
+    for e in data.split(b"\n\n"):
+        if e.startswith(b"data: {"):
+            ChatCompletionChunk.model_validate_json(e[6:])
+    return [e + b"\n\n" for e in data.split(b"\n\n") if e]
 
 
 async def test_non_stream_splits_reasoning_content_and_counts_its_tokens() -> None:
     b = await backend(PIECES)
-    body = orjson.loads(await b.complete(call(False)))
+    body = await complete(b, call(False))
     msg = body["choices"][0]["message"]
     assert msg["reasoning_content"] == "Let me think"
     assert msg["content"] == "The answer is 4"
@@ -51,7 +78,7 @@ async def test_non_stream_splits_reasoning_content_and_counts_its_tokens() -> No
 
 async def test_stream_sends_reasoning_deltas_before_content_deltas() -> None:
     b = await backend(PIECES)
-    events = [e async for e in await b.stream(call(True))]
+    events = await stream(b, call(True))
     chunks = [orjson.loads(e[6:]) for e in events if e.startswith(b"data: {")]
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert deltas[0] == {"role": "assistant", "content": ""}
@@ -68,7 +95,7 @@ async def test_model_without_parser_keeps_think_tags_in_content() -> None:
     cfg = ModelConfig(name="plain", backend="local")
     b = LocalBackend(cfg, None, runner=FakeRunner(script=PIECES))  # type: ignore[arg-type]
     await b.start()
-    body = orjson.loads(await b.complete(call(False)))
+    body = await complete(b, call(False))
     msg = body["choices"][0]["message"]
     assert "reasoning_content" not in msg
     assert msg["content"].startswith("<think>Let me think</think>")
@@ -103,7 +130,7 @@ async def tool_backend() -> LocalBackend:
 
 async def test_tool_calls_are_parsed_into_the_message() -> None:
     b = await tool_backend()
-    body = orjson.loads(await b.complete(call(False, tools=TOOLS)))
+    body = await complete(b, call(False, tools=TOOLS))
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     msg = choice["message"]
@@ -117,7 +144,7 @@ async def test_tool_calls_are_parsed_into_the_message() -> None:
 
 async def test_tool_calls_stream_as_deltas_with_index_and_finish_tool_calls() -> None:
     b = await tool_backend()
-    events = [e async for e in await b.stream(call(True, tools=TOOLS))]
+    events = await stream(b, call(True, tools=TOOLS))
     chunks = [orjson.loads(e[6:]) for e in events if e.startswith(b"data: {")]
     calls = [
         tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls", [])
@@ -136,6 +163,6 @@ async def test_local_model_without_tool_parser_refuses_tools() -> None:
     from seekport.errors import InvalidRequestError
 
     with pytest.raises(InvalidRequestError) as exc:
-        await b.complete(call(False, tools=TOOLS))
+        await b.generate(call(False, tools=TOOLS))
     assert exc.value.param == "tools"
     await b.aclose()

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from seekport import errors
+from seekport.api.errors import error_body
 from seekport.protocol.chat import ChatCompletionRequest
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -90,7 +91,7 @@ def test_error_tree_statuses_and_body_shape(
     exc: errors.SeekportError, status: int, code: str
 ) -> None:
     assert exc.status_code == status
-    body = exc.to_body()["error"]
+    body = error_body(exc)["error"]
     assert isinstance(body, dict)
     assert set(body) == {"message", "type", "param", "code"}
     assert body["code"] == code

@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from seekport import __version__
-from seekport.api.deps import Services, context
+from seekport.api.deps import Services
 from seekport.api.errors import install_error_handlers
 from seekport.api.middleware import EdgeMiddleware
 from seekport.api.routes import inference, system
+from seekport.api.scope import RequestScope
 from seekport.config import ModelConfig, Settings
 from seekport.errors import SeekportError
 from seekport.gateway.accounting import UsageRecorder
@@ -76,17 +77,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(inference.router)
     app.include_router(system.router)
 
-    async def record_refusal(scope: Scope, route: str, err: SeekportError) -> None:
+    async def refuse(
+        scope: Scope, receive: Receive, send: Send, route: str, err: SeekportError
+    ) -> None:
         """A request the edge refused (oversized body) gets its usage record like any other."""
-        svc: Services | None = app.state.services
-        if svc is not None:
-            ctx = context(Request(scope), route)
-            await svc.chat.record_rejection(ctx, None, err.status_code, err.code)
+        rs = RequestScope(app.state.services, Request(scope), route)
+        await (await rs.refuse(err))(scope, receive, send)
 
     app.add_middleware(
         EdgeMiddleware,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
-        on_refusal=record_refusal,
+        on_refusal=refuse,
     )
     return app

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from seekport.config import Settings
-from seekport.errors import SeekportError
-from seekport.gateway.auth import KeyService, Principal
-from seekport.gateway.service import ChatService, RequestContext
+from seekport.gateway.auth import KeyService
+from seekport.gateway.service import ChatService
 from seekport.telemetry.metrics import Metrics
 
 
@@ -22,26 +21,8 @@ class Services:
     started_at: int
 
 
-def services(request: Request) -> Services:
+def services_or_none(request: Request) -> Services | None:
+    """The wired services, or None while the server starts or stops (routes answer 503)."""
     svc = getattr(request.app.state, "services", None)
-    if svc is None:
-        raise SeekportError("the server is still starting")
-    assert isinstance(svc, Services)
+    assert svc is None or isinstance(svc, Services)
     return svc
-
-
-def context(request: Request, route: str) -> RequestContext:
-    state = request.scope.setdefault("state", {})
-    state["route_label"] = route
-    return RequestContext(
-        request_id=state.get("request_id") or "",
-        client_request_id=state.get("client_request_id"),
-        route=route,
-        client_ip=request.client.host if request.client else None,
-        started=state.get("started", 0.0),
-        beta=request.url.path.startswith("/beta/"),
-    )
-
-
-async def authenticate(request: Request) -> Principal:
-    return await services(request).keys.authenticate(request.headers.get("authorization"))

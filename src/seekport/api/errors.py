@@ -1,8 +1,14 @@
-"""The one place that turns exceptions into OpenAI error bodies with the right status."""
+"""The one place that turns exceptions into error bodies and responses with the right status.
+
+OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``; streams that fail after
+their first byte carry the same body in-band (the encoders ask here for it).
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -19,21 +25,40 @@ from seekport.errors import (
 log = logging.getLogger("seekport.api")
 
 
-def error_response(exc: SeekportError) -> Response:
-    headers: dict[str, str] = {}
+def error_body(exc: SeekportError) -> dict[str, Any]:
+    """The OpenAI error body for this error."""
+    return {
+        "error": {
+            "message": exc.message,
+            "type": exc.error_type,
+            "param": exc.param,
+            "code": exc.code,
+        }
+    }
+
+
+def internal_error(request_id: str) -> SeekportError:
+    """What the client sees of an unexpected failure: no details, the id to find the log."""
+    return SeekportError(f"internal error; see the server log for request {request_id}")
+
+
+def error_response(exc: SeekportError, headers: dict[str, str] | None = None) -> Response:
+    out = dict(headers or {})
     if exc.retry_after is not None or exc.status_code in (429, 503):
-        headers["retry-after"] = str(max(1, round(exc.retry_after or 1)))
+        out["retry-after"] = str(max(1, round(exc.retry_after or 1)))
     if isinstance(exc, AuthenticationError):
-        headers["www-authenticate"] = "Bearer"
+        out["www-authenticate"] = "Bearer"
     return Response(
-        orjson.dumps(exc.to_body()),
+        orjson.dumps(error_body(exc)),
         status_code=exc.status_code,
         media_type="application/json",
-        headers=headers,
+        headers=out,
     )
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """For what no request scope caught: unknown routes, wrong methods, non-API routes."""
+
     async def on_seekport(_req: Request, exc: Exception) -> Response:
         assert isinstance(exc, SeekportError)
         return error_response(exc)
@@ -52,12 +77,11 @@ def install_error_handlers(app: FastAPI) -> None:
         other.status_code = exc.status_code
         return error_response(other)
 
-    async def on_unexpected(req: Request, exc: Exception) -> Response:
-        rid = req.scope.get("state", {}).get("request_id")
+    async def on_unexpected(_req: Request, exc: Exception) -> Response:
+        # Starlette sends this from outside every middleware: set the request id here.
+        rid = "req_" + uuid.uuid4().hex
         log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": rid}})
-        return error_response(
-            SeekportError(f"internal error; see the server log for request {rid}")
-        )
+        return error_response(internal_error(rid), {"x-request-id": rid})
 
     app.add_exception_handler(SeekportError, on_seekport)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -1,37 +1,38 @@
-"""ChatService: authenticate → pick the backend → call → meter → record.
+"""ChatService: pick the deployment → call it → meter its events → build the usage record.
 
-Framework-free: the API routes hand it validated requests and get back bytes (a JSON body or
-SSE events). Rate limits, guards, cache and routing slot in here in later issues.
+Framework-free: the edge's request scope hands it a validated request and gets back a
+``ChatResult`` (typed events plus the response headers); the edge encodes the events and makes
+the one usage record of the request with ``usage_event`` and ``record``. Rate limits, guards,
+cache and routing slot in here in later issues, as policies over the same events.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
-import orjson
-
-from seekport.errors import ModelNotFoundError, SeekportError
+from seekport.errors import ModelNotFoundError
 from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import Principal
-from seekport.gateway.backends.base import BackendCall, ChatBackend, Endpoint
-from seekport.protocol import sse
+from seekport.gateway.backends.base import BackendCall, CallStats, ChatBackend, Endpoint
 from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.completions import CompletionRequest
+from seekport.protocol.events import (
+    ContentDelta,
+    Event,
+    Finish,
+    ReasoningDelta,
+    ToolCallDelta,
+    UsageReport,
+)
 from seekport.telemetry.metrics import Metrics
-
-log = logging.getLogger("seekport.service")
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class RequestContext:
-    """What the edge knows about one HTTP request."""
+    """What the edge knows about one request, for the service and its usage record."""
 
     request_id: str  # ours, unique; the usage record's key
     client_request_id: str | None  # X-Request-ID the client sent, if any
@@ -42,165 +43,114 @@ class RequestContext:
     beta: bool = False  # the request came in under /beta
 
 
-def _internal(ctx: RequestContext) -> SeekportError:
-    """What the client sees of an unexpected failure: no details, the id to find the log."""
-    return SeekportError(f"internal error; see the server log for request {ctx.request_id}")
+@dataclass(slots=True)
+class Deployment:
+    """One backend serving a public model name; ``id`` labels responses and records."""
+
+    id: str
+    backend: ChatBackend
 
 
-def error_event(exc: SeekportError) -> bytes:
-    """The in-band error a stream ends with after its first byte (no [DONE] follows)."""
-    return sse.event(orjson.dumps(exc.to_body()))
+@dataclass(slots=True)
+class ChatResult:
+    """An admitted call: its events (metered into ``call.stats`` as they pass) and the
+    headers its response carries. Later policies (rate limits, cache) add headers here."""
+
+    call: BackendCall
+    deployment: Deployment
+    events: AsyncIterator[Event]
+    headers: dict[str, str] = field(default_factory=dict)
+    passthrough: bool = True  # no policy changed the events: upstream bytes may go out as-is
+
+
+def meter(stats: CallStats, ev: Event) -> None:
+    """Account one event: first output time, a lower bound of output tokens until the backend's
+    own usage arrives (it comes last, so a stream cut short still bills what it delivered)."""
+    if isinstance(ev, ContentDelta | ReasoningDelta | ToolCallDelta):
+        if isinstance(ev, ToolCallDelta) or ev.text:
+            if stats.first_token_at is None:
+                stats.first_token_at = time.perf_counter()
+            if not stats.usage_seen:
+                stats.completion_tokens += 1
+    elif isinstance(ev, Finish):
+        stats.finish_reason = ev.reason
+        if stats.first_token_at is None:
+            stats.first_token_at = time.perf_counter()
+    elif isinstance(ev, UsageReport):
+        u = ev.usage
+        stats.prompt_tokens = u.prompt_tokens
+        stats.completion_tokens = u.completion_tokens
+        stats.cached_tokens = u.cached_tokens
+        stats.usage_seen = True
 
 
 class ChatService:
     def __init__(
         self, backends: dict[str, list[ChatBackend]], recorder: UsageRecorder, metrics: Metrics
     ) -> None:
-        self._backends = backends
+        self._groups = {
+            name: [Deployment(f"{name}#{i}", b) for i, b in enumerate(group)]
+            for name, group in backends.items()
+        }
         self._recorder = recorder
         self._metrics = metrics
 
     def model_ids(self) -> list[str]:
-        return list(self._backends)
+        return list(self._groups)
 
-    def backend_for(self, model: str) -> ChatBackend:
-        group = self._backends.get(model)
+    def deployment_for(self, model: str) -> Deployment:
+        group = self._groups.get(model)
         if not group:
             raise ModelNotFoundError(
                 f"Model Not Exist: the model '{model}' does not exist; "
                 "GET /v1/models lists the models served here",
                 param="model",
             )
-        return group[0]  # routing across a group arrives with #4
+        return group[0]  # routing across a group arrives with the routing issue
 
     def ready(self) -> bool:
-        return all(b.ready() for group in self._backends.values() for b in group)
+        return all(d.backend.ready() for group in self._groups.values() for d in group)
 
-    # ---- non-stream
-
-    async def complete(
+    async def open(
         self,
         ctx: RequestContext,
         endpoint: Endpoint,
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, object],
-    ) -> bytes:
-        backend = self.backend_for(req.model)
-        call = BackendCall(endpoint, req.model, req, body, ctx.request_id, beta=ctx.beta)
-        data = await self._guarded(ctx, call, backend, backend.complete(call), stream=False)
-        await self.record(ctx, call, backend, 200, None, stream=False)
-        return data
+    ) -> ChatResult:
+        """Admit the call; errors before the first event raise here."""
+        dep = self.deployment_for(req.model)
+        call = BackendCall(
+            endpoint, req.model, req, body, ctx.request_id, stream=bool(req.stream), beta=ctx.beta
+        )
+        events = await dep.backend.generate(call)
+        headers = {"x-seekport-model": req.model, "x-seekport-deployment": dep.id}
+        return ChatResult(call, dep, _metered(call.stats, events), headers)
 
-    # ---- stream
+    # ---- accounting: the edge's request scope makes exactly one record per request
 
-    async def stream(
+    def usage_event(
         self,
         ctx: RequestContext,
-        endpoint: Endpoint,
-        req: ChatCompletionRequest | CompletionRequest,
-        body: dict[str, object],
-    ) -> AsyncIterator[bytes]:
-        """Admit the call; errors before the first byte raise here (and are recorded)."""
-        backend = self.backend_for(req.model)
-        call = BackendCall(endpoint, req.model, req, body, ctx.request_id, beta=ctx.beta)
-        events = await self._guarded(ctx, call, backend, backend.stream(call), stream=True)
-        return self._metered(ctx, call, backend, events)
-
-    async def _guarded(
-        self,
-        ctx: RequestContext,
-        call: BackendCall,
-        backend: ChatBackend,
-        work: Awaitable[T],
-        *,
-        stream: bool,
-    ) -> T:
-        """Await a backend call; whatever happens, the request leaves its usage record."""
-        try:
-            return await work
-        except SeekportError as exc:
-            await self._record_quietly(ctx, call, backend, exc.status_code, exc.code, stream)
-            raise
-        except asyncio.CancelledError:  # the client hung up; the backend stopped its work
-            self._recorder.record_nowait(
-                self._event(ctx, call, backend, 499, "client_closed", stream)
-            )
-            raise
-        except Exception as exc:
-            log.exception("backend failure", extra={"fields": {"request_id": ctx.request_id}})
-            err = _internal(ctx)
-            await self._record_quietly(ctx, call, backend, err.status_code, err.code, stream)
-            raise err from exc
-
-    async def _metered(
-        self,
-        ctx: RequestContext,
-        call: BackendCall,
-        backend: ChatBackend,
-        events: AsyncIterator[bytes],
-    ) -> AsyncIterator[bytes]:
-        finished = False
-        sent = False
-        err: SeekportError | None = None
-        try:
-            try:
-                async for ev in events:
-                    sent = True
-                    yield ev
-            except SeekportError as exc:
-                err = exc
-            except Exception:
-                log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})
-                err = _internal(ctx)
-            finished = True
-            if err is None:
-                try:
-                    await self.record(ctx, call, backend, 200, None, stream=True)
-                except SeekportError as exc:  # fail closed: no [DONE] without a record
-                    yield error_event(exc)
-                    return
-                yield sse.DONE
-                return
-            await self._record_quietly(ctx, call, backend, err.status_code, err.code, True)
-            if not sent:
-                raise err  # nothing sent yet: the route answers with the error's own status
-            log.warning(
-                "stream failed after its first byte",
-                extra={"fields": {"request_id": ctx.request_id, "error": err.code}},
-            )
-            yield error_event(err)
-        finally:
-            if not finished:  # client went away (generator closed or task cancelled)
-                self._recorder.record_nowait(
-                    self._event(ctx, call, backend, 499, "client_closed", True)
-                )
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    # ---- accounting
-
-    def _event(
-        self,
-        ctx: RequestContext,
-        call: BackendCall | None,
-        backend: ChatBackend | None,
+        result: ChatResult | None,
+        model: str | None,
         status: int,
         code: str | None,
+        *,
         stream: bool,
     ) -> UsageEvent:
         now = time.perf_counter()
-        stats = call.stats if call else None
+        stats = result.call.stats if result else None
         ttft = (
             (stats.first_token_at - ctx.started) * 1000 if stats and stats.first_token_at else None
         )
-        return UsageEvent(
+        ev = UsageEvent(
             request_id=ctx.request_id,
             client_request_id=ctx.client_request_id,
             key_id=ctx.principal.key_id if ctx.principal else None,
             route=ctx.route,
-            model=call.model if call else None,
-            backend=backend.kind if backend else None,
+            model=model,
+            backend=result.deployment.backend.kind if result else None,
             stream=int(stream),
             status=status,
             error_code=code,
@@ -212,56 +162,36 @@ class ChatService:
             client_ip=ctx.client_ip,
             created_at=dt.datetime.now(dt.UTC),
         )
+        if result is not None:
+            self._observe_tokens(ev)
+        return ev
 
-    async def record(
-        self,
-        ctx: RequestContext,
-        call: BackendCall | None,
-        backend: ChatBackend | None,
-        status: int,
-        code: str | None,
-        *,
-        stream: bool,
-    ) -> None:
-        ev = self._event(ctx, call, backend, status, code, stream)
-        m = self._metrics
-        model = ev.model or "-"
-        if call is not None:
-            if ev.prompt_tokens:
-                m.tokens.labels(model, "prompt").inc(ev.prompt_tokens)
-            if ev.completion_tokens:
-                m.tokens.labels(model, "completion").inc(ev.completion_tokens)
-            if ev.cached_tokens:
-                m.tokens.labels(model, "cached").inc(ev.cached_tokens)
-            if ev.ttft_ms is not None:
-                m.ttft.labels(model).observe(ev.ttft_ms / 1000)
+    def _observe_tokens(self, ev: UsageEvent) -> None:
+        m, model = self._metrics, ev.model or "-"
+        if ev.prompt_tokens:
+            m.tokens.labels(model, "prompt").inc(ev.prompt_tokens)
+        if ev.completion_tokens:
+            m.tokens.labels(model, "completion").inc(ev.completion_tokens)
+        if ev.cached_tokens:
+            m.tokens.labels(model, "cached").inc(ev.cached_tokens)
+        if ev.ttft_ms is not None:
+            m.ttft.labels(model).observe(ev.ttft_ms / 1000)
+
+    async def record(self, ev: UsageEvent) -> None:
+        """Commit the record; raises OverloadedError (503) if it could not be stored."""
         await self._recorder.record(ev)
 
-    async def record_rejection(
-        self, ctx: RequestContext, model: str | None, status: int, code: str | None
-    ) -> None:
-        """A request refused before any backend was chosen (bad key, bad body) is recorded too.
+    def record_nowait(self, ev: UsageEvent) -> None:
+        """For paths that cannot wait (the client is gone): commit in the background."""
+        self._recorder.record_nowait(ev)
 
-        Best effort: the refusal itself is the answer, a storage failure must not replace it.
-        """
-        ev = self._event(ctx, None, None, status, code, False)
-        ev.model = model
-        try:
-            await self._recorder.record(ev)
-        except SeekportError:
-            log.warning("rejection not recorded", extra={"fields": {"request_id": ctx.request_id}})
 
-    async def _record_quietly(
-        self,
-        ctx: RequestContext,
-        call: BackendCall,
-        backend: ChatBackend,
-        status: int,
-        code: str | None,
-        stream: bool,
-    ) -> None:
-        """Record a failed call; the call's own error, not a storage error, goes to the client."""
-        try:
-            await self.record(ctx, call, backend, status, code, stream=stream)
-        except SeekportError:
-            log.warning("failure not recorded", extra={"fields": {"request_id": ctx.request_id}})
+async def _metered(stats: CallStats, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    try:
+        async for ev in events:
+            meter(stats, ev)
+            yield ev
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from seekport.protocol.common import WIRE, GenerationRequest
+from seekport.protocol.common import LAX, WIRE, GenerationRequest, Usage
 
 MAX_TOOLS = 128
 
@@ -114,3 +114,88 @@ class ChatCompletionRequest(GenerationRequest):
     @property
     def output_limit(self) -> int | None:
         return self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
+
+
+# ---- responses: what the encoders write (tests check the encoders' output against these)
+
+
+class TopLogprob(BaseModel):
+    model_config = LAX
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprobEntry(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(BaseModel):
+    model_config = LAX
+    content: list[TokenLogprobEntry] | None = None
+
+
+class AssistantMessage(BaseModel):
+    model_config = LAX
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class Choice(BaseModel):
+    model_config = LAX
+    index: int = 0
+    message: AssistantMessage
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletion(BaseModel):
+    """Body of a non-stream ``/chat/completions`` answer."""
+
+    model_config = LAX
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[Choice]
+    usage: Usage | None = None
+
+
+class ToolCallChunk(BaseModel):
+    model_config = LAX
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: dict[str, str] | None = None
+
+
+class ChunkDelta(BaseModel):
+    model_config = LAX
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallChunk] | None = None
+
+
+class ChunkChoice(BaseModel):
+    model_config = LAX
+    index: int = 0
+    delta: ChunkDelta
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One ``data:`` event of a streamed ``/chat/completions`` answer."""
+
+    model_config = LAX
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChunkChoice]
+    usage: Usage | None = None

@@ -48,3 +48,53 @@ class GenerationRequest(BaseModel):
     @property
     def wants_usage_in_stream(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+
+# ---- responses (lax: they are also read from upstreams, whose extra fields are kept)
+
+LAX = ConfigDict(extra="allow")
+Count = Annotated[int, Field(ge=0)]
+
+
+class PromptTokensDetails(BaseModel):
+    model_config = LAX
+    cached_tokens: Count = 0
+
+
+class CompletionTokensDetails(BaseModel):
+    model_config = LAX
+    reasoning_tokens: Count = 0
+
+
+class Usage(BaseModel):
+    """Token usage, OpenAI's fields plus DeepSeek's cache-hit split."""
+
+    model_config = LAX
+    prompt_tokens: Count = 0
+    completion_tokens: Count = 0
+    total_tokens: Count = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    prompt_cache_hit_tokens: Count | None = None
+    prompt_cache_miss_tokens: Count | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+    @property
+    def cached_tokens(self) -> int:
+        if self.prompt_cache_hit_tokens is not None:
+            return self.prompt_cache_hit_tokens
+        return self.prompt_tokens_details.cached_tokens if self.prompt_tokens_details else 0
+
+    @classmethod
+    def of(cls, prompt: int, completion: int, cached: int, reasoning: int | None) -> Usage:
+        """Our own usage (local engine): both the OpenAI and the DeepSeek cache fields."""
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+            prompt_cache_hit_tokens=cached,
+            prompt_cache_miss_tokens=prompt - cached,
+            completion_tokens_details=(
+                None if reasoning is None else CompletionTokensDetails(reasoning_tokens=reasoning)
+            ),
+        )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from seekport.protocol.common import WIRE, GenerationRequest
+from seekport.protocol.common import LAX, WIRE, GenerationRequest, Usage
 
 
 class CompletionRequest(GenerationRequest):
@@ -32,3 +32,35 @@ class CompletionRequest(GenerationRequest):
     @property
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+# ---- responses
+
+
+class CompletionLogprobs(BaseModel):
+    model_config = LAX
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    model_config = LAX
+    index: int = 0
+    text: str
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class Completion(BaseModel):
+    """Body of a ``/completions`` answer, and (with ``finish_reason`` null) of each chunk."""
+
+    model_config = LAX
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[CompletionChoice]
+    usage: Usage | None = None

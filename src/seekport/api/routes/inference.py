@@ -1,28 +1,29 @@
-"""``/chat/completions`` and ``/completions`` (also under ``/v1`` and ``/beta``)."""
+"""``/chat/completions`` and ``/completions`` (also under ``/v1`` and ``/beta``).
+
+Thin: parse, hand the request to ChatService inside the request scope, encode the events.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from seekport.api.deps import Services, authenticate, context, services
-from seekport.errors import InvalidRequestError, SeekportError
+from seekport.api.deps import services_or_none
+from seekport.api.encoders.openai import MEDIA_JSON, AnswerMeta, OpenAIBody, OpenAIStream
+from seekport.api.scope import RequestScope, aclose
+from seekport.errors import InvalidRequestError
 from seekport.gateway.backends.base import Endpoint
-from seekport.gateway.service import RequestContext
+from seekport.gateway.service import ChatResult
 from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.completions import CompletionRequest
 
 log = logging.getLogger("seekport.api")
 router = APIRouter()
-
-_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
@@ -57,82 +58,79 @@ async def _parse(request: Request, model_cls: type[BaseModel]) -> tuple[Any, dic
     return req, body
 
 
-async def _wait_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
+def _meta(result: ChatResult, req: ChatCompletionRequest | CompletionRequest) -> AnswerMeta:
+    chat = isinstance(req, ChatCompletionRequest)
+    backend = result.deployment.backend
+    return AnswerMeta(
+        model=req.model,
+        chat=chat,
+        fingerprint=backend.fingerprint,
+        wants_usage=req.wants_usage_in_stream,
+        top_logprobs=(req.top_logprobs or 0) if isinstance(req, ChatCompletionRequest) else 0,
+        reasoning=chat and backend.reasoning,
+        passthrough=result.passthrough,
+    )
 
 
 async def _serve(
     request: Request, route: str, endpoint: Endpoint, model_cls: type[BaseModel]
 ) -> Response:
-    svc = services(request)
-    ctx: RequestContext = context(request, route)
-    model: str | None = None
-    try:
-        ctx.principal = await authenticate(request)
+    scope = RequestScope(services_or_none(request), request, route)
+
+    async def handle() -> Response:
+        svc = scope.services
+        scope.ctx.principal = await svc.keys.authenticate(request.headers.get("authorization"))
         req, body = await _parse(request, model_cls)
-        model = req.model
-        svc.chat.backend_for(model)
-        request.scope["state"]["model"] = model  # a metrics label: known models only
-    except SeekportError as exc:
-        await svc.chat.record_rejection(ctx, model, exc.status_code, exc.code)
-        raise
-    # Stop the work if the client hangs up before the answer starts: the local engine frees its
-    # slot, a remote upstream is let go now rather than at its read timeout. (Once a stream has
-    # started, StreamingResponse watches for the disconnect itself.)
-    work = asyncio.ensure_future(
-        _open_stream(svc, ctx, endpoint, req, body)
-        if req.stream
-        else _complete(svc, ctx, endpoint, req, body)
-    )
-    gone = asyncio.ensure_future(_wait_disconnect(request))
-    try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not work.done():
-            work.cancel()
-    if not work.done() or work.cancelled():
-        return Response(status_code=499)
-    return work.result()
+        scope.model = req.model
+        scope.stream = bool(req.stream)
+        svc.chat.deployment_for(req.model)
+        scope.label = req.model  # a metrics label: served models only
+        work = (
+            _stream(scope, endpoint, req, body)
+            if req.stream
+            else _complete(scope, endpoint, req, body)
+        )
+        # Stop the work if the client hangs up before the answer starts: the local engine frees
+        # its slot, a remote upstream is let go now rather than at its read timeout. (Once a
+        # stream has started, StreamingResponse watches for the disconnect itself.)
+        return await scope.race(work)
+
+    return await scope.run(handle)
 
 
 async def _complete(
-    svc: Services, ctx: RequestContext, endpoint: Endpoint, req: Any, body: dict[str, Any]
+    scope: RequestScope, endpoint: Endpoint, req: Any, body: dict[str, Any]
 ) -> Response:
-    data = await svc.chat.complete(ctx, endpoint, req, body)
-    return Response(data, media_type="application/json")
-
-
-async def _open_stream(
-    svc: Services, ctx: RequestContext, endpoint: Endpoint, req: Any, body: dict[str, Any]
-) -> Response:
-    events = await svc.chat.stream(ctx, endpoint, req, body)
-    return await _start_stream(events)
-
-
-async def _start_stream(events: AsyncIterator[bytes]) -> Response:
-    """Pull the first event before answering, so errors before any byte get their status."""
-    it = aiter(events)
+    result = await scope.services.chat.open(scope.ctx, endpoint, req, body)
+    scope.result = result
+    out = OpenAIBody(_meta(result, req))
     try:
-        first = await anext(it)
+        async for ev in result.events:
+            out.add(ev)
+    finally:
+        await aclose(result.events)
+    data = out.body()
+    await scope.record(200, None)  # the last byte follows the record (503 if it failed)
+    return Response(data, media_type=MEDIA_JSON, headers=scope.headers())
+
+
+async def _stream(
+    scope: RequestScope, endpoint: Endpoint, req: Any, body: dict[str, Any]
+) -> Response:
+    result = await scope.services.chat.open(scope.ctx, endpoint, req, body)
+    scope.result = result
+    enc = OpenAIStream(_meta(result, req))
+    # Pull events until there are bytes to send, so errors before any byte get their status.
+    first = b""
+    try:
+        while not first:
+            first = enc.encode(await anext(result.events))
     except StopAsyncIteration:
-        first = b""
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            if first:
-                yield first
-            async for ev in it:
-                yield ev
-        finally:
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    return StreamingResponse(body(), media_type="text/event-stream", headers=_SSE_HEADERS)
+        pass
+    except BaseException:
+        await aclose(result.events)
+        raise
+    return scope.streaming(enc, first, result.events)
 
 
 @router.post("/chat/completions", include_in_schema=False)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from seekport.api.deps import authenticate, context, services
-from seekport.errors import ModelNotFoundError
+from seekport.api.deps import services_or_none
+from seekport.api.scope import RequestScope
+from seekport.errors import ModelNotFoundError, OverloadedError
 from seekport.protocol.models import ModelCard, ModelList
 
 router = APIRouter()
@@ -16,30 +17,42 @@ def _card(model: str, created: int, owned_by: str) -> ModelCard:
     return ModelCard(id=model, created=created, owned_by=owned_by)
 
 
+def _json(body: str, scope: RequestScope) -> Response:
+    return Response(body, media_type="application/json", headers=scope.headers())
+
+
 @router.get("/models", include_in_schema=False)
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
-    context(request, "models")
-    await authenticate(request)
-    svc = services(request)
-    owners = {m.name: m.owned_by for m in svc.settings.models}
-    data = [_card(m, svc.started_at, owners.get(m, "seekport")) for m in svc.chat.model_ids()]
-    return Response(ModelList(data=data).model_dump_json(), media_type="application/json")
+    scope = RequestScope(services_or_none(request), request, "models", record=False)
+
+    async def handle() -> Response:
+        svc = scope.services
+        await svc.keys.authenticate(request.headers.get("authorization"))
+        owners = {m.name: m.owned_by for m in svc.settings.models}
+        data = [_card(m, svc.started_at, owners.get(m, "seekport")) for m in svc.chat.model_ids()]
+        return _json(ModelList(data=data).model_dump_json(), scope)
+
+    return await scope.run(handle)
 
 
 @router.get("/models/{model_id:path}", include_in_schema=False)
 @router.get("/v1/models/{model_id:path}")
 async def get_model(request: Request, model_id: str) -> Response:
-    context(request, "models")
-    await authenticate(request)
-    svc = services(request)
-    if model_id not in svc.chat.model_ids():
-        raise ModelNotFoundError(
-            f"Model Not Exist: the model '{model_id}' does not exist", param="model"
-        )
-    owners = {m.name: m.owned_by for m in svc.settings.models}
-    card = _card(model_id, svc.started_at, owners[model_id])
-    return Response(card.model_dump_json(), media_type="application/json")
+    scope = RequestScope(services_or_none(request), request, "models", record=False)
+
+    async def handle() -> Response:
+        svc = scope.services
+        await svc.keys.authenticate(request.headers.get("authorization"))
+        if model_id not in svc.chat.model_ids():
+            raise ModelNotFoundError(
+                f"Model Not Exist: the model '{model_id}' does not exist", param="model"
+            )
+        owners = {m.name: m.owned_by for m in svc.settings.models}
+        card = _card(model_id, svc.started_at, owners[model_id])
+        return _json(card.model_dump_json(), scope)
+
+    return await scope.run(handle)
 
 
 @router.get("/health/live")
@@ -49,7 +62,7 @@ async def live() -> Response:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> Response:
-    svc = getattr(request.app.state, "services", None)
+    svc = services_or_none(request)
     ok = svc is not None and svc.chat.ready()
     return Response(
         b'{"status":"ready"}' if ok else b'{"status":"starting"}',
@@ -60,6 +73,8 @@ async def ready(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    await authenticate(request)
-    svc = services(request)
+    svc = services_or_none(request)
+    if svc is None:
+        raise OverloadedError("the server is starting or stopping; retry", retry_after=1)
+    await svc.keys.authenticate(request.headers.get("authorization"))
     return Response(svc.metrics.render(), media_type=svc.metrics.content_type)

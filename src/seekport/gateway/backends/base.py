@@ -1,9 +1,9 @@
 """The ChatBackend Protocol the gateway serves against.
 
-A backend answers one call either as a whole JSON body (``complete``) or as a stream of
-already-encoded SSE events (``stream``). Streams carry bytes, not models, so remote SSE is
-passed through without re-serialising each chunk. ``[DONE]`` is not part of a backend's stream:
-the service adds it after the usage record is committed.
+A backend answers one call with the typed events of ``protocol.events``, streamed or not: a
+non-stream answer is the aggregate of the same events, built at the edge. ``generate`` admits
+the call first (a full queue, a refused request or an upstream error status raise there, before
+any event), then returns the events. ``[DONE]`` and the wire format are the edge's business.
 """
 
 from __future__ import annotations
@@ -14,19 +14,24 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from seekport.protocol.events import Event
+
 Endpoint = Literal["chat", "completion"]
 
 
 @dataclass(slots=True)
 class CallStats:
-    """Filled in by the backend while it serves a call; read by accounting."""
+    """What one call used and how it went; the service fills it from the events (backends
+    may set ``prompt_tokens`` early, once the prompt is tokenised). Read by accounting."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    first_token_at: float | None = None  # time.perf_counter() of the first output token
+    first_token_at: float | None = None  # time.perf_counter() of the first output
     last_token_at: float | None = None
     finish_reason: str | None = None
+    usage_seen: bool = False  # the backend's own usage arrived (authoritative)
+    upstream_status: int | None = None  # remote: the upstream's own HTTP status, if any
 
 
 @dataclass(slots=True)
@@ -36,6 +41,7 @@ class BackendCall:
     request: BaseModel  # validated ChatCompletionRequest or CompletionRequest
     body: dict[str, Any]  # the raw JSON body, unknown fields included
     request_id: str
+    stream: bool = False
     stats: CallStats = field(default_factory=CallStats)
     beta: bool = False  # arrived under /beta (DeepSeek's FIM and prefix completion)
 
@@ -45,6 +51,8 @@ class ChatBackend(Protocol):
 
     model: str
     kind: str
+    fingerprint: str | None  # system_fingerprint of answers we encode ourselves
+    reasoning: bool  # chat answers always carry reasoning_content (possibly empty)
 
     async def start(self) -> None:
         """Load or connect. Called once in the app's lifespan."""
@@ -55,8 +63,5 @@ class ChatBackend(Protocol):
     def ready(self) -> bool:
         """True once the backend can serve (local: model loaded)."""
 
-    async def complete(self, call: BackendCall) -> bytes:
-        """The whole response body (JSON). Raises SeekportError subclasses."""
-
-    async def stream(self, call: BackendCall) -> AsyncIterator[bytes]:
-        """Admit the call (errors raise here, before any byte) and return its SSE events."""
+    async def generate(self, call: BackendCall) -> AsyncIterator[Event]:
+        """Admit the call (errors raise here, before any event) and return its events."""

@@ -1,7 +1,7 @@
 """Adapter from the gateway to the in-process engine (the only importer of ``engine``).
 
-Turns a validated request into a Sequence, runs it, and shapes TokenDeltas into OpenAI chat or
-text-completion chunks and bodies (orjson; no pydantic per token).
+Turns a validated request into a Sequence, runs it, and turns its TokenDeltas into the typed
+events of ``protocol.events`` (reasoning split, tool calls parsed); the edge encodes them.
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from seekport.config import ModelConfig
 from seekport.errors import OverloadedError
@@ -23,35 +20,29 @@ from seekport.gateway.backends.local_requests import (
     sampling_params,
     template_message,
 )
-from seekport.gateway.backends.local_shapes import (
-    ChunkWriter,
-    chat_logprob,
-    completion_logprobs,
-    tool_call_dicts,
-)
-from seekport.protocol import sse
 from seekport.protocol.chat import ChatCompletionRequest
+from seekport.protocol.common import Usage
 from seekport.protocol.completions import CompletionRequest
+from seekport.protocol.events import (
+    ContentDelta,
+    Event,
+    Finish,
+    KeepAlive,
+    ReasoningDelta,
+    RoleDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    UsageReport,
+)
 from seekport.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from seekport.engine.async_engine import AsyncEngine
     from seekport.engine.parsers.reasoning import ReasoningParser
-    from seekport.engine.parsers.tools import HermesToolParser
+    from seekport.engine.parsers.tools import HermesToolParser, ToolCall
     from seekport.engine.runners.llamacpp import LlamaCppRunner
     from seekport.engine.scheduler import StepPlan
     from seekport.engine.sequence import TokenDelta
-
-
-@dataclass(slots=True)
-class _Output:
-    """Accumulates one call's output for the non-stream body."""
-
-    content: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    logprobs: list[dict[str, Any]] = field(default_factory=list)
-    finish: str = "stop"
-    reasoning_tokens: int = 0
 
 
 def check_model_file(cfg: ModelConfig) -> None:
@@ -73,7 +64,8 @@ class LocalBackend:
         self._metrics = metrics
         self._runner: LlamaCppRunner | None = runner
         self._engine: AsyncEngine | None = None
-        self.fingerprint = "fp_seekport_local"
+        self.fingerprint: str | None = "fp_seekport_local"
+        self.reasoning = cfg.reasoning is not None
 
     async def start(self) -> None:
         from seekport.engine.async_engine import AsyncEngine
@@ -184,172 +176,49 @@ class LocalBackend:
 
     # ---- serving
 
-    async def complete(self, call: BackendCall) -> bytes:
-        assert self._engine is not None
-        seq = await asyncio.to_thread(self._sequence, call)
-        stream = self._engine.submit(seq)
-        out = _Output()
-        parser = self._parser() if call.endpoint == "chat" else None
-        top_n = getattr(call.request, "top_logprobs", None) or 0
-        try:
-            async for delta in self._waited(stream):
-                if delta is None:
-                    continue  # a non-stream body has nothing to send while it waits
-                self._account(call, seq, delta)
-                self._collect(out, delta, parser, call.endpoint, top_n)
-        finally:
-            stream.close()
-        if parser is not None:
-            r, c = parser.flush()
-            out.reasoning.append(r)
-            out.content.append(c)
-        self._finish_stats(call, seq)
-        return orjson.dumps(self._body(call, seq, out))
-
-    def _collect(
-        self,
-        out: _Output,
-        delta: TokenDelta,
-        parser: ReasoningParser | None,
-        endpoint: str,
-        top_n: int,
-    ) -> None:
-        if parser is not None:
-            out.reasoning_tokens += int(not parser.in_content)
-            r, c = parser.feed(delta.text)
-            out.reasoning.append(r)
-            out.content.append(c)
-        else:
-            out.content.append(delta.text)
-        if delta.logprobs:
-            out.logprobs.extend(
-                delta.logprobs
-                if endpoint == "completion"
-                else [chat_logprob(e, top_n) for e in delta.logprobs]
-            )
-        if delta.finish_reason:
-            out.finish = delta.finish_reason
-
-    def _account(self, call: BackendCall, seq: Any, delta: TokenDelta) -> None:
-        if delta.finish_reason == "cancelled":  # the engine is shutting down under us
-            raise OverloadedError("the server is shutting down; retry", retry_after=1)
-        now = time.perf_counter()
-        if call.stats.first_token_at is None and (delta.text or delta.finish_reason):
-            call.stats.first_token_at = now
-        elif call.stats.last_token_at is not None and self._metrics is not None:
-            self._metrics.tpot.labels(self.model).observe(now - call.stats.last_token_at)
-        call.stats.last_token_at = now
-        if delta.finish_reason:
-            call.stats.finish_reason = delta.finish_reason
-        call.stats.completion_tokens = seq.completion_tokens
-
-    def _finish_stats(self, call: BackendCall, seq: Any) -> None:
-        call.stats.prompt_tokens = len(seq.prompt_tokens)
-        call.stats.cached_tokens = seq.cached_tokens
-        call.stats.completion_tokens = seq.completion_tokens
-
-    def _usage(self, call: BackendCall, seq: Any, reasoning_tokens: int | None) -> dict[str, Any]:
-        p, c, hit = len(seq.prompt_tokens), seq.completion_tokens, seq.cached_tokens
-        usage: dict[str, Any] = {
-            "prompt_tokens": p,
-            "completion_tokens": c,
-            "total_tokens": p + c,
-            "prompt_tokens_details": {"cached_tokens": hit},
-            "prompt_cache_hit_tokens": hit,
-            "prompt_cache_miss_tokens": p - hit,
-        }
-        if reasoning_tokens is not None:
-            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
-        return usage
-
-    def _body(self, call: BackendCall, seq: Any, out: _Output) -> dict[str, Any]:
-        created = int(time.time())
-        cid = "chatcmpl-" + uuid.uuid4().hex
-        text = "".join(out.content)
-        if call.endpoint == "completion":
-            lp = completion_logprobs(out.logprobs, 0) if out.logprobs else None
-            return {
-                "id": "cmpl-" + uuid.uuid4().hex,
-                "object": "text_completion",
-                "created": created,
-                "model": self.model,
-                "system_fingerprint": self.fingerprint,
-                "choices": [
-                    {"index": 0, "text": text, "logprobs": lp, "finish_reason": out.finish}
-                ],
-                "usage": self._usage(call, seq, None),
-            }
-        message: dict[str, Any] = {"role": "assistant", "content": text}
-        finish = out.finish
-        tools = self._tool_parser(call)
-        if tools is not None:
-            content, calls = tools.feed(text)
-            content += tools.flush()
-            if calls:
-                message["content"] = content or None
-                message["tool_calls"] = [
-                    {k: v for k, v in d.items() if k != "index"} for d in tool_call_dicts(calls)
-                ]
-                finish = "tool_calls" if finish == "stop" else finish
-        reasoning_tokens = None
-        if self._cfg.reasoning:
-            message["reasoning_content"] = "".join(out.reasoning)
-            reasoning_tokens = out.reasoning_tokens
-        return {
-            "id": cid,
-            "object": "chat.completion",
-            "created": created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": {"content": out.logprobs} if out.logprobs else None,
-                    "finish_reason": finish,
-                }
-            ],
-            "usage": self._usage(call, seq, reasoning_tokens),
-        }
-
-    async def stream(self, call: BackendCall) -> AsyncIterator[bytes]:
+    async def generate(self, call: BackendCall) -> AsyncIterator[Event]:
+        """Admit the call (a full queue or a bad request raises here) and return its events."""
         assert self._engine is not None
         seq = await asyncio.to_thread(self._sequence, call)
         stream = self._engine.submit(seq)
         return self._events(call, seq, stream)
 
-    async def _events(self, call: BackendCall, seq: Any, stream: Any) -> AsyncIterator[bytes]:
+    async def _events(self, call: BackendCall, seq: Any, stream: Any) -> AsyncIterator[Event]:
         chat = call.endpoint == "chat"
-        writer = ChunkWriter(
-            model=self.model,
-            fingerprint=self.fingerprint,
-            chat=chat,
-            wants_usage=bool(getattr(call.request, "wants_usage_in_stream", False)),
-            top_n=getattr(call.request, "top_logprobs", None) or 0,
-            parser=self._parser() if chat else None,
-            tools=self._tool_parser(call) if chat else None,
+        out = _EventMaker(
+            self._parser() if chat else None, self._tool_parser(call) if chat else None
         )
         try:
             if chat:
-                yield writer.role()
+                yield RoleDelta()
             async for delta in self._waited(stream):
                 if delta is None:
-                    yield sse.KEEP_ALIVE  # still queued behind other requests
+                    yield KeepAlive()  # still queued behind other requests
                     continue
-                self._account(call, seq, delta)
-                event = writer.delta(delta)
-                if event:
-                    yield event
-            tail = writer.flush()
-            if tail:
-                yield tail
-            self._finish_stats(call, seq)
-            reasoning = writer.reasoning_tokens if self._cfg.reasoning else None
-            yield writer.finish(
-                call.stats.finish_reason or "stop", self._usage(call, seq, reasoning)
+                self._account(call, delta)
+                for ev in out.feed(delta):
+                    yield ev
+            for ev in out.flush():
+                yield ev
+            finish = seq.finish_reason or "stop"
+            if out.tool_calls and finish == "stop":
+                finish = "tool_calls"
+            yield Finish(finish)
+            reasoning = out.reasoning_tokens if self._cfg.reasoning and chat else None
+            hit = seq.cached_tokens
+            yield UsageReport(
+                Usage.of(len(seq.prompt_tokens), seq.completion_tokens, hit, reasoning)
             )
         finally:
             stream.close()
+
+    def _account(self, call: BackendCall, delta: TokenDelta) -> None:
+        if delta.finish_reason == "cancelled":  # the engine is shutting down under us
+            raise OverloadedError("the server is shutting down; retry", retry_after=1)
+        now = time.perf_counter()
+        if call.stats.last_token_at is not None and self._metrics is not None:
+            self._metrics.tpot.labels(self.model).observe(now - call.stats.last_token_at)
+        call.stats.last_token_at = now
 
     def _waited(self, stream: AsyncIterable[TokenDelta]) -> AsyncIterator[TokenDelta | None]:
         cfg = self._cfg
@@ -389,3 +258,55 @@ async def _with_keepalive(
         return
     async for delta in it:
         yield delta
+
+
+class _EventMaker:
+    """Engine deltas → typed events: thinking split off, tool calls parsed out of the text."""
+
+    def __init__(self, parser: ReasoningParser | None, tools: HermesToolParser | None) -> None:
+        self.parser = parser
+        self.tools = tools
+        self.reasoning_tokens = 0
+        self.tool_calls = 0
+
+    def feed(self, delta: TokenDelta) -> list[Event]:
+        lps = [_logprob(e) for e in delta.logprobs] if delta.logprobs else None
+        r, c = "", delta.text
+        if self.parser is not None:
+            self.reasoning_tokens += int(not self.parser.in_content)
+            r, c = self.parser.feed(delta.text)
+        return self._events(r, c, lps)
+
+    def flush(self) -> list[Event]:
+        """What the parsers still hold at the end of generation."""
+        r, c = self.parser.flush() if self.parser is not None else ("", "")
+        events = self._events(r, c, None)
+        if self.tools is not None:
+            rest = self.tools.flush()
+            if rest:
+                events.append(ContentDelta(rest))
+        return events
+
+    def _events(self, r: str, c: str, lps: list[TokenLogprob] | None) -> list[Event]:
+        out: list[Event] = []
+        if r:
+            out.append(ReasoningDelta(r, lps))
+            lps = None
+        calls: list[ToolCall] = []
+        if self.tools is not None and c:
+            c, calls = self.tools.feed(c)
+        if c or lps:
+            out.append(ContentDelta(c, lps))
+        for call in calls:
+            out.append(
+                ToolCallDelta(
+                    self.tool_calls, "call_" + uuid.uuid4().hex[:24], call.name, call.arguments
+                )
+            )
+            self.tool_calls += 1
+        return out
+
+
+def _logprob(entry: dict[str, Any]) -> TokenLogprob:
+    top = sorted(entry["top"].items(), key=lambda kv: -kv[1])
+    return TokenLogprob(entry["token"], entry["logprob"], top)

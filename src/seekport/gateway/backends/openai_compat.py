@@ -1,15 +1,12 @@
 """Remote OpenAI-compatible upstreams: the DeepSeek API, OpenAI, vLLM, SGLang, Ollama.
 
-Bodies are forwarded as the client sent them (unknown fields kept) with the upstream model id.
-Responses come back verbatim, DeepSeek's extra fields included; only ``model`` is rewritten
-to the public id when the two differ, and vLLM's (since late 2025) and OpenRouter's
-``reasoning`` field becomes DeepSeek's ``reasoning_content``, the name our API promises. SSE
-events are checked with one orjson parse each (to read usage and drop a broken event) but
-passed on as the original bytes unless one of those rewrites applies.
-
-Streams are metered from the upstream's usage; until it arrives (it comes last, so a stream
-cut short by the client or the upstream never gets it) every output chunk passed on counts as
-one completion token, so an aborted stream still bills at least what it delivered.
+Bodies are forwarded as the client sent them (unknown fields kept) with the upstream model id;
+streams always ask for usage (accounting needs it). Each upstream SSE event (or the whole body)
+is parsed once with orjson into the typed events of ``protocol.events``; the first event of
+each carries the upstream's own bytes as ``raw``, so the edge can pass an unchanged answer on,
+DeepSeek's extra fields included. Two rewrites apply to those bytes: ``model`` back to the
+public id when the two differ, and vLLM's (since late 2025) and OpenRouter's ``reasoning``
+field to DeepSeek's ``reasoning_content``, the name our API promises.
 """
 
 from __future__ import annotations
@@ -17,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
+from pydantic import ValidationError
 
 from seekport.config import ModelConfig
 from seekport.errors import (
@@ -35,8 +31,20 @@ from seekport.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from seekport.gateway.backends.base import BackendCall, CallStats
+from seekport.gateway.backends.base import BackendCall
 from seekport.protocol import sse
+from seekport.protocol.common import Usage
+from seekport.protocol.events import (
+    ContentDelta,
+    Event,
+    Finish,
+    KeepAlive,
+    ReasoningDelta,
+    RoleDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    UsageReport,
+)
 from seekport.telemetry.metrics import Metrics
 
 log = logging.getLogger("seekport.upstream")
@@ -93,16 +101,10 @@ def _status_error(status: int, headers: CIMultiDictProxy[str], body: bytes) -> S
     return UpstreamError(f"upstream error (HTTP {status}): {text}"[:500])
 
 
-@dataclass(slots=True)
-class _StreamMeter:
-    """Per-stream bookkeeping for ``_inspect``."""
-
-    client_wants_usage: bool
-    usage_seen: bool = False  # the upstream's usage is authoritative once it arrived
-
-
 class OpenAICompatBackend:
     kind = "openai"
+    fingerprint: str | None = None  # the upstream's own is in its bytes
+    reasoning = False
 
     def __init__(
         self, cfg: ModelConfig, metrics: Metrics, session: aiohttp.ClientSession | None = None
@@ -202,6 +204,7 @@ class OpenAICompatBackend:
                 f"upstream for '{self.model}' is unreachable: {type(exc).__name__}"
             ) from exc
         if resp.status >= 400:
+            call.stats.upstream_status = resp.status  # kept per attempt for retry decisions
             try:
                 body = await self._read_bounded(resp)
             finally:
@@ -216,15 +219,23 @@ class OpenAICompatBackend:
         except (aiohttp.ClientError, TimeoutError):
             return b""  # an error body cut short still maps to the status
 
-    async def complete(self, call: BackendCall) -> bytes:
+    async def generate(self, call: BackendCall) -> AsyncIterator[Event]:
+        if call.endpoint not in _PATHS:
+            raise InvalidRequestError(f"unsupported endpoint {call.endpoint}")
         self._admit()
         try:
-            return await self._complete(call)
-        finally:
+            resp = await self._send(call, stream=call.stream)
+        except BaseException:
             self._done()
+            raise
+        call.stats.upstream_status = resp.status
+        if call.stream:
+            return self._stream_events(call, resp)
+        return self._body_events(call, resp)
 
-    async def _complete(self, call: BackendCall) -> bytes:
-        resp = await self._send(call, stream=False)
+    async def _body_events(
+        self, call: BackendCall, resp: aiohttp.ClientResponse
+    ) -> AsyncIterator[Event]:
         try:
             data = await _read_body(resp, _MAX_BODY, truncate=False)
         except TimeoutError as exc:
@@ -235,6 +246,7 @@ class OpenAICompatBackend:
             raise UpstreamError(f"upstream for '{self.model}' broke off its response") from exc
         finally:
             resp.release()
+            self._done()
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -243,32 +255,17 @@ class OpenAICompatBackend:
         if not isinstance(parsed, dict):
             self._fail("malformed")
             raise UpstreamError(f"upstream for '{self.model}' sent an unexpected body")
-        call.stats.first_token_at = time.perf_counter()
-        _read_usage(parsed.get("usage"), call.stats)
-        choices = parsed.get("choices") or [{}]
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            call.stats.finish_reason = choices[0].get("finish_reason")
         if _REASONING in data and _rename_reasoning(parsed, "message"):
             data = orjson.dumps(parsed)
-        return self._fix_model(data)
+        events = self._events_of(parsed, call.endpoint, "message")
+        if events:
+            events[0].raw = self._fix_model(data)
+        for ev in events:
+            yield ev
 
-    async def stream(self, call: BackendCall) -> AsyncIterator[bytes]:
-        if call.endpoint not in _PATHS:
-            raise InvalidRequestError(f"unsupported endpoint {call.endpoint}")
-        self._admit()
-        try:
-            resp = await self._send(call, stream=True)
-        except BaseException:
-            self._done()
-            raise
-        return self._events(call, resp)
-
-    async def _events(
+    async def _stream_events(
         self, call: BackendCall, resp: aiohttp.ClientResponse
-    ) -> AsyncIterator[bytes]:
-        meter = _StreamMeter(
-            client_wants_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))
-        )
+    ) -> AsyncIterator[Event]:
         done = False
         buf = b""
         released = False
@@ -280,16 +277,16 @@ class OpenAICompatBackend:
                         raise UpstreamError(f"upstream for '{self.model}' sent an oversized event")
                     continue
                 buf = buf.replace(b"\r\n", b"\n")
-                *events, buf = buf.split(b"\n\n")
-                out, done = self._pass_on(events, call.stats, meter)
-                if out:
-                    yield out
+                *raw_events, buf = buf.split(b"\n\n")
+                events, done = self._parse_events(raw_events, call.endpoint)
+                for ev in events:
+                    yield ev
                 if done:
                     break
             else:  # the body ended: a last event may lack its blank line
-                out, done = self._pass_on([buf.replace(b"\r\n", b"\n")], call.stats, meter)
-                if out:
-                    yield out
+                events, done = self._parse_events([buf.replace(b"\r\n", b"\n")], call.endpoint)
+                for ev in events:
+                    yield ev
             if done:
                 released = await self._drain(resp)
         except TimeoutError as exc:
@@ -306,30 +303,61 @@ class OpenAICompatBackend:
             self._fail("stream_truncated")
             raise UpstreamError(f"upstream for '{self.model}' ended the stream without [DONE]")
 
-    def _pass_on(
-        self, events: list[bytes], stats: CallStats, meter: _StreamMeter
-    ) -> tuple[bytes, bool]:
-        """The SSE bytes to send on for these upstream events, and whether [DONE] was seen."""
-        out: list[bytes] = []
-        for ev in events:
-            payload = _data_of(ev)
+    def _parse_events(self, raw_events: list[bytes], endpoint: str) -> tuple[list[Event], bool]:
+        """The typed events of these upstream SSE events, and whether [DONE] was seen."""
+        out: list[Event] = []
+        keep_alive = False
+        for raw in raw_events:
+            payload = _data_of(raw)
             if payload is None:
-                # a comment (DeepSeek's ": keep-alive" while queued): pass one on, so the
-                # client and proxies between us see the connection alive too
-                if ev.startswith(b":") and sse.KEEP_ALIVE not in out:
-                    out.append(sse.KEEP_ALIVE)
+                # a comment (DeepSeek's ": keep-alive" while queued): pass one on per read, so
+                # the client and the proxies between us see the connection alive too
+                if raw.startswith(b":") and not keep_alive:
+                    out.append(KeepAlive())
+                    keep_alive = True
                 continue
             if payload == b"[DONE]":
-                return b"".join(out), True
-            if self._inspect(payload, stats, meter):
-                if _REASONING in payload:
-                    obj = orjson.loads(payload)
-                    if _rename_reasoning(obj, "delta"):
-                        payload = orjson.dumps(obj)
-                if b"\n" in payload:  # a multi-line data field: one line per SSE event
-                    payload = orjson.dumps(orjson.loads(payload))
-                out.append(sse.event(self._fix_model(payload)))
-        return b"".join(out), False
+                return out, True
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                self._fail("malformed_event")
+                log.warning(
+                    "dropped a malformed SSE event from the upstream",
+                    extra={"fields": {"model": self.model}},
+                )
+                continue
+            if not isinstance(obj, dict):
+                continue
+            events = self._events_of(obj, endpoint, "delta")
+            if not events:
+                continue
+            # a multi-line data field is re-serialised too: one line per SSE event
+            if (_REASONING in payload and _rename_reasoning(obj, "delta")) or b"\n" in payload:
+                payload = orjson.dumps(obj)
+            events[0].raw = sse.event(self._fix_model(payload))
+            out.extend(events)
+        return out, False
+
+    def _events_of(self, obj: dict[str, Any], endpoint: str, part: str) -> list[Event]:
+        """One upstream chunk (``part="delta"``) or body (``"message"``) as typed events; every
+        event but the first gets ``raw=b""`` (the caller sets the first one's)."""
+        events: list[Event] = []
+        choices = obj.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            _choice_events(choices[0], endpoint, part, events)
+        usage = obj.get("usage")
+        if usage is not None:
+            try:
+                events.append(UsageReport(Usage.model_validate(usage)))
+            except ValidationError as exc:
+                self._fail("malformed_usage")
+                raise UpstreamError(
+                    f"upstream for '{self.model}' sent a malformed usage object"
+                ) from exc
+        for ev in events[1:]:
+            ev.raw = b""
+        return events
 
     async def _drain(self, resp: aiohttp.ClientResponse) -> bool:
         """Read what follows [DONE] (normally just the end of the body), so the connection
@@ -340,37 +368,6 @@ class OpenAICompatBackend:
         except (TimeoutError, aiohttp.ClientError):
             return False
         resp.release()
-        return True
-
-    def _inspect(self, payload: bytes, stats: CallStats, meter: _StreamMeter) -> bool:
-        """Read usage/finish from one event; False drops it (broken, or usage nobody asked for)."""
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            self._fail("malformed_event")
-            log.warning(
-                "dropped a malformed SSE event from the upstream",
-                extra={"fields": {"model": self.model}},
-            )
-            return False
-        if not isinstance(obj, dict):
-            return False
-        choices = obj.get("choices")
-        if isinstance(obj.get("usage"), dict):
-            _read_usage(obj["usage"], stats)
-            meter.usage_seen = True
-            if not choices and not meter.client_wants_usage:
-                return False  # the usage-only chunk we asked for on the client's behalf
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            outputs = sum(1 for ch in choices if isinstance(ch, dict) and _has_output(ch))
-            if outputs:
-                if stats.first_token_at is None:
-                    stats.first_token_at = time.perf_counter()
-                if not meter.usage_seen:
-                    stats.completion_tokens += outputs  # a lower bound until usage arrives
-            ch = choices[0]
-            if ch.get("finish_reason"):
-                stats.finish_reason = ch["finish_reason"]
         return True
 
 
@@ -390,21 +387,64 @@ def _rename_reasoning(obj: Any, part: str) -> bool:
     return changed
 
 
-def _has_output(choice: dict[str, Any]) -> bool:
-    """Whether a stream choice carries generated output (content, reasoning, tool calls)."""
-    delta = choice.get("delta") or {}
-    return bool(
-        (
-            isinstance(delta, dict)
-            and (
-                delta.get("content")
-                or delta.get("reasoning_content")
-                or delta.get("reasoning")
-                or delta.get("tool_calls")
-            )
-        )
-        or choice.get("text")
+def _choice_events(ch: dict[str, Any], endpoint: str, part: str, out: list[Event]) -> None:
+    """Typed events of one upstream choice (chat delta or message, or completion text)."""
+    lps = _logprobs(ch.get("logprobs"))
+    if endpoint == "completion":
+        text = ch.get("text")
+        if (isinstance(text, str) and text) or lps:
+            out.append(ContentDelta(text if isinstance(text, str) else "", lps))
+    else:
+        msg = ch.get(part)
+        if isinstance(msg, dict):
+            if msg.get("role"):
+                out.append(RoleDelta(str(msg["role"])))
+            thinking = msg.get("reasoning_content") or msg.get("reasoning")
+            if isinstance(thinking, str) and thinking:
+                out.append(ReasoningDelta(thinking))
+            content = msg.get("content")
+            if (isinstance(content, str) and content) or lps:
+                out.append(ContentDelta(content if isinstance(content, str) else "", lps))
+            for i, tc in enumerate(msg.get("tool_calls") or []):
+                if isinstance(tc, dict):
+                    out.append(_tool_call(tc, i))
+    if ch.get("finish_reason"):
+        out.append(Finish(str(ch["finish_reason"])))
+
+
+def _tool_call(tc: dict[str, Any], position: int) -> ToolCallDelta:
+    fn = tc.get("function")
+    if not isinstance(fn, dict):
+        fn = {}
+    index = tc.get("index")
+    return ToolCallDelta(
+        index if isinstance(index, int) else position,
+        tc.get("id"),
+        fn.get("name"),
+        str(fn.get("arguments") or ""),
     )
+
+
+def _logprobs(lp: Any) -> list[TokenLogprob] | None:
+    """Chat (``{"content": [...]}``) or text-completion logprobs as TokenLogprobs."""
+    if not isinstance(lp, dict):
+        return None
+    out: list[TokenLogprob] = []
+    if isinstance(lp.get("content"), list):
+        for e in lp["content"]:
+            if isinstance(e, dict):
+                top = [
+                    (t.get("token", ""), t.get("logprob", 0.0)) for t in e.get("top_logprobs") or []
+                ]
+                out.append(TokenLogprob(str(e.get("token", "")), float(e.get("logprob", 0.0)), top))
+    elif isinstance(lp.get("tokens"), list):
+        tops = lp.get("top_logprobs") or []
+        for i, (tok, value) in enumerate(
+            zip(lp["tokens"], lp.get("token_logprobs") or [], strict=False)
+        ):
+            top = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+            out.append(TokenLogprob(str(tok), float(value or 0.0), list(top.items())))
+    return out or None
 
 
 async def _read_body(resp: aiohttp.ClientResponse, limit: int, *, truncate: bool) -> bytes:
@@ -431,15 +471,3 @@ def _data_of(event: bytes) -> bytes | None:
         if line.startswith(b"data:"):
             data.append(line[5:].lstrip(b" "))
     return b"\n".join(data) if data else None
-
-
-def _read_usage(usage: Any, stats: CallStats) -> None:
-    if not isinstance(usage, dict):
-        return
-    stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    stats.completion_tokens = int(usage.get("completion_tokens") or 0)
-    cached = usage.get("prompt_cache_hit_tokens")
-    if cached is None:
-        details = usage.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-    stats.cached_tokens = int(cached or 0)

@@ -1,0 +1,264 @@
+"""OpenAI/DeepSeek chat and text completions: SSE chunks, ``[DONE]``, and non-stream bodies.
+
+Usage placement (streams): DeepSeek's, on the finish chunk, unless the client asked for
+``stream_options.include_usage``; then every chunk carries ``usage: null`` and OpenAI's extra
+``choices: []`` chunk follows the finish chunk. Plain dicts and orjson: no pydantic per token
+(``protocol.chat.ChatCompletionChunk`` and friends document the shapes; tests hold us to them).
+
+Passthrough: when the answer's events carry a remote upstream's own bytes (``raw``) and nothing
+changed them, those bytes go out as they came (the upstream speaks this format already).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from seekport.api.errors import error_body
+from seekport.errors import SeekportError
+from seekport.protocol import sse
+from seekport.protocol.events import (
+    ContentDelta,
+    Event,
+    Finish,
+    KeepAlive,
+    ReasoningDelta,
+    RoleDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    UsageReport,
+    logprob_dict,
+)
+
+MEDIA_STREAM = "text/event-stream"
+MEDIA_JSON = "application/json"
+
+
+@dataclass(slots=True, frozen=True)
+class AnswerMeta:
+    """What the encoder needs to know about the answer it writes."""
+
+    model: str  # the public model id
+    chat: bool  # chat completion (else text completion)
+    fingerprint: str | None = None
+    wants_usage: bool = False  # stream_options.include_usage
+    top_logprobs: int = 0  # chat: alternatives per token the client asked for
+    reasoning: bool = False  # chat: always send reasoning_content (R1-style models)
+    passthrough: bool = True  # upstream bytes may go out unchanged
+
+
+def _completion_logprobs(entries: list[TokenLogprob], offset: int) -> dict[str, Any]:
+    """OpenAI text-completion logprobs; ``offset`` is where the first token's text starts."""
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e.token)
+    return {
+        "tokens": [e.token for e in entries],
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [dict(e.top) for e in entries],
+        "text_offset": offsets,
+    }
+
+
+def _tool_call(ev: ToolCallDelta, *, with_index: bool) -> dict[str, Any]:
+    fn: dict[str, str] = {"arguments": ev.arguments}
+    if ev.name is not None:
+        fn = {"name": ev.name, **fn}
+    out: dict[str, Any] = {"index": ev.index} if with_index else {}
+    if ev.id is not None:
+        out["id"] = ev.id
+        out["type"] = "function"
+    out["function"] = fn
+    return out
+
+
+class OpenAIStream:
+    """Encodes one streamed answer, event by event."""
+
+    media_type = MEDIA_STREAM
+
+    def __init__(self, meta: AnswerMeta) -> None:
+        self.meta = meta
+        self._head: dict[str, Any] = {
+            "id": ("chatcmpl-" if meta.chat else "cmpl-") + uuid.uuid4().hex,
+            "object": "chat.completion.chunk" if meta.chat else "text_completion",
+            "created": int(time.time()),
+            "model": meta.model,
+            "system_fingerprint": meta.fingerprint,
+        }
+        if meta.wants_usage:
+            self._head["usage"] = None
+        self._role_sent = not meta.chat
+        self._finish: Finish | None = None
+        self._offset = 0  # characters of text sent so far (completions' text_offset)
+
+    def _event(self, choice: dict[str, Any], **extra: Any) -> bytes:
+        return sse.event(orjson.dumps({**self._head, "choices": [choice], **extra}))
+
+    def _chat(self, delta: dict[str, Any], logprobs: Any = None) -> bytes:
+        return self._event(
+            {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": None}
+        )
+
+    def _role(self) -> bytes:
+        if self._role_sent:
+            return b""
+        self._role_sent = True
+        return self._chat({"role": "assistant", "content": ""})
+
+    def encode(self, ev: Event) -> bytes:
+        """The bytes for one event (often none: a finish waits for its usage)."""
+        if self.meta.passthrough and ev.raw is not None:
+            if isinstance(ev, UsageReport) and ev.raw and not self.meta.wants_usage:
+                return b""  # the usage-only chunk we asked the upstream for on our own account
+            self._role_sent = True
+            return ev.raw
+        if isinstance(ev, KeepAlive):
+            return sse.KEEP_ALIVE
+        if isinstance(ev, RoleDelta):
+            return self._role()
+        if isinstance(ev, Finish):
+            self._finish = ev
+            return b""
+        if isinstance(ev, UsageReport):
+            return self._usage(ev)
+        if not self.meta.chat:
+            assert isinstance(ev, ContentDelta)
+            lp = _completion_logprobs(ev.logprobs, self._offset) if ev.logprobs else None
+            self._offset += len(ev.text)
+            return self._event({"index": 0, "text": ev.text, "logprobs": lp, "finish_reason": None})
+        head = self._role()
+        if isinstance(ev, ToolCallDelta):
+            return head + self._chat({"tool_calls": [_tool_call(ev, with_index=True)]})
+        lps = ev.logprobs
+        lp = {"content": [logprob_dict(e, self.meta.top_logprobs) for e in lps]} if lps else None
+        key = "content" if isinstance(ev, ContentDelta) else "reasoning_content"
+        return head + self._chat({key: ev.text}, lp)
+
+    def _finish_chunk(self, usage: Any) -> bytes:
+        assert self._finish is not None
+        last: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": self._finish.reason}
+        if self.meta.chat:
+            last["delta"] = {}
+        else:
+            last["text"] = ""
+        self._finish = None
+        return self._event(last, usage=usage)
+
+    def _usage(self, ev: UsageReport) -> bytes:
+        usage = ev.usage.model_dump(exclude_none=True)
+        out = self._role()
+        if self.meta.wants_usage:
+            if self._finish is not None:
+                out += self._finish_chunk(None)
+            return out + sse.event(orjson.dumps({**self._head, "choices": [], "usage": usage}))
+        if self._finish is not None:
+            out += self._finish_chunk(usage)
+        return out
+
+    def close(self) -> bytes:
+        """What is still held when the events end (a finish whose usage never came)."""
+        return self._finish_chunk(None) if self._finish is not None else b""
+
+    @staticmethod
+    def done() -> bytes:
+        return sse.DONE
+
+    @staticmethod
+    def error(exc: SeekportError) -> bytes:
+        """The in-band error a stream ends with after its first byte (no [DONE] follows)."""
+        return sse.event(orjson.dumps(error_body(exc)))
+
+
+class OpenAIBody:
+    """Aggregates the events of a non-stream answer into one body."""
+
+    media_type = MEDIA_JSON
+
+    def __init__(self, meta: AnswerMeta) -> None:
+        self.meta = meta
+        self._raw: list[bytes] = []
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._logprobs: list[TokenLogprob] = []
+        self._tools: dict[int, dict[str, Any]] = {}
+        self._finish = "stop"
+        self._usage: dict[str, Any] | None = None
+        self._reasoning_seen = meta.reasoning
+
+    def add(self, ev: Event) -> None:
+        if ev.raw:
+            self._raw.append(ev.raw)
+        if isinstance(ev, ContentDelta):
+            self._content.append(ev.text)
+            self._logprobs.extend(ev.logprobs or ())
+        elif isinstance(ev, ReasoningDelta):
+            self._reasoning.append(ev.text)
+            self._reasoning_seen = True
+            self._logprobs.extend(ev.logprobs or ())
+        elif isinstance(ev, ToolCallDelta):
+            call = self._tools.setdefault(ev.index, {"id": None, "name": "", "arguments": []})
+            call["id"] = call["id"] or ev.id
+            call["name"] += ev.name or ""
+            call["arguments"].append(ev.arguments)
+        elif isinstance(ev, Finish):
+            self._finish = ev.reason
+        elif isinstance(ev, UsageReport):
+            self._usage = ev.usage.model_dump(exclude_none=True)
+
+    def body(self) -> bytes:
+        if self.meta.passthrough and self._raw:
+            return b"".join(self._raw)
+        return orjson.dumps(self._chat() if self.meta.chat else self._completion())
+
+    def _envelope(self, obj: str, prefix: str, choice: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": prefix + uuid.uuid4().hex,
+            "object": obj,
+            "created": int(time.time()),
+            "model": self.meta.model,
+            "system_fingerprint": self.meta.fingerprint,
+            "choices": [choice],
+            "usage": self._usage,
+        }
+
+    def _completion(self) -> dict[str, Any]:
+        lp = _completion_logprobs(self._logprobs, 0) if self._logprobs else None
+        choice = {
+            "index": 0,
+            "text": "".join(self._content),
+            "logprobs": lp,
+            "finish_reason": self._finish,
+        }
+        return self._envelope("text_completion", "cmpl-", choice)
+
+    def _chat(self) -> dict[str, Any]:
+        text = "".join(self._content)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if self._tools:
+            message["content"] = text or None
+            message["tool_calls"] = [
+                {
+                    "id": c["id"] or "call_" + uuid.uuid4().hex[:24],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": "".join(c["arguments"])},
+                }
+                for _, c in sorted(self._tools.items())
+            ]
+        if self._reasoning_seen:
+            message["reasoning_content"] = "".join(self._reasoning)
+        lps = self._logprobs
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": (
+                {"content": [logprob_dict(e, self.meta.top_logprobs) for e in lps]} if lps else None
+            ),
+            "finish_reason": self._finish,
+        }
+        return self._envelope("chat.completion", "chatcmpl-", choice)

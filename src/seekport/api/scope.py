@@ -1,0 +1,230 @@
+"""The request scope: one object per API request, from its first byte to its last.
+
+It owns the request id (ours, unique, and the client's ``X-Request-ID`` echoed), the principal,
+the race with a client that hangs up (the backend is cancelled: the local engine drops the
+sequence at its next step, a remote upstream is let go at its next read), exactly one usage
+record (made at the end, or in a ``finally`` when the client is gone), the request metrics, and
+the mapping of exceptions to responses (bodies from ``api/errors.py``). Nothing about a request
+travels through the ASGI scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from seekport.api.errors import error_response, internal_error
+from seekport.errors import OverloadedError, SeekportError
+from seekport.gateway.service import ChatResult, RequestContext
+from seekport.protocol.events import Event
+
+if TYPE_CHECKING:
+    from seekport.api.deps import Services
+
+log = logging.getLogger("seekport.api")
+T = TypeVar("T")
+
+_CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+def client_request_id(value: str | None) -> str | None:
+    """The client's X-Request-ID if it is a sane token (printable ASCII, ≤ 128), else None."""
+    return value if value is not None and _CLIENT_ID.match(value) else None
+
+
+class StreamEncoder(Protocol):
+    def encode(self, ev: Event) -> bytes: ...
+    def close(self) -> bytes: ...
+    def done(self) -> bytes: ...
+    def error(self, exc: SeekportError) -> bytes: ...
+
+
+class RequestScope:
+    def __init__(
+        self, services: Services | None, request: Request, route: str, *, record: bool = True
+    ) -> None:
+        self._svc = services
+        self.request = request
+        self.route = route
+        self._record_usage = record
+        client_id = client_request_id(request.headers.get("x-request-id"))
+        self.ctx = RequestContext(
+            request_id=new_request_id(),
+            client_request_id=client_id,
+            route=route,
+            client_ip=request.client.host if request.client else None,
+            started=time.perf_counter(),
+            beta=request.url.path.startswith("/beta/"),
+        )
+        self.echo_id = client_id or self.ctx.request_id
+        self.model: str | None = None  # what the client asked for (the usage record's model)
+        self.label: str | None = None  # metrics label: a served model only
+        self.result: ChatResult | None = None
+        self.stream = False
+        self._recorded = not record
+        self._observed = False
+
+    # ---- services and headers
+
+    @property
+    def services(self) -> Services:
+        if self._svc is None:
+            raise OverloadedError("the server is starting or stopping; retry", retry_after=1)
+        return self._svc
+
+    def headers(self) -> dict[str, str]:
+        out = {"x-request-id": self.echo_id}
+        if self.result is not None:
+            out.update(self.result.headers)
+        return out
+
+    # ---- running a request
+
+    async def run(self, handler: Callable[[], Awaitable[Response]]) -> Response:
+        """Run the route's handler; map what it raises to a response; record and observe."""
+        try:
+            response = await handler()
+        except SeekportError as exc:
+            await self.record(exc.status_code, exc.code, quiet=True)
+            response = error_response(exc, self.headers())
+        except Exception:
+            log.exception("request failed", extra={"fields": {"request_id": self.ctx.request_id}})
+            err = internal_error(self.ctx.request_id)
+            await self.record(err.status_code, err.code, quiet=True)
+            response = error_response(err, self.headers())
+        if not isinstance(response, StreamingResponse):
+            self.observe(response.status_code)  # a stream is observed when it ends
+        return response
+
+    async def race(self, work: Awaitable[T]) -> T | Response:
+        """Await ``work`` unless the client hangs up first: then cancel it, record 499 and
+        answer 499. The request body must have been read already."""
+        task = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(self._wait_disconnect())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not task.done():
+                task.cancel()
+        if not task.done() or task.cancelled():
+            self.record_nowait(499, "client_closed")
+            return Response(status_code=499, headers=self.headers())
+        return task.result()
+
+    async def _wait_disconnect(self) -> None:
+        while True:
+            message = await self.request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    def streaming(
+        self, encoder: StreamEncoder, first: bytes, events: AsyncIterator[Event]
+    ) -> Response:
+        return StreamingResponse(
+            self._stream_body(encoder, first, events),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **self.headers()},
+        )
+
+    async def _stream_body(
+        self, enc: StreamEncoder, first: bytes, events: AsyncIterator[Event]
+    ) -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            try:
+                async for ev in events:
+                    data = enc.encode(ev)
+                    if data:
+                        yield data
+                tail = enc.close()
+                if tail:
+                    yield tail
+            except SeekportError as exc:
+                await self.record(exc.status_code, exc.code, quiet=True)
+                log.warning(
+                    "stream failed after its first byte",
+                    extra={"fields": {"request_id": self.ctx.request_id, "error": exc.code}},
+                )
+                yield enc.error(exc)
+                return
+            except Exception:
+                log.exception(
+                    "stream failed", extra={"fields": {"request_id": self.ctx.request_id}}
+                )
+                err = internal_error(self.ctx.request_id)
+                await self.record(err.status_code, err.code, quiet=True)
+                yield enc.error(err)
+                return
+            try:
+                await self.record(200, None)
+            except SeekportError as exc:  # fail closed: no [DONE] without a record
+                yield enc.error(exc)
+                return
+            yield enc.done()
+        finally:
+            self.record_nowait(499, "client_closed")  # only if nothing was recorded: gone
+            self.observe(200)
+            await aclose(events)
+
+    async def refuse(self, err: SeekportError) -> Response:
+        """A request refused before any route ran (the edge's body limit)."""
+        await self.record(err.status_code, err.code, quiet=True)
+        self.observe(err.status_code)
+        return error_response(err, self.headers())
+
+    # ---- the one usage record, and the request metrics
+
+    async def record(self, status: int, code: str | None, *, quiet: bool = False) -> None:
+        """Make this request's usage record (once) and wait for its commit. A failure to store
+        it raises OverloadedError (503) unless ``quiet`` (the request's own error wins)."""
+        if self._recorded or self._svc is None:
+            return
+        self._recorded = True
+        chat = self._svc.chat
+        ev = chat.usage_event(self.ctx, self.result, self.model, status, code, stream=self.stream)
+        try:
+            await chat.record(ev)
+        except SeekportError:
+            if not quiet:
+                raise
+            log.warning(
+                "usage record not stored", extra={"fields": {"request_id": self.ctx.request_id}}
+            )
+
+    def record_nowait(self, status: int, code: str | None) -> None:
+        if self._recorded or self._svc is None:
+            return
+        self._recorded = True
+        chat = self._svc.chat
+        chat.record_nowait(
+            chat.usage_event(self.ctx, self.result, self.model, status, code, stream=self.stream)
+        )
+
+    def observe(self, status: int) -> None:
+        if self._observed or self._svc is None:
+            return
+        self._observed = True
+        m, label = self._svc.metrics, self.label or "-"
+        m.requests.labels(self.route, label, str(status)).inc()
+        m.latency.labels(self.route, label).observe(time.perf_counter() - self.ctx.started)
+
+
+async def aclose(it: Any) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        await aclose()

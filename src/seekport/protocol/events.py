@@ -1,0 +1,111 @@
+"""The typed events a backend yields for one call: the seam between backends and encoders.
+
+Every backend, local engine or remote upstream, streamed or not, answers a call with the same
+sequence::
+
+    RoleDelta? (ReasoningDelta | ContentDelta | ToolCallDelta | KeepAlive)* Finish UsageReport?
+
+Policies (metering, and later retries, cache, guard, budgets) read these objects, never bytes.
+One encoder per wire format at the edge turns them into that format; a non-stream response is
+the aggregate of the same events.
+
+``raw``: a remote upstream that already speaks our OpenAI format hands its own encoded bytes
+along, so an encoder may pass an unchanged stream on without re-serialising it. ``raw`` is the
+upstream's SSE event (streams) or whole body (non-stream) that *starts* with this event;
+``b""`` marks an event that came in the same upstream event as the one before it; ``None``
+means there is nothing to pass on (local output, or an event a policy made or changed). A
+policy that changes an event must drop ``raw`` from the whole stream (the encoder is told so).
+
+Plain slotted dataclasses, not pydantic: a stream makes a few per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from seekport.protocol.common import Usage
+
+
+@dataclass(slots=True)
+class TokenLogprob:
+    """One sampled token, its log probability and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)  # most likely first
+
+
+@dataclass(slots=True)
+class RoleDelta:
+    role: str = "assistant"
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class ContentDelta:
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    """DeepSeek's ``reasoning_content`` (thinking), streamed before the answer."""
+
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of tool call ``index``: the first piece has ``id`` and ``name``."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: str  # stop | length | tool_calls | content_filter | insufficient_system_resource
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class UsageReport:
+    usage: Usage
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class KeepAlive:
+    """Nothing to say yet (queued, or the upstream sent a comment): keep the line open."""
+
+    raw: bytes | None = None
+
+
+Event = RoleDelta | ContentDelta | ReasoningDelta | ToolCallDelta | Finish | UsageReport | KeepAlive
+OUTPUT = (ContentDelta, ReasoningDelta, ToolCallDelta)
+
+
+def has_output(ev: object) -> bool:
+    """Whether an event carries generated output (text, thinking or a tool call)."""
+    if isinstance(ev, ContentDelta | ReasoningDelta):
+        return bool(ev.text)
+    return isinstance(ev, ToolCallDelta)
+
+
+def logprob_dict(lp: TokenLogprob, top_n: int) -> dict[str, Any]:
+    """OpenAI chat ``logprobs.content[]`` entry."""
+    return {
+        "token": lp.token,
+        "logprob": lp.logprob,
+        "bytes": list(lp.token.encode("utf-8")),
+        "top_logprobs": [
+            {"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))} for t, v in lp.top[:top_n]
+        ],
+    }
