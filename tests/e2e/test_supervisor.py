@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from seekport.engine.supervisor import ChildSpec, Supervisor, free_loopback_port
-from tests.harness import chaos_script, run_server, write_config
+from tests.harness import UPSTREAM_SCRIPT, run_server, write_config
 
 
 def chaos_argv(*extra: str) -> list[str]:
-    return [sys.executable, str(chaos_script()), "--port", "{port}", "--name", "child", *extra]
+    return [sys.executable, str(UPSTREAM_SCRIPT), "--port", "{port}", "--name", "child", *extra]
 
 
 def spec(argv: list[str], **kw: float) -> ChildSpec:
@@ -112,7 +112,7 @@ def test_managed_model_is_served_through_the_gateway(tmp_path: Path) -> None:
             int(p)
             for p in os.listdir("/proc")
             if p.isdigit()
-            and str(chaos_script()) in _cmdline(int(p))
+            and str(UPSTREAM_SCRIPT) in _cmdline(int(p))
             and _ppid(int(p)) == server.proc.pid
         ]
         assert len(children) == 1
