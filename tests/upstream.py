@@ -15,8 +15,8 @@ API routes (``/v1`` optional, as DeepSeek allows):
   request's ``max_tokens`` with ``finish_reason: "length"``); ``prompt_tokens`` is the word count
   of the messages. Streams send a role chunk, one chunk per token, a finish chunk, a usage-only
   chunk when ``stream_options.include_usage``, then ``data: [DONE]``.
-* ``GET /v1/models``; ``GET /healthz`` (never faulty, never counted). Anything else is a 404
-  whose message names the method and path.
+* ``GET /v1/models``; ``GET /healthz`` (never faulty, never counted; it names the process id).
+  Anything else is a 404 whose message names the method and path.
 
 Each chat completion gets one outcome: the ``X-Chaos-Force`` request header, else the next item
 of ``script``, else a draw from the seeded RNG over the ``*_rate`` settings:
@@ -419,7 +419,9 @@ class Upstream:
         return app
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "name": self.settings["name"]})
+        return web.json_response(
+            {"status": "ok", "name": self.settings["name"], "pid": os.getpid()}
+        )
 
     async def no_route(self, request: web.Request) -> web.Response:
         return self.error_response(request, 404, f"no route for {request.method} {request.path}")
