@@ -2,7 +2,7 @@
 
 Method
 ------
-* One chaos upstream (``shared/tools/chaos_upstream.py --tokens 16``: every answer has 16
+* One chaos upstream (the suite's ``tests/upstream.py --tokens 16``: every answer has 16
   completion tokens, no faults, no delay) and one ``seekport serve`` process whose config lists
   only the remote model ``deepseek-chat`` (``backend: openai``, ``base_url`` = the chaos URL),
   so the server RSS is that of a gateway *without a model*. ``log_level: warning``, no access log.
@@ -406,7 +406,7 @@ def render(cells: list[Cell], peak_rss: float, counts: dict[int, int]) -> str:
 
 
 METHOD = (
-    "Method: one chaos upstream (`shared/tools/chaos_upstream.py --tokens 16`, no faults, no "
+    "Method: one chaos upstream (`tests/upstream.py --tokens 16`, no faults, no "
     "delay) and one `seekport serve` process whose config lists only the remote model "
     "`deepseek-chat` (`backend: openai`, `base_url` = the chaos URL; `log_level: warning`, no "
     "access log), both on 127.0.0.1. Every cell sends the same load directly to chaos and "

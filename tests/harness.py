@@ -1,4 +1,5 @@
-"""Test harness: real processes on 127.0.0.1 — the chaos upstream and seekport itself."""
+"""Test harness: real processes on 127.0.0.1 — the chaos upstream (tests/upstream.py) and
+seekport itself."""
 
 from __future__ import annotations
 
@@ -22,19 +23,8 @@ SEEKPORT = [sys.executable, "-m", "seekport"]
 BUNDLED = "smollm2-135m-instruct"
 
 
-def chaos_script() -> Path:
-    """shared/tools/chaos_upstream.py: beside the checkout, or where SEEKPORT_CHAOS points."""
-    candidates = [
-        os.environ.get("SEEKPORT_CHAOS", ""),
-        str(REPO.parent / "shared" / "tools" / "chaos_upstream.py"),
-        "/work/shared/tools/chaos_upstream.py",
-    ]
-    for c in candidates:
-        if c and Path(c).is_file():
-            return Path(c)
-    raise FileNotFoundError(
-        "chaos_upstream.py not found; set SEEKPORT_CHAOS to shared/tools/chaos_upstream.py"
-    )
+UPSTREAM_SCRIPT = REPO / "tests" / "upstream.py"
+"""The suite's own fault-injecting OpenAI-compatible upstream, run as a child process."""
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 20) -> None:
@@ -103,7 +93,7 @@ def run_chaos(tmp: Path, *args: str, name: str = "chaos") -> Iterator[Chaos]:
     proc = subprocess.Popen(
         [
             sys.executable,
-            str(chaos_script()),
+            str(UPSTREAM_SCRIPT),
             "--name",
             name,
             "--seed",

@@ -72,18 +72,29 @@ def run_concurrently(
 
 
 def test_sixteen_concurrent_streams_all_finish_with_done(batched: Server) -> None:
-    bodies = [chat_body(f"Write a sentence about the number {i}", max_tokens=32) for i in range(16)]
+    """Each of 16 streams at once ends properly: one finish_reason that agrees with its own
+    usage (``length`` exactly at max_tokens), visible text, then [DONE]."""
+    usage = {"include_usage": True}
+    bodies = [
+        chat_body(f"Write a sentence about the number {i}", max_tokens=32, stream_options=usage)
+        for i in range(16)
+    ]
     results = run_concurrently(batched, bodies)
+    ids = set()
     for status, text, lines in results:
         assert status == 200
         assert lines[-1] == "[DONE]"
-        finishes = [
-            json.loads(x)["choices"][0]["finish_reason"]
-            for x in lines[:-1]
-            if json.loads(x)["choices"]
-        ]
-        assert [f for f in finishes if f] in (["stop"], ["length"])
-        assert text
+        chunks = [json.loads(x) for x in lines[:-1]]
+        finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+        finish = [f for f in finishes if f]
+        assert finish in (["stop"], ["length"])
+        assert chunks[-1]["choices"] == [] and "usage" in chunks[-1]
+        tokens = chunks[-1]["usage"]["completion_tokens"]
+        assert 1 <= tokens <= 32
+        assert (finish == ["length"]) == (tokens == 32), (finish, tokens)
+        assert text.strip(), "a stream with no visible text"
+        ids |= {c["id"] for c in chunks}
+    assert len(ids) == 16  # one id per stream, none shared
 
 
 def test_greedy_output_is_the_same_alone_and_in_a_batch_of_eight(batched: Server) -> None:
@@ -94,7 +105,7 @@ def test_greedy_output_is_the_same_alone_and_in_a_batch_of_eight(batched: Server
         for x in ("rain", "cats", "bread", "trains", "maps", "salt", "tea")
     ]
     together = run_concurrently(batched, [probe, *others])[0][1]
-    assert alone and together == alone
+    assert alone.strip() and together == alone
 
 
 def test_seeded_sampling_does_not_depend_on_the_batch(batched: Server) -> None:
@@ -105,7 +116,9 @@ def test_seeded_sampling_does_not_depend_on_the_batch(batched: Server) -> None:
         for x in ("a dog", "the sea", "a king", "snow", "a robot", "tea", "fire")
     ]
     together = run_concurrently(batched, [*others[:3], probe, *others[3:]])[3][1]
-    assert alone and together == alone
+    assert alone.strip() and together == alone
+    reseeded = run_concurrently(batched, [{**probe, "seed": 4321}])[0][1]
+    assert reseeded != alone  # the seed is what fixes the sample, not a hidden greedy path
 
 
 def test_shared_prefix_is_reported_as_cache_hits(batched: Server) -> None:

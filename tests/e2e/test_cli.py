@@ -6,12 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import remote_models
-from tests.harness import SEEKPORT, Chaos, free_port, wait_http, write_config
+from tests.harness import SEEKPORT, Chaos, Server, free_port, run_server, wait_http, write_config
 
 
 def test_first_start_creates_and_prints_one_admin_key(tmp_path: Path, chaos: Chaos) -> None:
@@ -109,3 +110,47 @@ def test_a_taken_port_fails_at_start_before_any_key_is_made(tmp_path: Path, chao
     assert f"127.0.0.1:{port}" in r.stderr and "--port" in r.stderr
     assert "sk-sp-" not in r.stdout  # the one-time admin key is not spent on a failed start
     assert "Traceback" not in r.stderr
+
+
+AUTH_TTL_S = 4.0  # small, yet far above the ~1 s a `seekport keys revoke` run takes
+
+
+def test_a_key_revoked_by_the_cli_is_refused_by_every_server_within_the_auth_cache_ttl(
+    tmp_path: Path,
+) -> None:
+    """Two server processes on one database, a key revoked by the CLI (a third process): the
+    server that had the key cached accepts it until its cache entry ends and refuses it
+    afterwards; the server that had not seen it refuses it at once."""
+    models = [{"name": "m", "backend": "openai", "base_url": f"http://127.0.0.1:{free_port()}"}]
+    config = write_config(tmp_path, models, auth_cache_ttl_s=AUTH_TTL_S)
+    with (
+        run_server(config, log_path=tmp_path / "a.log") as a,
+        run_server(config, log_path=tmp_path / "b.log") as b,
+    ):
+        created = a.cli("keys", "create", "--name", "doomed", "--role", "user").stdout
+        key_id, secret = created.split()[2], created.strip().splitlines()[-1]
+
+        def status(server: Server) -> int:
+            r = httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {secret}"})
+            return r.status_code
+
+        t0 = time.monotonic()
+        assert status(a) == 200  # a caches the key: its entry ends in [t0 + TTL, t0r + TTL]
+        t0r = time.monotonic()
+        assert "revoked " + key_id in a.cli("keys", "revoke", key_id).stdout
+        t1 = time.monotonic()
+        assert t1 < t0 + AUTH_TTL_S - 0.5, f"revoking took {t1 - t0:.1f}s: no cache window left"
+        assert status(b) == 401  # b never saw the key: the revocation reached it at once
+
+        polls: list[tuple[float, float, int]] = []  # (sent, received, status) on server a
+        while time.monotonic() < t0r + AUTH_TTL_S + 1.5:
+            sent = time.monotonic()
+            code = status(a)
+            polls.append((sent, time.monotonic(), code))
+            time.sleep(0.05)
+        within = [code for _, received, code in polls if received < t0 + AUTH_TTL_S]
+        after = [code for sent, _, code in polls if sent > t0r + AUTH_TTL_S]
+        assert within and set(within) == {200}, polls  # still cached on a: still accepted
+        assert after and set(after) == {401}, polls  # the cache entry ended: refused
+        assert [c for _, _, c in polls] == sorted(c for _, _, c in polls), polls  # no flapping
+        assert status(b) == 401

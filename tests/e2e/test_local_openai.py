@@ -24,6 +24,32 @@ def test_models_lists_the_bundled_model(server: Server) -> None:
     assert "deepseek-chat" in ids
 
 
+@pytest.mark.parametrize("prefix", ["/v1", ""], ids=["v1", "deepseek-base-url"])
+def test_retrieve_model_by_id(server: Server, prefix: str) -> None:
+    """GET /v1/models/{id}: the model object of a served id (local or remote), an OpenAI-style
+    404 for an unknown one."""
+    headers = {"Authorization": f"Bearer {server.key}"}
+    listed = httpx.get(server.url + "/v1/models", headers=headers).json()["data"]
+    for model in (BUNDLED, "deepseek-chat"):
+        r = httpx.get(f"{server.url}{prefix}/models/{model}", headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json() == next(m for m in listed if m["id"] == model)
+        assert set(r.json()) == {"id", "object", "created", "owned_by"}
+        assert r.json()["object"] == "model"
+    r = httpx.get(f"{server.url}{prefix}/models/no-such-model", headers=headers)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["code"] == "model_not_found" and err["param"] == "model"
+    assert "no-such-model" in err["message"]
+    assert httpx.get(f"{server.url}{prefix}/models/{BUNDLED}").status_code == 401  # needs a key
+    sdk = client(server, v1=bool(prefix))
+    assert sdk.models.retrieve(BUNDLED).id == BUNDLED
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("no-such-model")
+
+
 def test_chat_non_stream_with_chinese_prompt_has_consistent_usage(server: Server) -> None:
     r = client(server).chat.completions.create(
         model=BUNDLED, messages=[{"role": "user", "content": "你好"}], max_tokens=12, temperature=0
@@ -57,10 +83,21 @@ def test_chinese_output_cut_by_max_tokens_has_no_replacement_characters(server: 
 
 
 def test_deepseek_base_url_without_v1_works(server: Server) -> None:
-    r = client(server, v1=False).chat.completions.create(
-        model=BUNDLED, messages=[{"role": "user", "content": "hi"}], max_tokens=3
-    )
-    assert r.choices[0].message.content is not None
+    """The same greedy request gives the same answer with and without ``/v1``."""
+    answers = []
+    for v1 in (False, True):
+        r = client(server, v1=v1).chat.completions.create(
+            model=BUNDLED,
+            messages=[{"role": "user", "content": "Name a colour."}],
+            max_tokens=3,
+            temperature=0,
+        )
+        assert r.usage is not None and 1 <= r.usage.completion_tokens <= 3
+        assert r.choices[0].finish_reason == (
+            "length" if r.usage.completion_tokens == 3 else "stop"
+        )
+        answers.append(r.choices[0].message.content or "")
+    assert answers[0].strip() and answers[0] == answers[1]
 
 
 def test_stream_has_role_first_single_finish_and_done(server: Server) -> None:
@@ -92,15 +129,28 @@ def test_stream_has_role_first_single_finish_and_done(server: Server) -> None:
 
 
 def test_openai_stream_iterates_to_the_end(server: Server) -> None:
-    stream = client(server).chat.completions.create(
-        model=BUNDLED,
-        messages=[{"role": "user", "content": "Count to five"}],
-        max_tokens=10,
-        stream=True,
-        temperature=0,
+    """A greedy stream, read by the SDK to its end, carries exactly the non-stream answer and
+    the same usage."""
+    request = {
+        "model": BUNDLED,
+        "messages": [{"role": "user", "content": "Count to five"}],
+        "max_tokens": 10,
+        "temperature": 0,
+    }
+    plain = client(server).chat.completions.create(**request)  # type: ignore[call-overload]
+    chunks = list(
+        client(server).chat.completions.create(
+            **request, stream=True, stream_options={"include_usage": True}
+        )
     )
-    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-    assert text
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() and text == plain.choices[0].message.content
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finishes == [plain.choices[0].finish_reason]
+    assert chunks[-1].usage is not None and plain.usage is not None
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens <= 10
 
 
 def test_stop_sequence_is_honoured_and_excluded(server: Server) -> None:
@@ -174,7 +224,13 @@ def test_completions_endpoint_and_fim_refusal(server: Server) -> None:
     r = c.completions.create(
         model=BUNDLED, prompt="The capital of France is", max_tokens=5, temperature=0
     )
-    assert r.object == "text_completion" and r.choices[0].text
+    assert r.object == "text_completion" and r.choices[0].text.strip()
+    assert r.usage is not None and 1 <= r.usage.completion_tokens <= 5
+    assert r.choices[0].finish_reason == ("length" if r.usage.completion_tokens == 5 else "stop")
+    again = c.completions.create(
+        model=BUNDLED, prompt="The capital of France is", max_tokens=5, temperature=0
+    )
+    assert again.choices[0].text == r.choices[0].text  # greedy: the same text
     with pytest.raises(openai.BadRequestError) as exc:
         c.completions.create(model=BUNDLED, prompt="def f(", suffix="return x", max_tokens=5)
     assert exc.value.body["param"] == "suffix"  # type: ignore[index]
@@ -184,7 +240,9 @@ def test_completions_endpoint_and_fim_refusal(server: Server) -> None:
         json={"model": BUNDLED, "prompt": "1, 2, 3,", "max_tokens": 3},
         timeout=60,
     )
-    assert beta.status_code == 200 and beta.json()["choices"][0]["text"]
+    assert beta.status_code == 200, beta.text
+    assert beta.json()["choices"][0]["text"].strip()
+    assert 1 <= beta.json()["usage"]["completion_tokens"] <= 3
 
 
 def test_async_client_concurrent_requests_all_finish(server: Server) -> None:
@@ -289,7 +347,9 @@ def test_non_stream_disconnect_is_recorded_and_stops(server: Server) -> None:
     quick = client(server).chat.completions.create(
         model=BUNDLED, messages=[{"role": "user", "content": "hi"}], max_tokens=2, timeout=20
     )
-    assert quick.choices
+    assert quick.choices[0].finish_reason in ("stop", "length")
+    assert quick.usage is not None and 1 <= quick.usage.completion_tokens <= 2
+    assert int(str(_usage(server, "drop-plain-1")[0]["completion_tokens"])) < 1500
 
 
 def test_overload_is_503_with_retry_after_and_nothing_cut_off(server: Server) -> None:

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from seekport.engine.supervisor import ChildSpec, Supervisor, free_loopback_port
-from tests.harness import chaos_script, run_server, write_config
+from tests.harness import UPSTREAM_SCRIPT, Server, run_server, write_config
 
 
 def chaos_argv(*extra: str) -> list[str]:
-    return [sys.executable, str(chaos_script()), "--port", "{port}", "--name", "child", *extra]
+    return [sys.executable, str(UPSTREAM_SCRIPT), "--port", "{port}", "--name", "child", *extra]
 
 
 def spec(argv: list[str], **kw: float) -> ChildSpec:
@@ -49,24 +49,35 @@ async def wait_for(pred: object, timeout: float = 15.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+async def serving_pid(base_url: str) -> int:
+    """The pid of the process answering on ``base_url`` (the upstream's /healthz names it)."""
+    async with httpx.AsyncClient() as c:
+        r = await c.get(base_url + "/healthz")
+        assert r.status_code == 200
+        assert (await c.get(base_url + "/v1/models")).status_code == 200
+    return int(r.json()["pid"])
+
+
 async def test_child_is_started_restarted_after_a_crash_and_stopped() -> None:
     sup = Supervisor(spec(chaos_argv(), backoff_initial_s=0.1))
     await sup.start()
     try:
         assert sup.healthy
         first = sup.pid
-        assert first is not None
-        async with httpx.AsyncClient() as c:
-            assert (await c.get(sup.base_url + "/v1/models")).status_code == 200
+        assert first is not None and alive(first)
+        assert await serving_pid(sup.base_url) == first
         os.kill(first, signal.SIGKILL)
+        await wait_for(lambda: not sup.healthy)  # the crash is noticed
         await wait_for(lambda: sup.restarts == 1 and sup.healthy)
-        assert sup.pid != first
-        async with httpx.AsyncClient() as c:
-            assert (await c.get(sup.base_url + "/healthz")).status_code == 200
+        second = sup.pid
+        assert second is not None and second != first
+        assert alive(second) and not alive(first)
+        assert await serving_pid(sup.base_url) == second  # the new child answers, not a stray
     finally:
         last = sup.pid
         await sup.stop()
-    assert last is not None and not alive(last)
+    assert last == second and not alive(second)
+    assert not sup.healthy
 
 
 async def test_a_child_that_exits_at_once_fails_the_start_quickly() -> None:
@@ -101,35 +112,52 @@ def test_managed_model_is_served_through_the_gateway(tmp_path: Path) -> None:
         ],
     )
     with run_server(config) as server:
-        headers = {"Authorization": f"Bearer {server.key}"}
-        body = {"model": "managed-chat", "messages": [{"role": "user", "content": "hi"}]}
-        r = httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers)
-        assert r.status_code == 200, r.text
-        assert r.json()["model"] == "managed-chat"
-        assert r.json()["system_fingerprint"] == "fp_child"
-        # kill the child: the gateway reports not-ready, then serves again after the restart
-        children = [
-            int(p)
-            for p in os.listdir("/proc")
-            if p.isdigit()
-            and str(chaos_script()) in _cmdline(int(p))
-            and _ppid(int(p)) == server.proc.pid
-        ]
-        assert len(children) == 1
-        os.kill(children[0], signal.SIGKILL)
+        first = managed_child(server.proc.pid)
+        assert served_by(server, first)
+        # kill the child: the gateway reports not-ready, then serves again from a new child
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        ready = 200
+        while time.monotonic() < deadline and ready == 200:
+            ready = httpx.get(server.url + "/health/ready").status_code
+            time.sleep(0.02)
+        assert ready == 503, "the gateway never reported not-ready while its engine was down"
         deadline = time.monotonic() + 20
-        ok = False
-        while time.monotonic() < deadline and not ok:
-            ok = (
-                httpx.post(
-                    server.url + "/v1/chat/completions", json=body, headers=headers
-                ).status_code
-                == 200
-            )
+        while time.monotonic() < deadline and ready != 200:
             time.sleep(0.1)
-        assert ok
-        assert httpx.get(server.url + "/health/ready").status_code == 200
-    assert not alive(children[0])
+            ready = httpx.get(server.url + "/health/ready").status_code
+        assert ready == 200, "the gateway never became ready again"
+        second = managed_child(server.proc.pid)
+        assert second != first and alive(second) and not alive(first)
+        assert served_by(server, second)
+    assert not alive(second), "the restarted child outlived the gateway"
+
+
+def managed_child(parent: int) -> int:
+    """The one upstream process the gateway ``parent`` runs as its managed engine."""
+    children = [
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit() and str(UPSTREAM_SCRIPT) in _cmdline(int(p)) and _ppid(int(p)) == parent
+    ]
+    assert len(children) == 1, children
+    return children[0]
+
+
+def served_by(server: Server, child: int) -> bool:
+    """A chat completion through the gateway succeeds and was answered by process ``child``
+    (its /healthz names its pid; its request counter moves by exactly this one call)."""
+    child_url = "http://127.0.0.1:" + _cmdline(child).split("--port ", 1)[1].split()[0]
+    assert httpx.get(child_url + "/healthz").json()["pid"] == child
+    before = httpx.get(child_url + "/__stats").json()["requests_total"]
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": "managed-chat", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {server.key}"},
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["model"], r.json()["system_fingerprint"]) == ("managed-chat", "fp_child")
+    return bool(httpx.get(child_url + "/__stats").json()["requests_total"] == before + 1)
 
 
 def _cmdline(pid: int) -> str:
