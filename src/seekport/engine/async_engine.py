@@ -67,15 +67,7 @@ class AsyncEngine:
         self.name = name
         self._on_step = on_step
         self.cfg = cfg
-        self._engine = LLMEngine(
-            runner,
-            SchedulerConfig(
-                max_num_seqs=cfg.max_num_seqs,
-                max_kv_cells=cfg.max_kv_cells,
-                max_step_tokens=cfg.max_step_tokens,
-                max_waiting=1 << 30,
-            ),
-        )
+        self._engine = LLMEngine(runner, cfg)  # the config as given, never a rebuilt copy
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._inbox: list[Sequence] = []
@@ -158,6 +150,8 @@ class AsyncEngine:
             for seq in new:
                 try:
                     engine.add(seq)
+                except SeekportError as exc:  # the line filled up since submit() looked
+                    refused.append((seq, exc))
                 except ValueError as exc:  # the caller's checks should have caught it
                     refused.append((seq, SeekportError(str(exc))))
             if refused and not self._post(refused):

@@ -96,7 +96,6 @@ class LocalBackend:
             self._runner,
             SchedulerConfig(
                 max_num_seqs=cfg.max_num_seqs,
-                max_kv_cells=cfg.kv_cells,
                 max_seq_cells=cfg.context_length,
                 max_step_tokens=cfg.max_step_tokens,
                 max_prefill_while_decoding=cfg.max_prefill_while_decoding,
