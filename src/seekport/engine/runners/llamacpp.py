@@ -201,6 +201,18 @@ class LlamaCppRunner:
             )
         )
 
+    def context_params(self) -> dict[str, int]:
+        """The sizes the llama.cpp context really has (read back from it, not remembered)."""
+        lc, ctx = self._lc, self._ctx
+        return {
+            "n_ctx": int(lc.llama_n_ctx(ctx)),  # KV cells, all streams
+            "n_ctx_seq": int(lc.llama_n_ctx_seq(ctx)),  # KV cells of one slot's stream
+            "n_seq_max": int(lc.llama_n_seq_max(ctx)),
+            "n_batch": int(lc.llama_n_batch(ctx)),
+            "n_threads": int(lc.llama_n_threads(ctx)),
+            "n_threads_batch": int(lc.llama_n_threads_batch(ctx)),
+        }
+
     def close(self) -> None:
         for seq in list(self._samplers):
             self.end_sequence(seq)
