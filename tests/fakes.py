@@ -41,6 +41,7 @@ class FakeRunner:
         *,
         words: bool = False,
         max_num_seqs: int = 16,
+        reset_s: float = 0.0,
     ) -> None:
         self.script = script if script is not None else [f"t{i} " for i in range(1000)]
         self.step_s = step_s
@@ -51,6 +52,7 @@ class FakeRunner:
         self.batch_sizes: list[int] = []
         self.steps: list[list[Chunk]] = []  # what each executed step ran
         self.resets = 0
+        self.reset_s = reset_s  # how long reset() takes (a real one clears the KV cache)
         self._fail: list[BaseException] = []
 
     # prompt side (LocalBackend)
@@ -98,6 +100,8 @@ class FakeRunner:
         self.ended.append(seq.request_id)
 
     def reset(self) -> None:
+        if self.reset_s:
+            threading.Event().wait(self.reset_s)
         self.resets += 1
 
     def is_eog(self, token: int) -> bool:

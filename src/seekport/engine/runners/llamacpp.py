@@ -339,6 +339,14 @@ class LlamaCppRunner:
         if chain is not None:
             self._lc.llama_sampler_free(chain)
 
+    def reset(self) -> None:
+        """Forget every sequence: free their sampler chains and clear the whole KV cache
+        (every slot's stream, data included). The engine calls it after a failed step, whose
+        partial writes would otherwise sit in the slots behind the scheduler's back."""
+        for seq in list(self._samplers):
+            self.end_sequence(seq)
+        self._lc.llama_memory_clear(self._mem, True)
+
     # ---- one step
 
     def execute(self, plan: StepPlan) -> list[Sampled]:

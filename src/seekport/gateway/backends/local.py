@@ -131,7 +131,8 @@ class LocalBackend:
             self._runner.close()
 
     def ready(self) -> bool:
-        return self._engine is not None
+        """Started, and the engine is not recovering from a failure."""
+        return self._engine is not None and self._engine.ready
 
     # ---- request → sequence
 
