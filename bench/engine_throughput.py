@@ -369,7 +369,7 @@ def default_slots() -> str:
     n = default_max_num_seqs(
         kv_bytes_per_token=23_040, context_length=4096, available=free, weights=model.stat().st_size
     )
-    return f"{n} slots of 4096 tokens ({free / (1 << 30):.1f} GiB available at the start)"
+    return f"here {n} slots of 4096 tokens, from {free / (1 << 30):.1f} GiB available"
 
 
 def llama_cpp_python_cmd(port: int) -> list[str]:
@@ -638,6 +638,9 @@ def render_defaults(cells: list[Cell], quick: bool, elapsed_s: float, slots: str
         f"- Load: as in the engine throughput section (closed loop, unique prompts, "
         f"{MAX_TOKENS} forced output tokens, seed = request index), {counts} requests; one "
         "warm-up request per server.",
+        "- Every slot's KV cache is allocated at start-up, busy or not: the *server RSS* "
+        "column shows what the default's slots cost in memory. The C++ llama-server is not "
+        "part of this run; the engine throughput section above (its own, earlier run) has it.",
         "",
         MAIN_HEAD,
         *(main_row(c) for c in cells),
