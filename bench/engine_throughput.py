@@ -44,6 +44,15 @@ Caveat: the load generator shares the machine's cores with the server (2 on the 
 machine); one of them runs llama.cpp's single thread, the other the server's event loop and the
 load generator.
 
+Defaults: (d) ``seekport-default`` is ``seekport serve`` with no model settings at all (the
+bundled model with its defaults: slots sized from available memory, ``context_length`` 4096,
+``n_threads`` free cores − 1, at most 4: 1 on the reference machine), and (e)
+``seekport-old-default`` the same with ``max_num_seqs: 4``, the fixed default before slots
+were sized from memory. Both run at c=8 and c=16 only, after the servers above, and get their
+own section of docs/benchmarks.md, which a run of just them writes alone:
+``bench/engine_throughput.py --servers seekport-default,seekport-old-default`` (no C++
+llama-server or llama_cpp.server needed).
+
 Run: ``.venv/bin/python bench/engine_throughput.py [--quick] [--no-docs]``.
 """
 
@@ -87,8 +96,10 @@ from seekport.engine.runners.llamacpp import bundled_model_path  # noqa: E402
 DOCS = REPO / "docs" / "benchmarks.md"
 PLOT = REPO / "docs" / "engine_throughput.png"
 START, END = "<!-- engine_throughput:start -->", "<!-- engine_throughput:end -->"
+DEFAULTS_START, DEFAULTS_END = "<!-- engine_defaults:start -->", "<!-- engine_defaults:end -->"
 SEEKPORT_MODEL = "smollm2-135m-instruct"
 CONCURRENCY = (1, 4, 8, 16)
+DEFAULT_LEVELS = (8, 16)  # the default-config rows
 MAX_TOKENS = 128
 EOS_TOKEN = "2"  # SmolLM2's <|im_end|>
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
@@ -332,6 +343,35 @@ def seekport_server(tmp: Path) -> Iterator[Target]:
         yield Target("seekport", server.port, server.key, SEEKPORT_MODEL, server.proc.pid)
 
 
+@contextlib.contextmanager
+def seekport_default_server(tmp: Path, name: str, model: dict[str, object]) -> Iterator[Target]:
+    """``seekport serve`` with the bundled model and only ``model``'s settings (none: all
+    defaults; the config then lists no models at all)."""
+    models = [{"name": SEEKPORT_MODEL, "backend": "local", **model}] if model else None
+    config = write_config(tmp / name, models, log_level="warning", access_log=False)
+    with run_server(config) as server:
+        yield Target(name, server.port, server.key, SEEKPORT_MODEL, server.proc.pid)
+
+
+DEFAULT_SERVERS: dict[str, dict[str, object]] = {
+    "seekport-default": {},
+    "seekport-old-default": {"max_num_seqs": 4},
+}
+
+
+def default_slots() -> str:
+    """What the memory rule gives the bundled model now (the server sizes itself the same
+    way a moment later)."""
+    from seekport.engine.sizing import available_memory, default_max_num_seqs
+
+    free = available_memory()
+    model = bundled_model_path()
+    n = default_max_num_seqs(
+        kv_bytes_per_token=23_040, context_length=4096, available=free, weights=model.stat().st_size
+    )
+    return f"here {n} slots of 4096 tokens, from {free / (1 << 30):.1f} GiB available"
+
+
 def llama_cpp_python_cmd(port: int) -> list[str]:
     return [
         sys.executable,
@@ -379,11 +419,14 @@ def llama_server_cmd(binary: str, port: int) -> list[str]:
     ]
 
 
-SERVERS = ("seekport", "llama_cpp.server", "llama-server")
+SERVERS = ("seekport", "llama_cpp.server", "llama-server", *DEFAULT_SERVERS)
 
 
 def run(
-    quick: bool, servers: tuple[str, ...] = SERVERS, levels: tuple[int, ...] = CONCURRENCY
+    quick: bool,
+    servers: tuple[str, ...] = SERVERS,
+    levels: tuple[int, ...] = CONCURRENCY,
+    default_levels: tuple[int, ...] = DEFAULT_LEVELS,
 ) -> tuple[list[Cell], str | None]:
     """Each server in turn (never two at once); returns the cells and the llama-server path."""
     binary = shutil.which("llama-server")
@@ -403,6 +446,11 @@ def run(
             cmd = llama_server_cmd(binary, port)
             with external_server("llama-server (C++)", cmd, port, tmp / "llama-server.log") as t:
                 cells += _event_loop_run(run_cells(t, quick, levels))
+        for name, model in DEFAULT_SERVERS.items():
+            if name in servers:
+                (tmp / name).mkdir()
+                with seekport_default_server(tmp, name, model) as t:
+                    cells += _event_loop_run(run_cells(t, quick, default_levels))
     return cells, binary
 
 
@@ -567,6 +615,53 @@ def render(cells: list[Cell], binary: str | None, quick: bool, elapsed_s: float)
     return "\n".join(lines)
 
 
+def render_defaults(cells: list[Cell], quick: bool, elapsed_s: float, slots: str) -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    levels = sorted({c.conc for c in cells})
+    counts = ", ".join(f"{request_count(c, quick)} at c={c}" for c in levels)
+    other = max(c.other_cores for c in cells)
+    lines = [
+        DEFAULTS_START,
+        "## Engine with no configuration (the local model's defaults)",
+        "",
+        f"- Machine: {machine()}. **A shared, noisy machine**: other work (builds, other "
+        "test runs) can run beside the benchmark on its 2 cores; *other CPU* below says how "
+        f"much did (at most {other:.2f} cores during a cell here"
+        + ("" if other <= 0.3 else ": **disturbed**")
+        + "), so read the figures as indicative, and the two rows against each other.",
+        f"- Date: {now}; seekport revision {revision()}",
+        f"- Command: `{command_line()}` (from the repository root); whole run {elapsed_s:.0f} s",
+        "- `seekport-default`: `seekport serve` whose config names no model, so the bundled "
+        "SmolLM2-135M-Instruct runs with every default: `max_num_seqs` sized from available "
+        f"memory ({slots}), `context_length` 4096, `n_threads` free cores − 1 (1 here). "
+        "`seekport-old-default`: the same with `max_num_seqs: 4`, the fixed default before.",
+        f"- Load: as in the engine throughput section (closed loop, unique prompts, "
+        f"{MAX_TOKENS} forced output tokens, seed = request index), {counts} requests; one "
+        "warm-up request per server.",
+        "- Every slot's KV cache is allocated at start-up, busy or not: the *server RSS* "
+        "column shows what the default's slots cost in memory. The C++ llama-server is not "
+        "part of this run; the engine throughput section above (its own, earlier run) has it.",
+        "",
+        MAIN_HEAD,
+        *(main_row(c) for c in cells),
+        "",
+    ]
+    new, old = "seekport-default", "seekport-old-default"
+    if {new, old} <= {c.server for c in cells}:
+        lines += ["Default ÷ old default:", ""]
+        for conc in levels:
+            n, o = cell(cells, new, conc), cell(cells, old, conc)
+            lines.append(
+                f"- c={conc}: TTFT p50 {n.ttft_ms(0.5):,.0f} ms vs {o.ttft_ms(0.5):,.0f} ms "
+                f"(**{o.ttft_ms(0.5) / n.ttft_ms(0.5):.1f}× better**), output tok/s "
+                f"{n.tok_s:.1f} vs {o.tok_s:.1f} (**{n.tok_s / o.tok_s:.2f}×**), mean ITL "
+                f"{n.itl_ms():.1f} vs {o.itl_ms():.1f} ms."
+            )
+        lines.append("")
+    lines += ["Details:", "", DETAIL_HEAD, *(detail_row(c) for c in cells), DEFAULTS_END]
+    return "\n".join(lines)
+
+
 METHOD = (
     "Method: the servers run one at a time on 127.0.0.1 with the same GGUF and one llama.cpp "
     "thread each: `seekport serve` with one local model (`n_threads: 1`, `context_length: 1024`, "
@@ -640,26 +735,43 @@ def main() -> None:
     )
     parser.add_argument(
         "--concurrency",
-        default=",".join(map(str, CONCURRENCY)),
-        help="comma-separated levels; a subset only prints its rows",
+        default=None,
+        help=f"comma-separated levels (default {CONCURRENCY}, and {DEFAULT_LEVELS} for the "
+        "default-config servers); other levels only print their rows",
     )
     args = parser.parse_args()
     servers = tuple(s.strip() for s in args.servers.split(",") if s.strip())
-    levels = tuple(int(c) for c in args.concurrency.split(","))
     if unknown := set(servers) - set(SERVERS):
         parser.error(f"unknown servers: {sorted(unknown)}")
+    given = tuple(int(c) for c in args.concurrency.split(",")) if args.concurrency else None
+    main_levels = given or CONCURRENCY
+    default_levels = given or DEFAULT_LEVELS
+    slots = default_slots()
     t0 = time.perf_counter()
-    cells, binary = run(args.quick, servers, levels)
-    if set(servers) != set(SERVERS) or levels != CONCURRENCY:
+    cells, binary = run(args.quick, servers, main_levels, default_levels)
+    elapsed = time.perf_counter() - t0
+    main_cells = [c for c in cells if c.server not in DEFAULT_SERVERS]
+    default_cells = [c for c in cells if c.server in DEFAULT_SERVERS]
+    write = []
+    if set(SERVERS) - set(DEFAULT_SERVERS) <= set(servers) and main_levels == CONCURRENCY:
+        section = render(main_cells, binary, args.quick, elapsed)
+        print(section)
+        write.append((section, START, END))
+    elif main_cells:
         print(MAIN_HEAD)
-        print("\n".join(main_row(c) for c in cells))
-        return
-    section = render(cells, binary, args.quick, time.perf_counter() - t0)
-    print(section)
+        print("\n".join(main_row(c) for c in main_cells))
+    if default_cells:
+        section = render_defaults(default_cells, args.quick, elapsed, slots)
+        print(section)
+        if set(DEFAULT_SERVERS) <= set(servers) and default_levels == DEFAULT_LEVELS:
+            write.append((section, DEFAULTS_START, DEFAULTS_END))
     if not args.no_docs:
-        write_section(args.docs, section, START, END)
-        plot(cells, args.plot)
-        print(f"\nwrote {args.docs} and {args.plot}", file=sys.stderr)
+        for section, start, end in write:
+            write_section(args.docs, section, start, end)
+        if any(start == START for _, start, _ in write):
+            plot(main_cells, args.plot)
+        if write:
+            print(f"\nwrote {args.docs}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 SPECIAL = {
     "models": "the bundled model",
     "n_threads": "free cores − 1, at most 4",
+    "max_num_seqs": "sized from memory",
     "pricing": "all 0",
     "data_dir": "~/.seekport",
 }

@@ -13,6 +13,7 @@ responses of the OpenAI shape ``{"error": {"message", "type", "param", "code"}}`
     ├── PayloadTooLargeError           413 request_too_large
     ├── RateLimitError                 429 rate_limit_exceeded (Retry-After)
     ├── OverloadedError                503 server_overloaded (Retry-After)
+    │   └── EngineFailedError          503 engine_failed: the local engine failed, restarts
     ├── UpstreamError                  502 upstream_error
     │   ├── UpstreamStatusError        the upstream's own 4xx/5xx, passed on
     │   └── UpstreamTimeoutError       504 upstream_timeout
@@ -112,6 +113,12 @@ class OverloadedError(SeekportError):
     status_code = 503
     error_type = "server_error"
     code = "server_overloaded"
+
+
+class EngineFailedError(OverloadedError):
+    """The local engine failed under this request and is restarting (503, Retry-After)."""
+
+    code = "engine_failed"
 
 
 class UpstreamError(SeekportError):

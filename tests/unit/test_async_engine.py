@@ -19,7 +19,7 @@ def seq(rid: str, n: int = 3, prompt: list[int] | None = None) -> Sequence:
 
 
 def engine(runner: FakeRunner, **cfg: int) -> AsyncEngine:
-    return AsyncEngine(runner, SchedulerConfig(**{"max_kv_cells": 1 << 20, **cfg}), name="m")
+    return AsyncEngine(runner, SchedulerConfig(**{"max_seq_cells": 1 << 16, **cfg}), name="m")
 
 
 async def collect(e: AsyncEngine, s: Sequence) -> tuple[str, str | None]:

@@ -101,28 +101,32 @@ def test_max_num_seqs_bounds_the_batch_and_fifo_order_holds() -> None:
     assert admitted == [f"s{i}" for i in range(5)]
 
 
-def test_kv_cells_are_reserved_and_returned_at_once() -> None:
-    # a unified pool: sequences compete for the same 30 cells
-    s = Scheduler(SchedulerConfig(max_num_seqs=4, max_kv_cells=30))
-    a, b = seq("a", 10, max_tokens=10), seq("b", 10, max_tokens=10)
-    s.add(a)
-    s.add(b)
+def test_a_sequence_waits_for_a_slot_only_and_its_cells_come_back_at_once() -> None:
+    # each slot has its own stream of 30 cells: two 20-cell sequences run side by side
+    s = Scheduler(SchedulerConfig(max_num_seqs=2, max_seq_cells=30))
+    a, b, c = (seq(n, 10, max_tokens=10) for n in "abc")
+    for q in (a, b, c):
+        s.add(q)
     step(s)
-    assert s.running == [a]  # b's 20 cells do not fit beside a's 20
-    assert s.reserved == 20
+    assert s.running == [a, b] and list(s.waiting) == [c]  # c waits for a slot
+    assert s.reserved == 40
     a.cancelled = True
     plan = step(s)
     assert plan.aborted == [a]
-    assert s.running == [b]  # admitted in the same step a's cells came back
-    assert s.kv_cells_used <= 30
+    assert s.running == [b, c]  # admitted in the same step a's slot came back
+    assert s.reserved == 40
+    assert s.cfg.kv_cells == 60
 
 
-def test_waiting_line_is_bounded() -> None:
-    s = Scheduler(SchedulerConfig(max_waiting=2))
-    s.add(seq("a", 2))
-    s.add(seq("b", 2))
+def test_waiting_line_is_bounded_beyond_the_free_slots() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=1, max_waiting=2))
+    for name in "abc":  # one for the free slot, two waiting
+        s.add(seq(name, 2))
     with pytest.raises(OverloadedError):
-        s.add(seq("c", 2))
+        s.add(seq("d", 2))
+    step(s)  # "a" takes the slot: still three at most beyond it
+    with pytest.raises(OverloadedError):
+        s.add(seq("e", 2))
 
 
 def test_cancelled_waiting_sequence_never_runs() -> None:
@@ -188,24 +192,21 @@ def test_without_an_empty_slot_the_least_recently_used_one_is_reused() -> None:
     assert s.slots[1].tokens == newest
 
 
-def test_a_copy_source_evicted_for_room_still_gives_the_copied_tokens() -> None:
-    # cells are tight: admitting "c" evicts the idle cache it copies its prefix from
-    s = Scheduler(SchedulerConfig(max_num_seqs=3, max_kv_cells=60))
+def test_copying_a_prefix_leaves_the_source_cache_whole_even_when_streams_are_small() -> None:
+    # streams of 40 cells: "c" fills its own, and the cache it copies from stays intact
+    s = Scheduler(SchedulerConfig(max_num_seqs=3, max_seq_cells=40))
     system = list(range(20))
     a = seq("a", [*system, 1, 1, 1, 1, 1], max_tokens=1)  # 25 idle cells once done
     s.add(a)
     run_all(s)
-    b = seq("b", list(range(900, 920)), max_tokens=1)  # 20 idle cells, newer
-    s.add(b)
-    run_all(s)
-    c = seq("c", [*system, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2], max_tokens=5)  # needs 35 cells
+    c = seq("c", [*system, *[2] * 15], max_tokens=5)  # needs all 40 cells of a stream
     s.add(c)
     plan = step(s)
     assert plan.copies == [(a.slot, c.slot, 20)]
-    assert (a.slot, 0) in plan.evict  # the source goes after the copy (copies run first)
+    assert plan.evict == []
     assert c.cached_tokens == 20
-    assert s.slots[c.slot].tokens == [*system, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]
-    assert s.kv_cells_used <= 60
+    assert s.slots[c.slot].tokens == [*system, *[2] * 15]
+    assert s.slots[a.slot].tokens == [*system, 1, 1, 1, 1, 1]
 
 
 def test_whole_prompt_cached_still_computes_its_last_token() -> None:
@@ -220,23 +221,35 @@ def test_whole_prompt_cached_still_computes_its_last_token() -> None:
     assert [(w.pos, w.tokens) for w in plan.work] == [(9, [9])]
 
 
-def test_idle_caches_are_evicted_least_recently_used_first() -> None:
-    s = Scheduler(SchedulerConfig(max_num_seqs=3, max_kv_cells=40))
-    for name, base in (("old", 0), ("new", 1000)):
-        s.add(seq(name, list(range(base, base + 15)), max_tokens=1))
+def test_admitting_a_sequence_never_discards_another_slots_idle_cache() -> None:
+    # The runner gives every slot its own KV stream (kv_unified = false): a sequence's cells
+    # come from its slot alone. Modelling one shared pool instead would evict "a" here (1000
+    # + 2 × 1900 cells exceed a 4096-cell pool) although slot 2 is empty and big enough.
+    s = Scheduler(SchedulerConfig(max_num_seqs=3, max_seq_cells=2000))
+    a = seq("a", list(range(0, 1900)), max_tokens=1)
+    b = seq("b", list(range(5000, 6900)), max_tokens=1)
+    for q in (a, b):
+        s.add(q)
         run_all(s)
-    assert s.kv_cells_used == 30  # two idle caches of 15
-    big = seq("big", list(range(5000, 5020)), max_tokens=5)  # needs 25 of 40 cells
-    s.add(big)
+    kept = {a.slot: list(s.slots[a.slot].tokens), b.slot: list(s.slots[b.slot].tokens)}
+    c = seq("c", list(range(9000, 9990)), max_tokens=10)  # 1000 cells
+    s.add(c)
     plan = step(s)
-    old_slot = 0
-    assert (old_slot, 0) in plan.evict
-    assert all(i != 1 for i, _ in plan.evict)  # the newer cache survives
-    assert s.kv_cells_used <= 40
+    assert c.slot not in kept
+    assert plan.evict == [] and plan.copies == []
+    assert {i: s.slots[i].tokens for i in kept} == kept
+    run_all(s)
+    assert {i: s.slots[i].tokens for i in kept} == kept
+    # a fourth conversation takes the least recently used slot, and only that one
+    d = seq("d", list(range(20000, 20100)), max_tokens=1)
+    s.add(d)
+    plan = step(s)
+    assert d.slot == a.slot and plan.evict == [(a.slot, 0)]
+    assert s.slots[b.slot].tokens == kept[b.slot]
 
 
 def test_a_sequence_larger_than_its_stream_is_refused() -> None:
-    s = Scheduler(SchedulerConfig(max_num_seqs=4, max_kv_cells=400, max_seq_cells=100))
+    s = Scheduler(SchedulerConfig(max_num_seqs=4, max_seq_cells=100))
     s.add(seq("fits", 90, max_tokens=10))
     with pytest.raises(ValueError, match="100 KV cells"):
         s.add(seq("too-big", 95, max_tokens=10))

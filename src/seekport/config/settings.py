@@ -78,7 +78,9 @@ class ModelConfig(BaseModel):
         description="local: llama.cpp threads. Default: free cores minus one, at most 4.",
     )
     context_length: Annotated[int, Field(ge=128, le=1_048_576)] = Field(
-        default=4096, description="Context window in tokens (local: llama.cpp n_ctx)."
+        default=4096,
+        description="Context window in tokens: prompt + max_tokens of one request (local: "
+        "the size of each slot's own KV cache, llama.cpp n_ctx_seq).",
     )
     max_output_tokens: Annotated[int, Field(ge=1)] = Field(
         default=4096, description="Default and cap for `max_tokens`."
@@ -95,11 +97,15 @@ class ModelConfig(BaseModel):
     default_min_p: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.05, description="local: min_p when the request omits it (llama.cpp's default)."
     )
-    max_num_seqs: Annotated[int, Field(ge=1, le=256)] = Field(
-        default=4,
-        description="local: sequences decoded together in one batch. Each has its own KV "
-        "cache of context_length tokens (memory: max_num_seqs × context_length × the model's "
-        "KV bytes per token; 23 KB for the bundled model).",
+    max_num_seqs: Annotated[int, Field(ge=1, le=256)] | None = Field(
+        default=None,
+        description="local: sequences decoded together in one batch (llama.cpp slots). Each "
+        "has its own KV cache of context_length tokens, allocated at start-up (memory: "
+        "max_num_seqs × context_length × the model's KV bytes per token; 22.5 KiB for the "
+        "bundled model). Default: sized from the memory available at start-up: the KV cache "
+        "may take half of it (after the weights), at most 4 GiB, and the slots are that "
+        "divided by one slot's cache, between 1 and 32 (the bundled model at 4096 tokens: "
+        "16 slots from ~3 GiB available, 32 from ~6 GiB).",
     )
     max_step_tokens: Annotated[int, Field(ge=32, le=8192)] = Field(
         default=512,
@@ -184,11 +190,6 @@ class ModelConfig(BaseModel):
     @property
     def managed(self) -> bool:
         return self.backend in ("vllm", "sglang", "llama-server")
-
-    @property
-    def kv_cells(self) -> int:
-        """KV cache cells of the whole context: one context_length per running sequence."""
-        return self.context_length * self.max_num_seqs
 
     def upstream_api_key(self) -> str | None:
         """The upstream secret, read from the env var the config names (never stored)."""

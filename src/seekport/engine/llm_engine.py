@@ -21,6 +21,9 @@ class BatchRunner(Protocol):
 
     def piece(self, token: int) -> bytes: ...
 
+    def reset(self) -> None:
+        """Forget every sequence (sampler chains, KV cache): after a failed step."""
+
 
 class LLMEngine:
     def __init__(self, runner: BatchRunner, cfg: SchedulerConfig) -> None:
@@ -30,8 +33,10 @@ class LLMEngine:
         self.last_plan = StepPlan()
 
     def add(self, seq: Sequence) -> None:
+        """Queue ``seq``; if it raises, the engine holds nothing of ``seq``."""
+        detok = Detokenizer(seq.params.stop)
         self.scheduler.add(seq)
-        self._detok[seq] = Detokenizer(seq.params.stop)
+        self._detok[seq] = detok
 
     def has_work(self) -> bool:
         return self.scheduler.has_work()
@@ -44,14 +49,6 @@ class LLMEngine:
         self.scheduler.complete(plan)
         events.extend((s.seq, self._postprocess(s)) for s in sampled)
         return events
-
-    def fail_all(self) -> list[Sequence]:
-        """After a runner failure: end every sequence; the caller reports the error."""
-        gone = [*self.scheduler.running, *self.scheduler.waiting]
-        for seq in gone:
-            self.scheduler.finish(seq, "error")
-            self._end(seq, "error")
-        return gone
 
     def _postprocess(self, s: Sampled) -> TokenDelta:
         seq, token = s.seq, s.token

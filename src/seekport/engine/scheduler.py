@@ -5,19 +5,23 @@ Pure Python, no model. One ``schedule()`` call plans one step:
 1. every running sequence past its prefill decodes one token (its last sampled one);
 2. sequences still prefilling get the next chunk of their prompt, within the step's token
    budget, so long prompts never stall running streams;
-3. waiting sequences are admitted first-come, first-served while a slot, KV cells and budget
-   remain (the head of the line is never overtaken, so nobody starves).
+3. waiting sequences are admitted first-come, first-served while a slot and budget remain
+   (the head of the line is never overtaken, so nobody starves).
 
-KV cells are reserved at admission for ``prompt + max_tokens``: a running sequence can never
-run out of cache mid-stream, so there is no preemption. A finished, stopped or cancelled
-sequence returns its reservation at once. What it computed stays in its slot as a prefix
-cache: the next turn of a conversation, whose prompt extends everything the slot holds, takes
-that slot and skips the shared part. A prompt that shares only part of a slot's tokens (the
-same system prompt, then another conversation) runs in an empty or least recently used slot
-and gets the shared prefix copied over (a cheap llama.cpp ``seq_cp``), from any slot, running
-ones included: a burst of requests with one system prompt computes it once, and no
-conversation's history is overwritten by another's. Idle caches are evicted, least recently
-used first, when cells are needed.
+The KV cache is modelled the way the runner builds it: one stream of ``max_seq_cells`` cells
+per slot (llama.cpp ``kv_unified = false``, ``n_ctx_seq``), not one pool shared by all slots.
+A sequence runs entirely in its slot's stream, so it needs a free slot and nothing else:
+``prompt + max_tokens`` (its reservation, counted for the metrics) never exceeds a stream
+(``add`` refuses it), there is no preemption, and admitting a sequence never takes cells from
+another slot. A finished, stopped or cancelled sequence returns its reservation at once. What
+it computed stays in its slot as a prefix cache: the next turn of a conversation, whose prompt
+extends everything the slot holds, takes that slot and skips the shared part. A prompt that
+shares only part of a slot's tokens (the same system prompt, then another conversation) runs in
+an empty or least recently used slot and gets the shared prefix copied over (a cheap llama.cpp
+``seq_cp``), from any slot, running ones included: a burst of requests with one system prompt
+computes it once, and no conversation's history is overwritten by another's. An idle cache is
+discarded only when its own slot is taken, least recently used first; never to make room
+elsewhere, since each slot's cells are its own.
 """
 
 from __future__ import annotations
@@ -29,20 +33,27 @@ from seekport.engine.sequence import Sequence
 from seekport.errors import OverloadedError
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class SchedulerConfig:
-    max_num_seqs: int = 8  # sequences decoding together (llama.cpp n_seq_max)
-    max_kv_cells: int = 4096  # KV cache size in tokens, all sequences together
-    # KV cells one sequence may use: its stream's size when each sequence has its own
-    # (llama.cpp kv_unified=False); None: the whole cache (a unified pool)
-    max_seq_cells: int | None = None
+    """What the engine is given, as it is given (``LocalBackend`` builds it from the model's
+    settings): nothing downstream rebuilds or overrides a field."""
+
+    max_num_seqs: int = 8  # slots: sequences decoding together (llama.cpp n_seq_max)
+    # KV cells of one slot's own stream (llama.cpp n_ctx_seq, kv_unified=False): what one
+    # sequence's prompt + max_tokens may use (the model's context_length)
+    max_seq_cells: int = 4096
     max_step_tokens: int = 512  # tokens per step (llama.cpp n_batch): decodes + prefill
     # prompt tokens per step while other sequences are decoding: small chunks keep their
     # inter-token gaps short and spread a burst of new prompts over several steps, so
     # requests that arrive together do not stay in lock-step (measured on the bundled model,
     # 8 closed-loop clients: TTFT p50 553 ms at 512, 319 ms at 32, same throughput)
     max_prefill_while_decoding: int = 32
-    max_waiting: int = 64  # waiting line; beyond it, 503
+    max_waiting: int = 64  # waiting line beyond the free slots; beyond it, 503
+
+    @property
+    def kv_cells(self) -> int:
+        """KV cells of the whole cache: one stream per slot."""
+        return self.max_num_seqs * self.max_seq_cells
 
 
 @dataclass(slots=True)
@@ -106,12 +117,15 @@ class Scheduler:
     # ---- changes
 
     def add(self, seq: Sequence) -> None:
-        if len(self.waiting) >= self.cfg.max_waiting:
+        """Queue ``seq``. OverloadedError when ``max_waiting`` sequences already wait beyond
+        the free slots (the next step admits those); ValueError when it cannot fit a slot."""
+        free = self.cfg.max_num_seqs - len(self.running)
+        if len(self.waiting) >= self.cfg.max_waiting + free:
             raise OverloadedError(
                 f"{len(self.waiting)} requests are waiting for the engine; retry later",
                 retry_after=1,
             )
-        cap = self.cfg.max_seq_cells or self.cfg.max_kv_cells
+        cap = self.cfg.max_seq_cells
         if seq.kv_need > cap:
             raise ValueError(
                 f"prompt + max_tokens ({seq.kv_need}) exceeds the {cap} KV cells a sequence "
@@ -151,9 +165,8 @@ class Scheduler:
                 prefill -= self._prefill(plan, seq, prefill)
                 prefill = min(prefill, throttle - plan.num_tokens + plan.num_decode)
         while self.waiting and prefill > 0 and len(self.running) < self.cfg.max_num_seqs:
-            if not self._admit(plan, self.waiting[0]):
-                break  # the head waits for cells; FIFO: nobody overtakes it
-            seq = self.waiting.popleft()
+            seq = self.waiting.popleft()  # FIFO: a free slot is all a sequence waits for
+            self._admit(plan, seq)
             self.running.append(seq)
             prefill -= self._prefill(plan, seq, prefill)
             prefill = min(prefill, throttle - plan.num_tokens + plan.num_decode)
@@ -174,7 +187,7 @@ class Scheduler:
         plan.work.append(Work(seq, chunk, start, done))
         return len(chunk)
 
-    def _admit(self, plan: StepPlan, seq: Sequence) -> bool:
+    def _admit(self, plan: StepPlan, seq: Sequence) -> None:
         prompt = seq.prompt_tokens
         free = [(s, _common_prefix(s.tokens, prompt)) for s in self.slots if s.owner is None]
         # Where the sequence runs: a free slot it extends without discarding anything (the
@@ -194,11 +207,8 @@ class Scheduler:
         limit = len(prompt) - 1  # one token must run to get logits
         copy = src_hit > hit and src is not slot
         copied = src.tokens[: min(src_hit, limit)] if copy else []
-        others = sorted(
-            (s for s, _ in free if s is not slot and s.tokens), key=lambda s: s.last_used
-        )
-        if not self._make_room(plan, seq, others):
-            return False
+        # Only the chosen slot's own cache may be discarded: the other slots' streams are
+        # theirs, and the sequence fits its own (add() checked kv_need <= max_seq_cells).
         if copy:
             hit = len(copied)
             plan.copies.append((src.index, slot.index, hit))
@@ -213,21 +223,6 @@ class Scheduler:
         seq.num_computed = hit
         seq.cached_tokens = hit
         self.reserved += seq.kv_need
-        return True
-
-    def _make_room(self, plan: StepPlan, seq: Sequence, others: list[Slot]) -> bool:
-        """Evict idle caches, oldest first, until ``seq``'s reservation fits the cache."""
-        idle = sum(len(s.tokens) for s in others)
-        over = self.reserved + seq.kv_need + idle - self.cfg.max_kv_cells
-        if over > idle:
-            return False
-        for victim in others:
-            if over <= 0:
-                break
-            over -= len(victim.tokens)
-            victim.tokens = []
-            plan.evict.append((victim.index, 0))
-        return True
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from seekport.engine import sizing
 from seekport.engine.sampling import SamplingParams
 from seekport.engine.scheduler import StepPlan, Work
 from seekport.engine.sequence import Sequence
@@ -134,10 +135,11 @@ class LlamaCppRunner:
         *,
         n_ctx: int,
         n_threads: int,
-        kv_cells: int,
-        max_num_seqs: int,
+        max_num_seqs: int | None,
         n_batch: int = 512,
     ) -> None:
+        """``n_ctx``: one slot's context (its own KV stream); ``max_num_seqs``: the slots,
+        or None to size them from the memory available now (``engine.sizing``)."""
         try:
             import llama_cpp as lc
             from llama_cpp._internals import LlamaModel
@@ -154,17 +156,46 @@ class LlamaCppRunner:
         self._model = LlamaModel(
             path_model=str(model_path), params=lc.llama_model_default_params(), verbose=False
         )
+        meta: dict[str, str] = self._model.metadata()
+        self.kv_bytes_per_token = self._kv_bytes_per_token(meta)
+        if max_num_seqs is None:
+            available = sizing.available_memory()
+            max_num_seqs = sizing.default_max_num_seqs(
+                kv_bytes_per_token=self.kv_bytes_per_token,
+                context_length=n_ctx,
+                available=available,
+                weights=int(lc.llama_model_size(self._model.model)),
+            )
+            kv_mib = max_num_seqs * sizing.stream_cells(n_ctx) * self.kv_bytes_per_token >> 20
+            log.info(
+                "local model sized from memory",
+                extra={
+                    "fields": {
+                        "model": model_path.name,
+                        "max_num_seqs": max_num_seqs,
+                        "kv_cache_mib": kv_mib,
+                        "available_mib": available >> 20,
+                    }
+                },
+            )
+            if max_num_seqs < 8:
+                log.warning(
+                    "little memory for the KV cache: few slots; set a smaller context_length "
+                    "or an explicit max_num_seqs",
+                    extra={"fields": {"max_num_seqs": max_num_seqs, "context_length": n_ctx}},
+                )
+        self.max_num_seqs = max_num_seqs
         cparams = lc.llama_context_default_params()
-        cparams.n_ctx = kv_cells
+        cparams.n_ctx = n_ctx * max_num_seqs  # split evenly: n_ctx cells per stream
         cparams.n_batch = n_batch
         cparams.n_ubatch = n_batch
         cparams.n_seq_max = max_num_seqs
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
-        # One KV stream per sequence (kv_cells / max_num_seqs cells each). A unified pool
-        # would make a sequence's attention sums, and so its sampled tokens, depend on
-        # which other sequences share the batch; separate streams keep seeded output
-        # batch-independent (measured: unified pools diverged after ~10 tokens).
+        # One KV stream per sequence (n_ctx cells each). A unified pool would make a
+        # sequence's attention sums, and so its sampled tokens, depend on which other
+        # sequences share the batch; separate streams keep seeded output batch-independent
+        # (measured: unified pools diverged after ~10 tokens).
         cparams.kv_unified = False
         cparams.no_perf = True
         self._ctx = lc.llama_init_from_model(self._model.model, cparams)
@@ -174,12 +205,10 @@ class LlamaCppRunner:
         self._vocab = lc.llama_model_get_vocab(self._model.model)
         self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
         self.n_ctx = n_ctx
-        self.kv_cells = kv_cells
         self.n_batch = n_batch
         self._batch = lc.llama_batch_init(n_batch, 0, 1)
         self._samplers: dict[Sequence, Any] = {}
         self._pieces: dict[int, bytes] = {}
-        meta: dict[str, str] = self._model.metadata()
         template = meta.get("tokenizer.chat_template")
         eos = self._model.token_eos()
         self._formatter = (
@@ -200,6 +229,28 @@ class LlamaCppRunner:
                 "tokenizer.ggml.fim_mid_token_id",
             )
         )
+
+    def _kv_bytes_per_token(self, meta: dict[str, str]) -> int:
+        """Bytes of K and V one token takes in the cache, all layers (f16 cache)."""
+        lc, m = self._lc, self._model.model
+        n_head = max(1, int(lc.llama_model_n_head(m)))
+        arch = meta.get("general.architecture", "")
+        head_k = int(meta.get(f"{arch}.attention.key_length", lc.llama_model_n_embd(m) // n_head))
+        head_v = int(meta.get(f"{arch}.attention.value_length", head_k))
+        n_head_kv = int(lc.llama_model_n_head_kv(m))
+        return int(lc.llama_model_n_layer(m)) * n_head_kv * (head_k + head_v) * 2
+
+    def context_params(self) -> dict[str, int]:
+        """The sizes the llama.cpp context really has (read back from it, not remembered)."""
+        lc, ctx = self._lc, self._ctx
+        return {
+            "n_ctx": int(lc.llama_n_ctx(ctx)),  # KV cells, all streams
+            "n_ctx_seq": int(lc.llama_n_ctx_seq(ctx)),  # KV cells of one slot's stream
+            "n_seq_max": int(lc.llama_n_seq_max(ctx)),
+            "n_batch": int(lc.llama_n_batch(ctx)),
+            "n_threads": int(lc.llama_n_threads(ctx)),
+            "n_threads_batch": int(lc.llama_n_threads_batch(ctx)),
+        }
 
     def close(self) -> None:
         for seq in list(self._samplers):
@@ -326,6 +377,14 @@ class LlamaCppRunner:
         chain = self._samplers.pop(seq, None)
         if chain is not None:
             self._lc.llama_sampler_free(chain)
+
+    def reset(self) -> None:
+        """Forget every sequence: free their sampler chains and clear the whole KV cache
+        (every slot's stream, data included). The engine calls it after a failed step, whose
+        partial writes would otherwise sit in the slots behind the scheduler's back."""
+        for seq in list(self._samplers):
+            self.end_sequence(seq)
+        self._lc.llama_memory_clear(self._mem, True)
 
     # ---- one step
 

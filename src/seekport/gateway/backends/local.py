@@ -80,15 +80,13 @@ class LocalBackend:
                 path,
                 n_ctx=cfg.context_length,
                 n_threads=cfg.n_threads,
-                kv_cells=cfg.kv_cells,
-                max_num_seqs=cfg.max_num_seqs,
+                max_num_seqs=cfg.max_num_seqs,  # None: the runner sizes it from memory
                 n_batch=cfg.max_step_tokens,
             )
         self._engine = AsyncEngine(
             self._runner,
             SchedulerConfig(
-                max_num_seqs=cfg.max_num_seqs,
-                max_kv_cells=cfg.kv_cells,
+                max_num_seqs=cfg.max_num_seqs or self._runner.max_num_seqs,
                 max_seq_cells=cfg.context_length,
                 max_step_tokens=cfg.max_step_tokens,
                 max_prefill_while_decoding=cfg.max_prefill_while_decoding,
@@ -124,7 +122,8 @@ class LocalBackend:
             self._runner.close()
 
     def ready(self) -> bool:
-        return self._engine is not None
+        """Started, and the engine is not recovering from a failure."""
+        return self._engine is not None and self._engine.ready
 
     # ---- request → sequence
 
