@@ -18,6 +18,7 @@ from seekport.engine.sizing import available_memory
 from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.local import LocalBackend
 from seekport.protocol.chat import ChatCompletionRequest
+from tests.encode import stream
 from tests.harness import BUNDLED
 
 pytestmark = pytest.mark.slow
@@ -84,13 +85,13 @@ async def test_by_default_sixteen_streams_decode_together_and_seeds_hold() -> No
         assert runner.context_params()["n_ctx_seq"] == 4096
 
         probe = call("Tell a short story", max_tokens=24, temperature=1.0, seed=1234, stream=True)
-        alone = await text_of(await b.stream(probe))
+        alone = await text_of(await stream(b, probe))
 
         others = [
             call(f"Story number {i} about the sea", max_tokens=24, logit_bias={"2": -100})
             for i in range(15)
         ]
-        streams = [aiter(await b.stream(c)) for c in [*others[:7], probe, *others[7:]]]
+        streams = [aiter(await stream(b, c)) for c in [*others[:7], probe, *others[7:]]]
         texts = [""] * 16
         for i, it in enumerate(streams):  # every stream's first token, before any has ended
             while not texts[i]:

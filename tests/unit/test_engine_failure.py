@@ -20,6 +20,7 @@ from seekport.errors import EngineFailedError, SeekportError
 from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.local import LocalBackend
 from seekport.protocol.chat import ChatCompletionRequest
+from tests.encode import complete, stream
 from tests.fakes import FakeRunner
 
 EXPECTED = "t0 t1 t2 "
@@ -150,10 +151,10 @@ async def test_the_backend_is_not_ready_while_it_recovers_and_waiting_bodies_get
     b = LocalBackend(cfg, None, runner=runner)
     await b.start()
     assert b.ready()
-    events = aiter(await b.stream(call(stream=True, max_tokens=2000)))
+    events = aiter(await stream(b, call(stream=True, max_tokens=2000)))
     await anext(events)  # role
     await anext(events)  # a first token: it runs
-    waiting = asyncio.ensure_future(b.complete(call(stream=False, max_tokens=5)))
+    waiting = asyncio.ensure_future(complete(b, call(stream=False, max_tokens=5)))
     await asyncio.sleep(0.02)
     runner.fail_next()
     with pytest.raises(EngineFailedError) as exc:  # after the first byte: the gateway sends
@@ -164,9 +165,9 @@ async def test_the_backend_is_not_ready_while_it_recovers_and_waiting_bodies_get
         await asyncio.wait_for(waiting, 5)
     assert not b.ready()  # resetting the runner takes 0.3 s here
     with pytest.raises(EngineFailedError):  # refused before any byte while it restarts
-        await b.stream(call(stream=True, max_tokens=5))
+        await stream(b, call(stream=True, max_tokens=5))
     await wait_ready(b.ready)
-    body = orjson.loads(await asyncio.wait_for(b.complete(call(stream=False, max_tokens=3)), 5))
+    body = orjson.loads(await asyncio.wait_for(complete(b, call(stream=False, max_tokens=3)), 5))
     assert body["choices"][0]["message"]["content"] == EXPECTED
     await b.aclose()
     assert not b.ready()

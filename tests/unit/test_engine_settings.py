@@ -20,6 +20,7 @@ from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.local import LocalBackend
 from seekport.protocol import sse
 from seekport.protocol.chat import ChatCompletionRequest
+from tests.encode import complete, stream
 from tests.fakes import FakeRunner
 
 _ids = iter(range(1_000_000))
@@ -81,7 +82,7 @@ async def test_the_engine_is_given_the_settings_as_they_are() -> None:
 async def test_max_num_seqs_is_the_batch(n: int) -> None:
     runner = FakeRunner(step_s=0.002)
     b = await started(runner, max_num_seqs=n, max_waiting=16)
-    streams = [await b.stream(call(max_tokens=8)) for _ in range(6)]
+    streams = [await stream(b, call(max_tokens=8)) for _ in range(6)]
     outs = await asyncio.gather(*(drain(s) for s in streams))
     assert all(text_of(o) == "".join(f"t{i} " for i in range(8)) for o in outs)
     assert max(runner.batch_sizes) == n
@@ -92,9 +93,9 @@ async def test_context_length_is_each_slots_stream() -> None:
     b = await started(FakeRunner(words=True), context_length=200)
     # the gateway refuses what cannot fit a context...
     with pytest.raises(ContextLengthExceededError):
-        await b.stream(call(words(150, "a"), max_tokens=60))
+        await stream(b, call(words(150, "a"), max_tokens=60))
     # ...exactly filling one is served (3 template tokens + 147 words + 50 = 200 cells)...
-    out = await drain(await b.stream(call(words(147, "b"), max_tokens=50)))
+    out = await drain(await stream(b, call(words(147, "b"), max_tokens=50)))
     assert text_of(out).count(" ") == 50
     # ...and the engine itself holds a sequence to one stream of context_length cells
     assert b._engine is not None
@@ -108,7 +109,7 @@ async def test_context_length_is_each_slots_stream() -> None:
 async def test_max_step_tokens_bounds_each_step() -> None:
     runner = FakeRunner(words=True)
     b = await started(runner, max_step_tokens=64, max_num_seqs=2)
-    await drain(await b.stream(call(words(300, "p"), max_tokens=4)))
+    await drain(await stream(b, call(words(300, "p"), max_tokens=4)))
     chunks = [c.tokens for step in runner.steps for c in step if c.prefill]
     assert chunks == [64, 64, 64, 64, 47]  # 303 prompt tokens, alone: whole budget each step
     assert max(sum(c.tokens for c in step) for step in runner.steps) == 64
@@ -119,12 +120,12 @@ async def test_max_step_tokens_bounds_each_step() -> None:
 async def test_max_prefill_while_decoding_throttles_new_prompts(throttle: int) -> None:
     runner = FakeRunner(step_s=0.001, words=True)
     b = await started(runner, max_prefill_while_decoding=throttle, max_num_seqs=2)
-    first = await b.stream(call("go", max_tokens=400))
+    first = await stream(b, call("go", max_tokens=400))
     it = aiter(first)
     for _ in range(3):  # role chunk, then the first stream is decoding
         await anext(it)
     late = call(words(100, "late"), max_tokens=3)
-    await drain(await b.stream(late))
+    await drain(await stream(b, late))
     chunks = [
         c.tokens
         for step in runner.steps
@@ -140,9 +141,9 @@ async def test_max_prefill_while_decoding_throttles_new_prompts(throttle: int) -
 
 async def test_max_waiting_bounds_the_line_with_503() -> None:
     b = await started(FakeRunner(step_s=0.01), max_num_seqs=1, max_waiting=2)
-    streams = [await b.stream(call(max_tokens=500)) for _ in range(3)]  # 1 runs + 2 wait
+    streams = [await stream(b, call(max_tokens=500)) for _ in range(3)]  # 1 runs + 2 wait
     with pytest.raises(OverloadedError) as exc:
-        await b.stream(call(max_tokens=5))
+        await stream(b, call(max_tokens=5))
     assert exc.value.retry_after == 1
     for s in streams:
         await s.aclose()  # type: ignore[attr-defined]
@@ -151,7 +152,7 @@ async def test_max_waiting_bounds_the_line_with_503() -> None:
 
 async def blocker(b: LocalBackend) -> AsyncIterator[bytes]:
     """A stream that holds the only slot until it is closed."""
-    events = await b.stream(call("block", max_tokens=900))
+    events = await stream(b, call("block", max_tokens=900))
     it = aiter(events)
     await anext(it)
     await anext(it)  # its first token: it runs
@@ -161,7 +162,7 @@ async def blocker(b: LocalBackend) -> AsyncIterator[bytes]:
 async def test_keepalive_interval_s_spaces_the_keepalives_of_a_queued_stream() -> None:
     b = await started(FakeRunner(step_s=0.005), max_num_seqs=1, keepalive_interval_s=0.05)
     held = await blocker(b)
-    queued = aiter(await b.stream(call(max_tokens=3)))
+    queued = aiter(await stream(b, call(max_tokens=3)))
     assert await anext(queued) != sse.KEEP_ALIVE  # the role chunk goes first
     t0 = time.monotonic()
     gaps = []
@@ -180,7 +181,7 @@ async def test_max_queue_wait_s_ends_the_wait_with_503() -> None:
     held = await blocker(b)
     t0 = time.monotonic()
     with pytest.raises(OverloadedError, match=r"waited 0\.3 s"):
-        await b.complete(call(stream=False, max_tokens=3))
+        await complete(b, call(stream=False, max_tokens=3))
     assert 0.3 <= time.monotonic() - t0 < 2
     await held.aclose()  # type: ignore[attr-defined]
     await b.aclose()
