@@ -16,7 +16,7 @@ from seekport.api.deps import Services, context
 from seekport.api.errors import install_error_handlers
 from seekport.api.middleware import EdgeMiddleware
 from seekport.api.routes import inference, system
-from seekport.config import ModelConfig, Settings
+from seekport.config import LocalModelConfig, ManagedModelConfig, ModelConfig, Settings
 from seekport.errors import SeekportError
 from seekport.gateway.accounting import UsageRecorder
 from seekport.gateway.auth import KeyService
@@ -32,9 +32,9 @@ log = logging.getLogger("seekport")
 
 
 def build_backend(cfg: ModelConfig, metrics: Metrics) -> ChatBackend:
-    if cfg.backend == "local":
+    if isinstance(cfg, LocalModelConfig):
         return LocalBackend(cfg, metrics)
-    if cfg.managed:
+    if isinstance(cfg, ManagedModelConfig):
         return ManagedBackend(cfg, metrics)
     return OpenAICompatBackend(cfg, metrics)
 

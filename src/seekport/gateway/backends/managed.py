@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from seekport.config import ModelConfig
-from seekport.errors import ConfigError
+from seekport.config import ManagedModelConfig, OpenAIModelConfig, UpstreamModelConfig
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
 from seekport.telemetry.metrics import Metrics
 
@@ -19,24 +18,22 @@ if TYPE_CHECKING:
 LOOPBACK = "127.0.0.1"
 
 
+def upstream_config(cfg: ManagedModelConfig, base_url: str) -> OpenAIModelConfig:
+    """The managed model as the OpenAI-compatible upstream it becomes once started."""
+    shared = cfg.model_dump(include=set(UpstreamModelConfig.model_fields))
+    return OpenAIModelConfig.model_validate({**shared, "backend": "openai", "base_url": base_url})
+
+
 class ManagedBackend(OpenAICompatBackend):
-    def __init__(self, cfg: ModelConfig, metrics: Metrics) -> None:
+    def __init__(self, cfg: ManagedModelConfig, metrics: Metrics) -> None:
         from seekport.engine.supervisor import ChildSpec, free_loopback_port
 
-        assert cfg.command
         port = cfg.port or free_loopback_port()
-        try:
-            argv = [arg.format(port=port, host=LOOPBACK) for arg in cfg.command]
-        except (KeyError, IndexError) as exc:
-            raise ConfigError(
-                f"model '{cfg.name}': command may use only {{port}} and {{host}} placeholders"
-            ) from exc
-        upstream = cfg.model_copy(update={"base_url": f"http://{LOOPBACK}:{port}/v1"})
-        super().__init__(upstream, metrics)
+        super().__init__(upstream_config(cfg, f"http://{LOOPBACK}:{port}/v1"), metrics)
         self.kind = cfg.backend
         self._spec = ChildSpec(
             name=cfg.name,
-            argv=argv,
+            argv=cfg.argv(port, LOOPBACK),
             port=port,
             health_path=cfg.health_path,
             startup_timeout_s=cfg.startup_timeout_s,
