@@ -1,19 +1,15 @@
 """A managed external engine: the supervised child process plus an OpenAI-compatible client.
 
 ``backend: vllm | sglang | llama-server`` models are started by seekport (see
-``engine/supervisor.py``) and then served exactly like a remote upstream.
+``supervisor.py`` beside this module) and then served exactly like a remote upstream.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from seekport.config import ManagedModelConfig, OpenAIModelConfig, UpstreamModelConfig
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
+from seekport.gateway.backends.supervisor import ChildSpec, Supervisor, free_loopback_port
 from seekport.telemetry.metrics import Metrics
-
-if TYPE_CHECKING:
-    from seekport.engine.supervisor import Supervisor
 
 LOOPBACK = "127.0.0.1"
 
@@ -26,8 +22,6 @@ def upstream_config(cfg: ManagedModelConfig, base_url: str) -> OpenAIModelConfig
 
 class ManagedBackend(OpenAICompatBackend):
     def __init__(self, cfg: ManagedModelConfig, metrics: Metrics) -> None:
-        from seekport.engine.supervisor import ChildSpec, free_loopback_port
-
         port = cfg.port or free_loopback_port()
         super().__init__(upstream_config(cfg, f"http://{LOOPBACK}:{port}/v1"), metrics)
         self.kind = cfg.backend
@@ -41,8 +35,6 @@ class ManagedBackend(OpenAICompatBackend):
         self.supervisor: Supervisor | None = None
 
     async def start(self) -> None:
-        from seekport.engine.supervisor import Supervisor
-
         self.supervisor = Supervisor(self._spec)
         await self.supervisor.start()
         await super().start()
