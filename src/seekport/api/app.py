@@ -31,11 +31,11 @@ from seekport.telemetry.metrics import Metrics
 log = logging.getLogger("seekport")
 
 
-def build_backend(cfg: ModelConfig, metrics: Metrics) -> ChatBackend:
+def build_backend(cfg: ModelConfig, metrics: Metrics, settings: Settings) -> ChatBackend:
     if isinstance(cfg, LocalModelConfig):
         return LocalBackend(cfg, metrics)
     if isinstance(cfg, ManagedModelConfig):
-        return ManagedBackend(cfg, metrics)
+        return ManagedBackend(cfg, metrics, log_dir=settings.data_dir / "logs")
     return OpenAICompatBackend(cfg, metrics)
 
 
@@ -53,7 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
         started: list[ChatBackend] = []
         try:
             for cfg in settings.models:
-                backend = build_backend(cfg, metrics)
+                # a managed engine's start returns at once: it comes up in the background
+                backend = build_backend(cfg, metrics, settings)
                 await backend.start()
                 started.append(backend)
                 backends.setdefault(cfg.name, []).append(backend)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from seekport.config import Settings
-from seekport.errors import SeekportError
+from seekport.errors import OverloadedError
 from seekport.gateway.auth import KeyService, Principal
 from seekport.gateway.service import ChatService, RequestContext
 from seekport.telemetry.metrics import Metrics
@@ -24,8 +24,8 @@ class Services:
 
 def services(request: Request) -> Services:
     svc = getattr(request.app.state, "services", None)
-    if svc is None:
-        raise SeekportError("the server is still starting")
+    if svc is None:  # before the lifespan built them, or after it tore them down
+        raise OverloadedError("the server is starting or stopping; retry later", retry_after=1)
     assert isinstance(svc, Services)
     return svc
 

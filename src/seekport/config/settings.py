@@ -260,7 +260,8 @@ class ManagedModelConfig(UpstreamModelConfig):
     health_path: str = Field(default="/health", description="Path answering 200 when ready.")
     startup_timeout_s: Annotated[float, Field(gt=0, le=7200)] = Field(
         default=900.0,
-        description="Time allowed to load and become healthy.",
+        description="Time allowed to load and become healthy; then the engine is stopped and "
+        "started again. Failed starts and exits are retried after 1 s, doubling to 60 s.",
     )
 
     @field_validator("command")
@@ -368,7 +369,8 @@ class Settings(BaseSettings):
     port: Annotated[int, Field(ge=0, le=65535)] = Field(default=8000, description="TCP port.")
     data_dir: Path = Field(
         default=Path("~/.seekport"),
-        description="Holds the SQLite database (usage records, keys).",
+        description="Holds the SQLite database (usage records, keys) and logs/<model>.log, "
+        "the output of managed engines.",
     )
     database_url: str | None = Field(
         default=None,
