@@ -72,7 +72,7 @@ def test_server_listens_and_answers_503_while_the_engine_starts(tmp_path: Path) 
     model = {
         "name": "slow-engine",
         "backend": "vllm",
-        "command": slow_engine(4),
+        "command": slow_engine(5),
         "health_path": "/healthz",
         "upstream_model": "deepseek-chat",
     }
