@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from seekport.config import ModelConfig
+from seekport.config import LocalModelConfig
 from seekport.engine.runners.llamacpp import LlamaCppRunner
 from seekport.engine.sizing import available_memory
 from seekport.gateway.backends.base import BackendCall
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 async def test_settings_are_the_llama_cpp_context() -> None:
-    cfg = ModelConfig(
+    cfg = LocalModelConfig(
         name=BUNDLED,
         backend="local",
         n_threads=2,
@@ -75,7 +75,7 @@ async def text_of(events: AsyncIterator[bytes]) -> str:
 async def test_by_default_sixteen_streams_decode_together_and_seeds_hold() -> None:
     if available_memory() < 3.2 * (1 << 30):
         pytest.skip("under ~3 GiB available the memory rule gives fewer than 16 slots")
-    b = LocalBackend(ModelConfig(name=BUNDLED, backend="local"))
+    b = LocalBackend(LocalModelConfig(name=BUNDLED, backend="local"))
     await b.start()
     try:
         runner, engine = b._runner, b._engine

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from seekport.engine.supervisor import ChildSpec, Supervisor, free_loopback_port
+from seekport.gateway.backends.supervisor import ChildSpec, Supervisor, free_loopback_port
 from tests.harness import UPSTREAM_SCRIPT, Server, run_server, write_config
 
 

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from seekport.config import load_settings
+from seekport.config import (
+    LocalModelConfig,
+    ManagedModelConfig,
+    OpenAIModelConfig,
+    load_settings,
+)
 from seekport.config.settings import BUNDLED_MODEL_NAME, usable_cores
 from seekport.errors import ConfigError
 
@@ -78,6 +83,124 @@ def test_invalid_config_names_the_field(tmp_path: Path, yaml_text: str, needle: 
     with pytest.raises(ConfigError) as exc:
         load_settings(cfg)
     assert needle in exc.value.message
+
+
+MODELS = {
+    "local": {"name": "m", "backend": "local"},
+    "openai": {"name": "m", "backend": "openai", "base_url": "http://127.0.0.1:1"},
+    "vllm": {"name": "m", "backend": "vllm", "command": ["vllm", "serve", "--port", "{port}"]},
+    "sglang": {"name": "m", "backend": "sglang", "command": ["python", "-m", "sglang"]},
+    "llama-server": {"name": "m", "backend": "llama-server", "command": ["llama-server"]},
+}
+
+
+def write_models(tmp_path: Path, *entries: dict[str, object]) -> Path:
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"models": list(entries)}))
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("backend", "cls"),
+    [
+        ("local", LocalModelConfig),
+        ("openai", OpenAIModelConfig),
+        ("vllm", ManagedModelConfig),
+        ("sglang", ManagedModelConfig),
+        ("llama-server", ManagedModelConfig),
+    ],
+)
+def test_each_backend_gets_its_own_config_class(
+    tmp_path: Path, backend: str, cls: type[object]
+) -> None:
+    m = load_settings(write_models(tmp_path, MODELS[backend])).models[0]
+    assert type(m) is cls and m.backend == backend
+
+
+def test_an_entry_without_backend_is_local(tmp_path: Path) -> None:
+    m = load_settings(write_models(tmp_path, {"name": "m", "n_threads": 2})).models[0]
+    assert isinstance(m, LocalModelConfig) and m.n_threads == 2
+
+
+@pytest.mark.parametrize(
+    ("backend", "field", "value"),
+    [
+        ("local", "base_url", "https://api.deepseek.com"),
+        ("local", "command", ["vllm"]),
+        ("openai", "n_threads", 2),
+        ("openai", "health_path", "/health"),
+        ("vllm", "path", "bundled"),
+        ("vllm", "base_url", "https://api.deepseek.com"),
+        ("sglang", "tool_parser", "hermes"),
+        ("llama-server", "max_num_seqs", 8),
+    ],
+)
+def test_a_field_of_another_backend_names_the_field_and_the_backend(
+    tmp_path: Path, backend: str, field: str, value: object
+) -> None:
+    cfg = write_models(tmp_path, {**MODELS[backend], field: value})
+    with pytest.raises(ConfigError) as exc:
+        load_settings(cfg)
+    assert f"`{field}` does not apply to backend '{backend}'" in exc.value.message
+
+
+def test_a_misspelt_field_is_still_an_unknown_field(tmp_path: Path) -> None:
+    cfg = write_models(tmp_path, {**MODELS["openai"], "base_ulr": "x"})
+    with pytest.raises(ConfigError) as exc:
+        load_settings(cfg)
+    assert "base_ulr" in exc.value.message and "unknown field" in exc.value.message
+
+
+def test_managed_command_placeholders_are_checked_at_load(tmp_path: Path) -> None:
+    cfg = write_models(tmp_path, {**MODELS["vllm"], "command": ["vllm", "--port", "{prot}"]})
+    with pytest.raises(ConfigError, match=r"placeholders \{port\} and \{host\}"):
+        load_settings(cfg)
+    ok = load_settings(write_models(tmp_path, MODELS["vllm"])).models[0]
+    assert isinstance(ok, ManagedModelConfig)
+    assert ok.argv(8123, "127.0.0.1") == ["vllm", "serve", "--port", "8123"]
+
+
+def test_local_output_cap_never_exceeds_the_context(tmp_path: Path) -> None:
+    cfg = write_models(tmp_path, {"name": "m", "context_length": 1024})
+    assert load_settings(cfg).models[0].max_output_tokens == 1024
+
+
+def test_nested_env_var_changes_one_field_of_the_default_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SEEKPORT_MODELS__0__N_THREADS", "3")
+    monkeypatch.setenv("SEEKPORT_MODELS__0__PRICING__INPUT_PER_1M", "0.27")
+    (m,) = load_settings().models
+    assert isinstance(m, LocalModelConfig)
+    assert m.name == BUNDLED_MODEL_NAME and m.path == "bundled"
+    assert m.n_threads == 3 and m.pricing.input_per_1m == 0.27
+
+
+def test_nested_env_var_beats_the_yaml_entry_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = write_models(tmp_path, {"name": "a", "n_threads": 1}, {**MODELS["vllm"], "name": "b"})
+    monkeypatch.setenv("SEEKPORT_MODELS__0__N_THREADS", "2")
+    monkeypatch.setenv("SEEKPORT_MODELS__1__COMMAND", '["sglang", "--port", "{port}"]')
+    monkeypatch.setenv("SEEKPORT_MODELS__1__STARTUP_TIMEOUT_S", "30")
+    a, b = load_settings(cfg).models
+    assert isinstance(a, LocalModelConfig) and a.name == "a" and a.n_threads == 2
+    assert isinstance(b, ManagedModelConfig) and b.name == "b"
+    assert b.command == ["sglang", "--port", "{port}"] and b.startup_timeout_s == 30
+
+
+def test_nested_env_var_is_checked_like_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEKPORT_MODELS__0__BASE_URL", "https://api.deepseek.com")
+    with pytest.raises(ConfigError, match="`base_url` does not apply to backend 'local'"):
+        load_settings()
+    monkeypatch.delenv("SEEKPORT_MODELS__0__BASE_URL")
+    monkeypatch.setenv("SEEKPORT_MODELS__5__N_THREADS", "2")
+    with pytest.raises(ConfigError, match="no entry 5"):
+        load_settings()
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from seekport.config import ModelConfig
+from seekport.config import LocalModelConfig
 from seekport.engine.async_engine import AsyncEngine
 from seekport.engine.sampling import SamplingParams
 from seekport.engine.scheduler import SchedulerConfig, StepPlan
@@ -147,7 +147,7 @@ def call(*, stream: bool, max_tokens: int) -> BackendCall:
 
 async def test_the_backend_is_not_ready_while_it_recovers_and_waiting_bodies_get_503() -> None:
     runner = FakeRunner(step_s=0.002, reset_s=0.3)
-    cfg = ModelConfig(name="m", backend="local", max_num_seqs=1, max_waiting=4)
+    cfg = LocalModelConfig(name="m", backend="local", max_num_seqs=1, max_waiting=4)
     b = LocalBackend(cfg, None, runner=runner)
     await b.start()
     assert b.ready()

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from seekport.config import ModelConfig
+from seekport.config import LocalModelConfig
 from seekport.engine.sampling import SamplingParams
 from seekport.engine.sequence import Sequence
 from seekport.errors import ContextLengthExceededError, OverloadedError, SeekportError
@@ -27,7 +27,7 @@ _ids = iter(range(1_000_000))
 
 
 async def started(runner: FakeRunner, **fields: Any) -> LocalBackend:
-    cfg = ModelConfig(name="m", backend="local", **fields)
+    cfg = LocalModelConfig(name="m", backend="local", **fields)
     b = LocalBackend(cfg, None, runner=runner)
     await b.start()
     return b

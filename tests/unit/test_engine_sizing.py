@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seekport.config import ModelConfig
+from seekport.config import LocalModelConfig
 from seekport.engine.sizing import (
     MAX_KV_BYTES,
     available_memory,
@@ -54,7 +54,7 @@ def test_available_memory_is_a_plausible_number() -> None:
 
 
 async def test_without_max_num_seqs_the_backend_takes_the_runners_sizing() -> None:
-    cfg = ModelConfig(name="m", backend="local")
+    cfg = LocalModelConfig(name="m", backend="local")
     assert cfg.max_num_seqs is None  # the default is the memory rule, not a number
     b = LocalBackend(cfg, None, runner=FakeRunner(max_num_seqs=19))
     await b.start()

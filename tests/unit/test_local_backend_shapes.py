@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from seekport.api.encoders.openai import AnswerMeta, OpenAIBody, OpenAIStream
-from seekport.config import ModelConfig
+from seekport.config import LocalModelConfig
 from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.local import LocalBackend
 from seekport.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -22,7 +22,7 @@ PIECES = ["<think>", "Let me", " think", "</think>", "The answer", " is 4"]  # t
 
 
 async def backend(pieces: list[str]) -> LocalBackend:
-    cfg = ModelConfig(name="r1-local", backend="local", reasoning="deepseek-r1")
+    cfg = LocalModelConfig(name="r1-local", backend="local", reasoning="deepseek-r1")
     b = LocalBackend(cfg, None, runner=FakeRunner(script=pieces))  # type: ignore[arg-type]
     await b.start()
     return b
@@ -92,7 +92,7 @@ async def test_stream_sends_reasoning_deltas_before_content_deltas() -> None:
 
 
 async def test_model_without_parser_keeps_think_tags_in_content() -> None:
-    cfg = ModelConfig(name="plain", backend="local")
+    cfg = LocalModelConfig(name="plain", backend="local")
     b = LocalBackend(cfg, None, runner=FakeRunner(script=PIECES))  # type: ignore[arg-type]
     await b.start()
     body = await complete(b, call(False))
@@ -122,7 +122,7 @@ TOOLS = [
 
 
 async def tool_backend() -> LocalBackend:
-    cfg = ModelConfig(name="r1-local", backend="local", tool_parser="hermes")
+    cfg = LocalModelConfig(name="r1-local", backend="local", tool_parser="hermes")
     b = LocalBackend(cfg, None, runner=FakeRunner(script=TOOL_PIECES))
     await b.start()
     return b

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from seekport.config import ModelConfig
+from seekport.config import OpenAIModelConfig
 from seekport.errors import OverloadedError, UpstreamError, UpstreamStatusError
 from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
@@ -59,7 +59,7 @@ async def upstream() -> AsyncIterator[Callable[[Handler], Awaitable[OpenAICompat
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         servers.append(server)
-        model = ModelConfig(
+        model = OpenAIModelConfig(
             name="public",
             backend="openai",
             base_url=f"http://127.0.0.1:{server.port}/v1",

@@ -17,7 +17,7 @@ from seekport.api.errors import install_error_handlers
 from seekport.api.middleware import EdgeMiddleware
 from seekport.api.routes import inference, system
 from seekport.api.scope import RequestScope
-from seekport.config import ModelConfig, Settings
+from seekport.config import LocalModelConfig, ManagedModelConfig, ModelConfig, Settings
 from seekport.errors import SeekportError
 from seekport.gateway.accounting import UsageRecorder
 from seekport.gateway.auth import KeyService
@@ -32,11 +32,11 @@ from seekport.telemetry.metrics import Metrics
 log = logging.getLogger("seekport")
 
 
-def build_backend(cfg: ModelConfig, metrics: Metrics) -> ChatBackend:
-    if cfg.backend == "local":
+def build_backend(cfg: ModelConfig, metrics: Metrics, settings: Settings) -> ChatBackend:
+    if isinstance(cfg, LocalModelConfig):
         return LocalBackend(cfg, metrics)
-    if cfg.managed:
-        return ManagedBackend(cfg, metrics)
+    if isinstance(cfg, ManagedModelConfig):
+        return ManagedBackend(cfg, metrics, log_dir=settings.data_dir / "logs")
     return OpenAICompatBackend(cfg, metrics)
 
 
@@ -54,7 +54,8 @@ def create_app(settings: Settings) -> FastAPI:
         started: list[ChatBackend] = []
         try:
             for cfg in settings.models:
-                backend = build_backend(cfg, metrics)
+                # a managed engine's start returns at once: it comes up in the background
+                backend = build_backend(cfg, metrics, settings)
                 await backend.start()
                 started.append(backend)
                 backends.setdefault(cfg.name, []).append(backend)

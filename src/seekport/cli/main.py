@@ -67,10 +67,11 @@ async def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T
 
 def _check_models(settings: Settings) -> None:
     """Fail before binding the port, with the fix, when a local model file is missing."""
+    from seekport.config import LocalModelConfig
     from seekport.gateway.backends.local import check_model_file
 
     for m in settings.models:
-        if m.backend == "local":
+        if isinstance(m, LocalModelConfig):
             try:
                 check_model_file(m)
             except ConfigError as exc:

@@ -1,6 +1,23 @@
 """Settings tree (pydantic-settings) and its YAML loader: the only place reading os.environ."""
 
 from seekport.config.loader import load_settings
-from seekport.config.settings import ModelConfig, Settings
+from seekport.config.settings import (
+    LocalModelConfig,
+    ManagedModelConfig,
+    ModelConfig,
+    ModelConfigBase,
+    OpenAIModelConfig,
+    Settings,
+    UpstreamModelConfig,
+)
 
-__all__ = ["ModelConfig", "Settings", "load_settings"]
+__all__ = [
+    "LocalModelConfig",
+    "ManagedModelConfig",
+    "ModelConfig",
+    "ModelConfigBase",
+    "OpenAIModelConfig",
+    "Settings",
+    "UpstreamModelConfig",
+    "load_settings",
+]

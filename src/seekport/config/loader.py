@@ -8,8 +8,9 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_settings import EnvSettingsSource
 
-from seekport.config.settings import Settings
+from seekport.config.settings import Settings, patch_entries
 from seekport.errors import ConfigError
 
 
@@ -20,6 +21,10 @@ def _format_validation(err: ValidationError, source: str) -> str:
         hint = ""
         if e["type"] == "extra_forbidden":
             hint = " — unknown field; check its spelling against docs/configuration.md"
+        elif e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc += "." + str(e.get("ctx", {}).get("discriminator", "")).strip("'")
+        elif e["type"] == "missing":
+            hint = " — this backend needs it; see docs/configuration.md"
         lines.append(f"  {loc}: {e['msg']}{hint}")
     return "\n".join(lines)
 
@@ -52,12 +57,29 @@ def load_settings(
         file_data = read_yaml(Path(config_file).expanduser())
         source = f"{config_file}"
     cli = {k: v for k, v in (overrides or {}).items() if v is not None}
-    # Init kwargs outrank env vars in pydantic-settings, so YAML keys that an env var also
-    # sets are dropped here to keep env > YAML.
-    env_set = {f for f in Settings.model_fields if f"SEEKPORT_{f.upper()}" in os.environ}
-    merged = {k: v for k, v in file_data.items() if k not in env_set}
-    merged.update(cli)
     try:
+        merged = _under_env(file_data, EnvSettingsSource(Settings)())
+        merged.update(cli)
         return Settings(**merged)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, source)) from exc
+    except ValueError as exc:  # an env patch for a models[] entry that does not exist
+        raise ConfigError(f"invalid configuration ({source}): {exc}") from exc
+
+
+def _under_env(file_data: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+    """The YAML values, less what ``SEEKPORT_*`` env vars set.
+
+    Init kwargs outrank env vars in pydantic-settings, so a YAML key that an env var also sets
+    is dropped here to keep env > YAML; a nested env var (``SEEKPORT_MODELS__0__N_THREADS``)
+    instead changes that one field of the YAML file's entry.
+    """
+    merged = dict(file_data)
+    for key, value in env.items():
+        if key not in merged:
+            continue
+        if key == "models" and isinstance(value, dict) and isinstance(merged[key], list):
+            merged[key] = patch_entries(merged[key], value)
+        else:
+            del merged[key]
+    return merged

@@ -1,16 +1,29 @@
 """The typed settings tree. Every field has a default, bounds and a description.
 
-Sources, highest priority first: CLI flags, ``SEEKPORT_<FIELD>`` env vars, the YAML file
-(``--config`` or ``SEEKPORT_CONFIG``), the defaults below.
+Sources, highest priority first: CLI flags, ``SEEKPORT_<FIELD>`` env vars (nested fields:
+``SEEKPORT_MODELS__0__N_THREADS``), the YAML file (``--config`` or ``SEEKPORT_CONFIG``), the
+defaults below. A ``models[]`` entry is one of the classes of ``ModelConfig``, chosen by its
+``backend``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
@@ -31,43 +44,84 @@ def default_threads() -> int:
 
 
 class Pricing(BaseModel):
-    """Price in the currency of your choice per 1M tokens; used for cost accounting."""
+    """Price in the currency of your choice per 1M tokens. Not used yet: usage records hold
+    token counts, and no cost is computed from these prices."""
 
     model_config = ConfigDict(extra="forbid")
-    input_per_1m: Annotated[float, Field(ge=0)] = 0.0
-    cached_input_per_1m: Annotated[float, Field(ge=0)] | None = None
-    output_per_1m: Annotated[float, Field(ge=0)] = 0.0
+    input_per_1m: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Not used yet. Price of 1M prompt tokens."
+    )
+    cached_input_per_1m: Annotated[float, Field(ge=0)] | None = Field(
+        default=None,
+        description="Not used yet. Price of 1M prompt tokens served from the prefix cache "
+        "(default: input_per_1m).",
+    )
+    output_per_1m: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Not used yet. Price of 1M completion tokens."
+    )
 
 
-class ModelConfig(BaseModel):
-    """One deployment of a model. Several entries with the same ``name`` form a routing group."""
+class ModelConfigBase(BaseModel):
+    """The fields of every ``models[]`` entry, whatever its ``backend``.
+
+    Each backend is its own class below; a field another backend uses is refused with a
+    message naming the field and the backend, so a config never says more than it does.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\w.:/-]+$")] = Field(
         description="Public model id clients send in `model`."
     )
-    backend: Literal["local", "openai", "vllm", "sglang", "llama-server"] = Field(
-        default="local",
-        description="`local`: a GGUF file run in-process by llama.cpp; "
-        "`openai`: any OpenAI-compatible upstream (DeepSeek API, vLLM, Ollama...); "
-        "`vllm` / `sglang` / `llama-server`: seekport starts `command` as a child process "
-        "on a loopback port, restarts it if it dies and routes to it.",
+    context_length: Annotated[int, Field(ge=128, le=1_048_576)] = Field(
+        default=4096,
+        description="Context window in tokens: prompt + max_tokens of one request (local: the "
+        "size of each slot's own KV cache, llama.cpp n_ctx_seq). Remote and managed "
+        "models: not used yet (the upstream enforces its own window).",
     )
-    command: list[str] | None = Field(
+    max_output_tokens: Annotated[int, Field(ge=1)] = Field(
+        default=4096,
+        description="local: default and cap for `max_tokens` (at most context_length). Remote "
+        "and managed models: not used yet (`max_tokens` goes upstream as the client sent it).",
+    )
+    reasoning: Literal["deepseek-r1"] | None = Field(
         default=None,
-        description="managed engines: the command line, with {port} and {host} "
-        "placeholders (e.g. [vllm, serve, deepseek-ai/DeepSeek-R1-Distill-Qwen-7B, "
-        "--port, '{port}'])",
+        description="local: `deepseek-r1` splits <think>...</think> into reasoning_content. "
+        "Remote and managed models: not used; an upstream's `reasoning_content` is passed on, "
+        "and its `reasoning` (vLLM, OpenRouter) renamed to `reasoning_content`, either way.",
     )
-    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
-        default=None, description="managed engines: loopback port (default: a free one)."
+    owned_by: str = Field(default="seekport", description="`owned_by` shown in /models.")
+    pricing: Pricing = Field(
+        default_factory=Pricing, description="Not used yet (see `models[].pricing`)."
     )
-    health_path: str = Field(
-        default="/health", description="managed engines: path answering 200 when ready."
-    )
-    startup_timeout_s: Annotated[float, Field(gt=0, le=7200)] = Field(
-        default=900.0, description="managed engines: time allowed to load and become healthy."
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_fields_of_this_backend(cls, data: Any) -> Any:
+        """A field of another backend is named as such, not reported as a typo."""
+        if not isinstance(data, dict):
+            return data
+        backend = data.get("backend", "local")
+        owners = _field_owners()
+        stray = [k for k in data if k not in cls.model_fields and k in owners]
+        if stray:
+            raise ValueError(
+                "; ".join(
+                    f"`{k}` does not apply to backend '{backend}' (only to "
+                    f"{', '.join(repr(b) for b in owners[k])})"
+                    for k in stray
+                )
+            )
+        return data
+
+
+class LocalModelConfig(ModelConfigBase):
+    """``backend: local`` (the default): a GGUF file run in-process by llama.cpp."""
+
+    backend: Literal["local"] = Field(
+        default="local",
+        description="`local` (the default when omitted): a GGUF file run in-process by "
+        "llama.cpp with continuous batching.",
     )
     path: str = Field(
         default="bundled",
@@ -76,14 +130,6 @@ class ModelConfig(BaseModel):
     n_threads: Annotated[int, Field(ge=1, le=256)] = Field(
         default_factory=default_threads,
         description="local: llama.cpp threads. Default: free cores minus one, at most 4.",
-    )
-    context_length: Annotated[int, Field(ge=128, le=1_048_576)] = Field(
-        default=4096,
-        description="Context window in tokens: prompt + max_tokens of one request (local: "
-        "the size of each slot's own KV cache, llama.cpp n_ctx_seq).",
-    )
-    max_output_tokens: Annotated[int, Field(ge=1)] = Field(
-        default=4096, description="Default and cap for `max_tokens`."
     )
     default_temperature: Annotated[float, Field(ge=0, le=2)] = Field(
         default=0.7, description="local: temperature when the request omits it."
@@ -130,66 +176,46 @@ class ModelConfig(BaseModel):
         description="local: a request still waiting for the engine after this long gets "
         "503 server_overloaded (in-band in a stream) and leaves the line (DeepSeek: 10 min).",
     )
-    base_url: str | None = Field(
-        default=None, description="openai: upstream base URL, e.g. https://api.deepseek.com"
-    )
-    api_key_env: str | None = Field(
-        default=None,
-        description="openai: name of the environment variable holding the upstream key.",
-    )
-    upstream_model: str | None = Field(
-        default=None, description="openai: model id sent upstream (default: `name`)."
-    )
-    reasoning: Literal["deepseek-r1"] | None = Field(
-        default=None,
-        description="`deepseek-r1`: split <think>...</think> into reasoning_content (local).",
-    )
     tool_parser: Literal["hermes"] | None = Field(
         default=None,
         description="local: parse tool calls from the output (`hermes`: <tool_call>{json}"
         "</tool_call>, as Hermes / Qwen 2.5 templates emit). Without it, local models "
         "refuse `tools`.",
     )
-    read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
-        default=120.0,
-        description="openai: seconds without a byte from the upstream before the call fails.",
-    )
-    max_connections: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        default=256, description="openai: pooled connections to this upstream."
-    )
-    connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = Field(
-        default=5.0, description="openai: TCP/TLS connect timeout."
-    )
-    owned_by: str = Field(default="seekport", description="`owned_by` shown in /models.")
-    pricing: Pricing = Field(default_factory=Pricing)
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return v.rstrip("/") if v else v
 
     @model_validator(mode="after")
-    def _backend_fields(self) -> ModelConfig:
-        if self.managed and not self.command:
-            raise ValueError(
-                f"model '{self.name}': backend '{self.backend}' needs command "
-                "(the engine's command line, with {port} where the port goes)"
-            )
-        if self.backend == "openai" and not self.base_url:
-            raise ValueError(
-                f"model '{self.name}': backend 'openai' needs base_url "
-                "(e.g. base_url: https://api.deepseek.com)"
-            )
-        if self.max_output_tokens > self.context_length and self.backend == "local":
-            self.max_output_tokens = self.context_length
-
+    def _output_fits_context(self) -> LocalModelConfig:
+        self.max_output_tokens = min(self.max_output_tokens, self.context_length)
         return self
 
-    @property
-    def managed(self) -> bool:
-        return self.backend in ("vllm", "sglang", "llama-server")
+
+class UpstreamModelConfig(ModelConfigBase):
+    """The fields of every model served over an OpenAI-compatible HTTP API: a remote
+    upstream (``openai``) or an engine seekport runs itself (``vllm`` ...)."""
+
+    upstream_model: str | None = Field(
+        default=None, description="Model id sent upstream (default: `name`)."
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the upstream key, sent as "
+        "`Authorization: Bearer` (a managed engine started with --api-key needs it too).",
+    )
+    read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=120.0,
+        description="Seconds without a byte from the upstream before the call fails.",
+    )
+    max_connections: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=256, description="Pooled connections to this upstream."
+    )
+    connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = Field(
+        default=5.0, description="TCP/TLS connect timeout."
+    )
+    max_waiting: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        default=64,
+        description="Calls that may wait for one of max_connections before 503s (in flight "
+        "at most: max_connections + max_waiting).",
+    )
 
     def upstream_api_key(self) -> str | None:
         """The upstream secret, read from the env var the config names (never stored)."""
@@ -198,14 +224,143 @@ class ModelConfig(BaseModel):
         return os.environ.get(self.api_key_env) or None
 
 
+class OpenAIModelConfig(UpstreamModelConfig):
+    """``backend: openai``: any OpenAI-compatible upstream (DeepSeek API, vLLM, Ollama...)."""
+
+    backend: Literal["openai"] = Field(
+        default="openai",
+        description="`openai`: any OpenAI-compatible upstream (DeepSeek API, vLLM, Ollama...).",
+    )
+    base_url: str = Field(description="Upstream base URL, e.g. https://api.deepseek.com")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class ManagedModelConfig(UpstreamModelConfig):
+    """``backend: vllm | sglang | llama-server``: seekport runs the engine as a child process
+    on a loopback port, restarts it if it dies and routes to it like an upstream."""
+
+    backend: Literal["vllm", "sglang", "llama-server"] = Field(
+        description="`vllm` / `sglang` / `llama-server`: seekport starts `command` as a child "
+        "process on a loopback port, restarts it if it dies and routes to it."
+    )
+    command: Annotated[list[str], Field(min_length=1)] = Field(
+        description="The engine's command line, with {port} and {host} placeholders (e.g. "
+        "[vllm, serve, deepseek-ai/DeepSeek-R1-Distill-Qwen-7B, --port, '{port}']). Its "
+        "output goes to data_dir/logs/<name>.log."
+    )
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, description="Loopback port (default: a free one)."
+    )
+    health_path: str = Field(default="/health", description="Path answering 200 when ready.")
+    startup_timeout_s: Annotated[float, Field(gt=0, le=7200)] = Field(
+        default=900.0,
+        description="Time allowed to load and become healthy; then the engine is stopped and "
+        "started again. Failed starts and exits are retried after 1 s, doubling to 60 s.",
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _placeholders(cls, v: list[str]) -> list[str]:
+        try:
+            for arg in v:
+                arg.format(port=0, host="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                "command may use only the placeholders {port} and {host} "
+                "(write a literal brace as {{ or }})"
+            ) from exc
+        return v
+
+    def argv(self, port: int, host: str) -> list[str]:
+        """The command line with its placeholders filled in."""
+        return [arg.format(port=port, host=host) for arg in self.command]
+
+
+def _default_backend(entry: Any) -> Any:
+    """``backend`` may be left out of an entry: it means ``local``, as it always has."""
+    if isinstance(entry, dict) and "backend" not in entry:
+        return {**entry, "backend": "local"}
+    return entry
+
+
+ModelConfig: TypeAlias = Annotated[
+    LocalModelConfig | OpenAIModelConfig | ManagedModelConfig,
+    Field(discriminator="backend"),
+    BeforeValidator(_default_backend),
+]
+"""One ``models[]`` entry; its ``backend`` (default ``local``) chooses the class."""
+
+MODEL_KINDS: tuple[type[ModelConfigBase], ...] = (
+    LocalModelConfig,
+    OpenAIModelConfig,
+    ManagedModelConfig,
+)
+
+
+def backends_of(kind: type[ModelConfigBase]) -> tuple[str, ...]:
+    """The ``backend`` values that select ``kind``."""
+    return tuple(get_args(kind.model_fields["backend"].annotation))
+
+
+@functools.cache
+def _field_owners() -> dict[str, tuple[str, ...]]:
+    """Field name → the backends that use it."""
+    owners: dict[str, tuple[str, ...]] = {}
+    for kind in MODEL_KINDS:
+        for f in kind.model_fields:
+            owners[f] = owners.get(f, ()) + backends_of(kind)
+    return owners
+
+
+def patch_entries(entries: Sequence[Any], patches: dict[str, Any]) -> list[Any]:
+    """Apply env patches ``{"0": {"n_threads": "2"}}`` (``SEEKPORT_MODELS__0__N_THREADS=2``)
+    to a list of entries. A JSON list or object in a value is decoded (``COMMAND='[...]'``)."""
+    out = [e.model_dump(exclude_unset=True) if isinstance(e, BaseModel) else e for e in entries]
+    for key, patch in patches.items():
+        if not key.isdigit() or int(key) > len(out):
+            raise ValueError(
+                f"SEEKPORT_MODELS__{key}__...: there is no entry {key} to change "
+                f"({len(out)} entries; index {len(out)} adds one)"
+            )
+        i = int(key)
+        if i == len(out):
+            out.append({})
+        out[i] = _deep_merge(out[i], patch)
+    return out
+
+
+def _deep_merge(base: Any, patch: Any) -> Any:
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for k, v in patch.items():
+            merged[k] = _deep_merge(base.get(k), v)
+        return merged
+    if isinstance(patch, str) and patch[:1] in ("[", "{"):
+        with contextlib.suppress(ValueError):
+            return json.loads(patch)
+    return patch
+
+
 def _default_models() -> list[ModelConfig]:
-    return [ModelConfig(name=BUNDLED_MODEL_NAME, backend="local", path="bundled")]
+    return [LocalModelConfig(name=BUNDLED_MODEL_NAME, backend="local", path="bundled")]
 
 
 class Settings(BaseSettings):
-    """All of seekport's settings. Env vars: ``SEEKPORT_<FIELD>`` (e.g. SEEKPORT_PORT=9000)."""
+    """All of seekport's settings. Env vars: ``SEEKPORT_<FIELD>`` (e.g. SEEKPORT_PORT=9000);
+    nested fields join their path with ``__`` (``SEEKPORT_MODELS__0__N_THREADS=2``)."""
 
-    model_config = SettingsConfigDict(env_prefix="SEEKPORT_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SEEKPORT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
 
     host: str = Field(
         default="127.0.0.1",
@@ -214,7 +369,8 @@ class Settings(BaseSettings):
     port: Annotated[int, Field(ge=0, le=65535)] = Field(default=8000, description="TCP port.")
     data_dir: Path = Field(
         default=Path("~/.seekport"),
-        description="Holds the SQLite database (usage records, keys).",
+        description="Holds the SQLite database (usage records, keys) and logs/<model>.log, "
+        "the output of managed engines.",
     )
     database_url: str | None = Field(
         default=None,
@@ -242,6 +398,15 @@ class Settings(BaseSettings):
         default_factory=_default_models,
         description="Models served. Entries sharing a `name` form a routing group (#4).",
     )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _env_patches(cls, v: Any) -> Any:
+        """``SEEKPORT_MODELS__<i>__<FIELD>`` alone arrives as ``{"<i>": {...}}``: it changes
+        entry ``i`` of the default list (the loader applies it to the YAML file's list)."""
+        if isinstance(v, dict):
+            return patch_entries(_default_models(), v)
+        return v
 
     @field_validator("data_dir")
     @classmethod

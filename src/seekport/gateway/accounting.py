@@ -14,8 +14,7 @@ import logging
 from dataclasses import asdict, dataclass
 
 from seekport.errors import OverloadedError
-from seekport.store.protocols import UsageStore
-from seekport.store.sql import DuplicateRecordError
+from seekport.store.protocols import DuplicateRecordError, UsageStore
 from seekport.telemetry.metrics import Metrics
 
 log = logging.getLogger("seekport.accounting")

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from seekport.errors import AuthenticationError, InvalidRequestError
-from seekport.store.protocols import KeyStore
-from seekport.store.sql import ApiKeyRecord
+from seekport.store.protocols import ApiKeyRecord, KeyStore
 
 SECRET_PREFIX = "sk-sp-"  # noqa: S105 - a format marker, not a secret
 MAX_AUTH_HEADER = 512

@@ -1,11 +1,26 @@
-"""The persistence seams the gateway depends on. ``store.sql`` implements them today."""
+"""The persistence seams the gateway depends on: Protocols, the records they return and the
+errors they raise. ``store.sql`` implements them today; the gateway imports only this module."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from seekport.store.sql.repositories import ApiKeyRecord
+
+class DuplicateRecordError(Exception):
+    """A row with the same unique key exists already."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    id: str
+    name: str
+    role: str
+    prefix: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
 
 
 class KeyStore(Protocol):

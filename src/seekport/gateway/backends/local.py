@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from seekport.config import ModelConfig
+from seekport.config import LocalModelConfig
 from seekport.errors import OverloadedError
 from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.local_requests import (
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from seekport.engine.sequence import TokenDelta
 
 
-def check_model_file(cfg: ModelConfig) -> None:
+def check_model_file(cfg: LocalModelConfig) -> None:
     """Raise ConfigError now if a local model's GGUF cannot be found (before serving)."""
     from seekport.engine.runners.llamacpp import resolve_model_path
 
@@ -56,7 +56,7 @@ class LocalBackend:
     kind = "local"
 
     def __init__(
-        self, cfg: ModelConfig, metrics: Metrics | None = None, runner: Any = None
+        self, cfg: LocalModelConfig, metrics: Metrics | None = None, runner: Any = None
     ) -> None:
         """``runner``: an already built runner (tests pass a fake one); default llama.cpp."""
         self.model = cfg.name

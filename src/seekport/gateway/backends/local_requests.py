@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from seekport.config import ModelConfig
+from seekport.config import LocalModelConfig
 from seekport.errors import ContextLengthExceededError, InvalidRequestError
 from seekport.protocol.chat import ChatCompletionRequest, ChatMessage
 from seekport.protocol.completions import CompletionRequest
@@ -59,7 +59,7 @@ def _json_or_text(arguments: str) -> Any:
 
 
 def _max_tokens(
-    cfg: ModelConfig, req: ChatCompletionRequest | CompletionRequest, prompt_len: int
+    cfg: LocalModelConfig, req: ChatCompletionRequest | CompletionRequest, prompt_len: int
 ) -> int:
     n_ctx = cfg.context_length
     room = n_ctx - prompt_len
@@ -148,7 +148,7 @@ def _structured(
 
 
 def sampling_params(
-    cfg: ModelConfig,
+    cfg: LocalModelConfig,
     req: ChatCompletionRequest | CompletionRequest,
     prompt_len: int,
     stop: list[str],

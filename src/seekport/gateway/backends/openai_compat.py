@@ -22,7 +22,7 @@ import orjson
 from multidict import CIMultiDictProxy
 from pydantic import ValidationError
 
-from seekport.config import ModelConfig
+from seekport.config import OpenAIModelConfig
 from seekport.errors import (
     InvalidRequestError,
     OverloadedError,
@@ -107,7 +107,7 @@ class OpenAICompatBackend:
     reasoning = False
 
     def __init__(
-        self, cfg: ModelConfig, metrics: Metrics, session: aiohttp.ClientSession | None = None
+        self, cfg: OpenAIModelConfig, metrics: Metrics, session: aiohttp.ClientSession | None = None
     ) -> None:
         """``session``: an aiohttp session to use instead of the backend's own (tests, sharing)."""
         assert cfg.base_url is not None

@@ -1,17 +1,6 @@
 """SQLAlchemy 2 async models and repositories; SQLite (WAL) by default, PostgreSQL by URL."""
 
 from seekport.store.sql.db import Database
-from seekport.store.sql.repositories import (
-    ApiKeyRecord,
-    DuplicateRecordError,
-    KeyRepository,
-    UsageRepository,
-)
+from seekport.store.sql.repositories import KeyRepository, UsageRepository
 
-__all__ = [
-    "ApiKeyRecord",
-    "Database",
-    "DuplicateRecordError",
-    "KeyRepository",
-    "UsageRepository",
-]
+__all__ = ["Database", "KeyRepository", "UsageRepository"]

@@ -5,29 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from seekport.store.protocols import ApiKeyRecord, DuplicateRecordError
 from seekport.store.sql.db import Database
 from seekport.store.sql.tables import api_keys, usage_records
-
-
-class DuplicateRecordError(Exception):
-    """A row with the same unique key exists already."""
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeyRecord:
-    id: str
-    name: str
-    role: str
-    prefix: str
-    created_at: dt.datetime
-    revoked_at: dt.datetime | None
 
 
 def _key_row(row: Any) -> ApiKeyRecord:
