@@ -13,7 +13,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from seekport.config import OpenAIModelConfig
-from seekport.errors import OverloadedError, UpstreamError, UpstreamStatusError
+from seekport.errors import (
+    OverloadedError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
 from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
 from seekport.protocol.chat import ChatCompletionRequest
@@ -212,3 +217,44 @@ async def test_calls_beyond_connections_plus_waiting_are_refused(upstream: Any) 
     gate.set()
     for fut in (first, second):
         assert [type(e) for e in [e async for e in await fut]] == [Finish]
+
+
+async def test_a_call_waits_for_a_pooled_connection_only_so_long(upstream: Any) -> None:
+    import asyncio
+    import time
+
+    gate = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await gate.wait()
+        return await sse_handler(chunk({}, "stop"), b"data: [DONE]\n\n")(request)
+
+    backend = await upstream(handle, max_connections=1, max_waiting=4, pool_timeout_s=0.3)
+    holder = asyncio.ensure_future(backend.generate(call(True)))  # takes the one connection
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        await backend.generate(call(True))
+    assert time.monotonic() - t0 < 2
+    gate.set()
+    assert [type(e) async for e in await holder] == [Finish]
+
+
+async def test_a_stream_past_its_total_deadline_ends_with_a_timeout(upstream: Any) -> None:
+    import asyncio
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(100):  # 10 s in all, a byte every 0.1 s: never idle past read_timeout
+            await resp.write(chunk({"content": f"t{i} "}))
+            await asyncio.sleep(0.1)
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    backend = await upstream(drip, total_timeout_s=0.6, read_timeout_s=5)
+    got: list[Event] = []
+    with pytest.raises(UpstreamTimeoutError, match="total deadline"):
+        async for ev in await backend.generate(call(True)):
+            got.append(ev)
+    assert 2 <= len(got) < 20  # cut at the deadline, not at the end

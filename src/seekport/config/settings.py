@@ -211,6 +211,16 @@ class UpstreamModelConfig(ModelConfigBase):
     connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = Field(
         default=5.0, description="TCP/TLS connect timeout."
     )
+    total_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=1800.0,
+        description="The most one call may take from sending to its last byte, streams "
+        "included (a long reasoning answer takes minutes); then 504 (in-band in a stream).",
+    )
+    pool_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0,
+        description="The most a call waits for a pooled connection (all max_connections "
+        "busy) plus its connect; then 504.",
+    )
     max_waiting: Annotated[int, Field(ge=0, le=100_000)] = Field(
         default=64,
         description="Calls that may wait for one of max_connections before 503s (in flight "

@@ -119,7 +119,10 @@ class OpenAICompatBackend:
         self._session = session
         self._own_session = session is None
         self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.read_timeout_s
+            total=cfg.total_timeout_s,  # the whole call, to its last byte
+            connect=cfg.pool_timeout_s,  # waiting for a pooled connection, and connecting
+            sock_connect=cfg.connect_timeout_s,
+            sock_read=cfg.read_timeout_s,
         )
         key = cfg.upstream_api_key()
         self._headers = {"content-type": "application/json"}
@@ -192,6 +195,7 @@ class OpenAICompatBackend:
                 data=self._payload(call, stream),
                 headers={**self._headers, "x-request-id": call.request_id},
                 allow_redirects=False,
+                timeout=self._timeout,
             )
         except TimeoutError as exc:
             self._fail("timeout")
@@ -291,7 +295,9 @@ class OpenAICompatBackend:
                 released = await self._drain(resp)
         except TimeoutError as exc:
             self._fail("stream_timeout")
-            raise UpstreamTimeoutError(f"upstream for '{self.model}' stalled mid-stream") from exc
+            raise UpstreamTimeoutError(
+                f"upstream for '{self.model}' stalled mid-stream or passed its total deadline"
+            ) from exc
         except aiohttp.ClientError as exc:
             self._fail("stream_broken")
             raise UpstreamError(f"upstream for '{self.model}' broke off the stream") from exc
