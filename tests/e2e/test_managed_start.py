@@ -18,8 +18,8 @@ import yaml
 
 from tests.harness import (
     SEEKPORT,
+    UPSTREAM_SCRIPT,
     Server,
-    chaos_script,
     free_port,
     run_cli,
     stop_process,
@@ -54,7 +54,7 @@ def listening_server(config: Path) -> Iterator[Server]:
 def slow_engine(delay_s: float) -> list[str]:
     """A child that says "loading-weights" on stderr (a text its command line does not hold,
     as the server logs that), takes ``delay_s`` to load, then serves."""
-    chaos = f"{shlex.quote(sys.executable)} {shlex.quote(str(chaos_script()))}"
+    chaos = f"{shlex.quote(sys.executable)} {shlex.quote(str(UPSTREAM_SCRIPT))}"
     return [
         "sh",
         "-c",
