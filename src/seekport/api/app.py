@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -40,6 +41,31 @@ def build_backend(cfg: ModelConfig, metrics: Metrics, settings: Settings) -> Cha
     return OpenAICompatBackend(cfg, metrics)
 
 
+def _drainer(services: Services, backends: list[ChatBackend], grace_s: float) -> Callable[[], None]:
+    """What SIGTERM starts (from the signal handler, hence thread-safe): new requests get 503
+    at once; answers under way get ``grace_s`` to finish, then the backends are closed, which
+    ends each one with a 503 (in-band in a stream) and its usage record, before the server's
+    own graceful timeout would cut connections with nothing said."""
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def drain() -> None:
+        services.draining = True
+        await asyncio.sleep(grace_s)
+        log.info("shutdown grace over: ending the answers still open")
+        for backend in backends:
+            await backend.aclose()
+
+    def start() -> None:
+        if not tasks:
+            tasks.append(loop.create_task(drain(), name="drain"))
+
+    def begin() -> None:
+        loop.call_soon_threadsafe(start)
+
+    return begin
+
+
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
 
@@ -60,10 +86,13 @@ def create_app(settings: Settings) -> FastAPI:
                 started.append(backend)
                 backends.setdefault(cfg.name, []).append(backend)
             chat = ChatService(backends, recorder, metrics)
-            app.state.services = Services(settings, keys, chat, metrics, int(time.time()))
+            services = Services(settings, keys, chat, metrics, int(time.time()))
+            app.state.services = services
             app.state.db = db
+            app.state.begin_shutdown = _drainer(services, started, settings.shutdown_grace_s)
             yield
         finally:
+            app.state.begin_shutdown = None
             app.state.services = None
             for backend in started:
                 await backend.aclose()

@@ -19,6 +19,7 @@ class Services:
     chat: ChatService
     metrics: Metrics
     started_at: int
+    draining: bool = False  # SIGTERM came: new requests get 503
 
 
 def services_or_none(request: Request) -> Services | None:

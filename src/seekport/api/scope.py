@@ -81,7 +81,7 @@ class RequestScope:
 
     @property
     def services(self) -> Services:
-        if self._svc is None:
+        if self._svc is None or self._svc.draining:
             raise OverloadedError("the server is starting or stopping; retry", retry_after=1)
         return self._svc
 

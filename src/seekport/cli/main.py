@@ -141,14 +141,25 @@ def serve(
     typer.echo(f"seekport serving {', '.join(settings.model_names())} on {base}/v1")
     typer.echo("Get another key: seekport keys create --name NAME --role user")
     sys.stdout.flush()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=10,
-    )
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            begin = getattr(app.state, "begin_shutdown", None)
+            if begin is not None:
+                begin()  # open answers get shutdown_grace_s, then end with a 503
+
+    Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+            timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 10,
+        )
+    ).run()
 
 
 @keys_app.command("create")

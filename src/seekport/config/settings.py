@@ -398,6 +398,12 @@ class Settings(BaseSettings):
         default=True,
         description="On first start with no keys, create an admin key and print it once.",
     )
+    shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = Field(
+        default=8.0,
+        description="On SIGTERM, answers under way get this long to finish; then each ends "
+        "with an in-band 503 (streams) or a 503 (bodies) and its usage record, and the server "
+        "exits. New requests get 503 meanwhile.",
+    )
     auth_cache_ttl_s: Annotated[float, Field(ge=0, le=60)] = Field(
         default=1.0, description="How long a resolved key is cached (bounds revocation delay)."
     )

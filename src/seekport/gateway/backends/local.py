@@ -66,6 +66,7 @@ class LocalBackend:
         self._engine: AsyncEngine | None = None
         self.fingerprint: str | None = "fp_seekport_local"
         self.reasoning = cfg.reasoning is not None
+        self._closed = False
 
     async def start(self) -> None:
         from seekport.engine.async_engine import AsyncEngine
@@ -116,6 +117,11 @@ class LocalBackend:
                 m.engine_prefix_hits.labels(name).inc(w.seq.cached_tokens)
 
     async def aclose(self) -> None:
+        """Open calls end with 503 (server shutting down). Idempotent: a drain on SIGTERM
+        closes first, the lifespan again."""
+        if self._closed:
+            return
+        self._closed = True
         if self._engine is not None:
             await self._engine.aclose()
         if self._runner is not None and hasattr(self._runner, "close"):

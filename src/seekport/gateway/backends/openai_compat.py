@@ -131,6 +131,8 @@ class OpenAICompatBackend:
         self._urls = {name: cfg.base_url + path for name, path in _PATHS.items()}
         self._beta_urls = {name: cfg.base_url + "/beta" + path for name, path in _PATHS.items()}
         self._in_flight = 0
+        self._closing = False
+        self._open: set[aiohttp.ClientResponse] = set()  # responses being read
         self._max_in_flight = cfg.max_connections + cfg.max_waiting
 
     async def start(self) -> None:
@@ -142,6 +144,10 @@ class OpenAICompatBackend:
             )
 
     async def aclose(self) -> None:
+        """Calls still reading end with 503 (server shutting down). Idempotent."""
+        self._closing = True
+        for resp in list(self._open):
+            resp.close()  # wakes the call reading it, which ends with the 503 above
         if self._session is not None and self._own_session:
             await self._session.close()
             await asyncio.sleep(0)  # let the transports finish closing before the loop ends
@@ -169,6 +175,16 @@ class OpenAICompatBackend:
             b'"model": ' + up, b'"model": ' + pub
         )
 
+    def _shutting_down(self) -> OverloadedError | None:
+        """The error for a call cut because the server is shutting down, if it is."""
+        if not self._closing:
+            return None
+        return OverloadedError("the server is shutting down; retry", retry_after=1)
+
+    def _broken(self, reason: str, what: str) -> UpstreamError:
+        self._fail(reason)
+        return UpstreamError(f"upstream for '{self.model}' broke off {what}")
+
     def _fail(self, reason: str) -> None:
         self._metrics.upstream_errors.labels(self.kind, reason).inc()
 
@@ -188,7 +204,9 @@ class OpenAICompatBackend:
 
     async def _send(self, call: BackendCall, stream: bool) -> aiohttp.ClientResponse:
         if self._session is None:
-            raise UpstreamError(f"upstream for '{self.model}' is not started")
+            raise self._shutting_down() or UpstreamError(
+                f"upstream for '{self.model}' is not started"
+            )
         try:
             resp = await self._session.post(
                 (self._beta_urls if call.beta else self._urls)[call.endpoint],
@@ -233,6 +251,7 @@ class OpenAICompatBackend:
             self._done()
             raise
         call.stats.upstream_status = resp.status
+        self._open.add(resp)
         if call.stream:
             return self._stream_events(call, resp)
         return self._body_events(call, resp)
@@ -246,10 +265,10 @@ class OpenAICompatBackend:
             self._fail("timeout")
             raise UpstreamTimeoutError(f"upstream for '{self.model}' stalled mid-response") from exc
         except aiohttp.ClientError as exc:
-            self._fail("broken_body")
-            raise UpstreamError(f"upstream for '{self.model}' broke off its response") from exc
+            raise self._shutting_down() or self._broken("broken_body", "its response") from exc
         finally:
             resp.release()
+            self._open.discard(resp)
             self._done()
         try:
             parsed = orjson.loads(data)
@@ -299,13 +318,16 @@ class OpenAICompatBackend:
                 f"upstream for '{self.model}' stalled mid-stream or passed its total deadline"
             ) from exc
         except aiohttp.ClientError as exc:
-            self._fail("stream_broken")
-            raise UpstreamError(f"upstream for '{self.model}' broke off the stream") from exc
+            raise self._shutting_down() or self._broken("stream_broken", "the stream") from exc
         finally:
             self._done()
+            self._open.discard(resp)
             if not released:
                 resp.close()  # sync: safe even while the task is being cancelled
         if not done:
+            closing = self._shutting_down()
+            if closing is not None:
+                raise closing
             self._fail("stream_truncated")
             raise UpstreamError(f"upstream for '{self.model}' ended the stream without [DONE]")
 
