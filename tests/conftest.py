@@ -62,7 +62,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, chaos: Chaos) -> Iterator[S
             "path": "bundled",
             "n_threads": 1,
             "context_length": 2048,
-            "max_waiting": 8,
+            "max_num_seqs": 4,  # fixed, so the overload tests know the line (the sized
+            "max_waiting": 8,  # default is tested in e2e/test_engine_real_model.py)
         },
         *remote_models(chaos),
     ]

@@ -91,7 +91,8 @@ def test_sixteen_concurrent_streams_all_finish_with_done(batched: Server) -> Non
         assert chunks[-1]["choices"] == [] and "usage" in chunks[-1]
         tokens = chunks[-1]["usage"]["completion_tokens"]
         assert 1 <= tokens <= 32
-        assert (finish == ["length"]) == (tokens == 32), (finish, tokens)
+        if finish == ["length"]:  # EOS counts as a token: "stop" may come at 32 too
+            assert tokens == 32, (finish, tokens)
         assert text.strip(), "a stream with no visible text"
         ids |= {c["id"] for c in chunks}
     assert len(ids) == 16  # one id per stream, none shared

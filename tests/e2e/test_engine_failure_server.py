@@ -74,7 +74,7 @@ def in_process_server(tmp: Path) -> Iterator[tuple[str, str, Fault]]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health/ready", timeout_s=60)
-        backend = app.state.services.chat.backend_for(BUNDLED)
+        backend = app.state.services.chat.deployment_for(BUNDLED).backend
         yield url, key, Fault(backend._runner)
     finally:
         server.should_exit = True

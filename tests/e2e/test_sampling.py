@@ -65,11 +65,11 @@ def test_logit_bias_forces_and_bans_tokens(server: Server) -> None:
     assert len(tokens) == 6 and len(set(tokens)) == 1  # token 28, every time
     assert tokens[0] != first
     # banning the end-of-turn token (id 2) makes a short answer run to max_tokens
-    short = ask(server, [{"role": "user", "content": "Say yes."}], max_tokens=64, temperature=0)
+    short = ask(server, [{"role": "user", "content": "Hi"}], max_tokens=64, temperature=0)
     assert short.choices[0].finish_reason == "stop"
     banned = ask(
         server,
-        [{"role": "user", "content": "Say yes."}],
+        [{"role": "user", "content": "Hi"}],
         max_tokens=64,
         temperature=0,
         logit_bias={"2": -100},
