@@ -185,3 +185,22 @@ async def test_max_queue_wait_s_ends_the_wait_with_503() -> None:
     assert 0.3 <= time.monotonic() - t0 < 2
     await held.aclose()  # type: ignore[attr-defined]
     await b.aclose()
+
+
+async def test_an_answer_dropped_before_its_first_event_leaves_the_engine() -> None:
+    b = await started(FakeRunner(step_s=0.01), max_num_seqs=1, max_waiting=2)
+    engine = b._engine
+    assert engine is not None
+    running = await stream(b, call(max_tokens=500))  # holds the one slot
+    await anext(running)  # the role chunk
+    await anext(running)  # a first token: it runs
+    queued = await b.generate(call(max_tokens=5))
+    assert engine.num_waiting == 1
+    await queued.aclose()  # never iterated: the client left before its first byte
+    for _ in range(100):
+        if engine.num_waiting == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.num_waiting == 0
+    await running.aclose()
+    await b.aclose()

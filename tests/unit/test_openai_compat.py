@@ -258,3 +258,14 @@ async def test_a_stream_past_its_total_deadline_ends_with_a_timeout(upstream: An
         async for ev in await backend.generate(call(True)):
             got.append(ev)
     assert 2 <= len(got) < 20  # cut at the deadline, not at the end
+
+
+async def test_an_answer_dropped_before_its_first_event_frees_its_connection(
+    upstream: Any,
+) -> None:
+    backend = await upstream(sse_handler(chunk({}, "stop"), b"data: [DONE]\n\n"), max_waiting=0)
+    for _ in range(3):  # max_connections 256 + 0 waiting: a leak would show as in flight
+        events = await backend.generate(call(True))
+        assert backend._in_flight == 1
+        await events.aclose()  # never iterated (the client left before the first byte)
+        assert backend._in_flight == 0

@@ -125,7 +125,7 @@ class ChatService:
         )
         events = await dep.backend.generate(call)
         headers = {"x-seekport-model": req.model, "x-seekport-deployment": dep.id}
-        return ChatResult(call, dep, _metered(call.stats, events), headers)
+        return ChatResult(call, dep, _Metered(call.stats, events), headers)
 
     # ---- accounting: the edge's request scope makes exactly one record per request
 
@@ -186,12 +186,25 @@ class ChatService:
         self._recorder.record_nowait(ev)
 
 
-async def _metered(stats: CallStats, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    try:
-        async for ev in events:
-            meter(stats, ev)
-            yield ev
-    finally:
-        aclose = getattr(events, "aclose", None)
+class _Metered:
+    """The backend's events, metered into ``stats`` as they pass; ``aclose`` always reaches the
+    backend's iterator (a generator here would skip it if never started)."""
+
+    __slots__ = ("_events", "_stats")
+
+    def __init__(self, stats: CallStats, events: AsyncIterator[Event]) -> None:
+        self._stats = stats
+        self._events = events
+
+    def __aiter__(self) -> _Metered:
+        return self
+
+    async def __anext__(self) -> Event:
+        ev = await anext(self._events)
+        meter(self._stats, ev)
+        return ev
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._events, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -8,7 +8,7 @@ any event), then returns the events. ``[DONE]`` and the wire format are the edge
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -65,3 +65,29 @@ class ChatBackend(Protocol):
 
     async def generate(self, call: BackendCall) -> AsyncIterator[Event]:
         """Admit the call (errors raise here, before any event) and return its events."""
+
+
+class OwnedEvents:
+    """A backend's events that always let go of what the call holds (an upstream connection,
+    an engine sequence) on ``aclose``, even if nobody ever asked for the first event: an async
+    generator that never started skips its ``finally``."""
+
+    __slots__ = ("_gen", "_release", "_started")
+
+    def __init__(self, gen: AsyncGenerator[Event, None], release: Callable[[], None]) -> None:
+        self._gen = gen
+        self._release = release  # what the generator's finally would have done
+        self._started = False
+
+    def __aiter__(self) -> OwnedEvents:
+        return self
+
+    async def __anext__(self) -> Event:
+        self._started = True
+        return await anext(self._gen)
+
+    async def aclose(self) -> None:
+        if not self._started:
+            self._started = True
+            self._release()
+        await self._gen.aclose()

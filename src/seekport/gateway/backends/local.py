@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from seekport.config import LocalModelConfig
 from seekport.errors import OverloadedError
-from seekport.gateway.backends.base import BackendCall
+from seekport.gateway.backends.base import BackendCall, OwnedEvents
 from seekport.gateway.backends.local_requests import (
     reject_unsupported,
     sampling_params,
@@ -186,9 +186,11 @@ class LocalBackend:
         assert self._engine is not None
         seq = await asyncio.to_thread(self._sequence, call)
         stream = self._engine.submit(seq)
-        return self._events(call, seq, stream)
+        return OwnedEvents(self._events(call, seq, stream), stream.close)
 
-    async def _events(self, call: BackendCall, seq: Any, stream: Any) -> AsyncIterator[Event]:
+    async def _events(
+        self, call: BackendCall, seq: Any, stream: Any
+    ) -> AsyncGenerator[Event, None]:
         chat = call.endpoint == "chat"
         out = _EventMaker(
             self._parser() if chat else None, self._tool_parser(call) if chat else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -31,7 +31,7 @@ from seekport.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from seekport.gateway.backends.base import BackendCall
+from seekport.gateway.backends.base import BackendCall, OwnedEvents
 from seekport.protocol import sse
 from seekport.protocol.common import Usage
 from seekport.protocol.events import (
@@ -252,13 +252,18 @@ class OpenAICompatBackend:
             raise
         call.stats.upstream_status = resp.status
         self._open.add(resp)
-        if call.stream:
-            return self._stream_events(call, resp)
-        return self._body_events(call, resp)
+        events = self._stream_events(call, resp) if call.stream else self._body_events(call, resp)
+
+        def release() -> None:
+            self._done()
+            self._open.discard(resp)
+            resp.close()
+
+        return OwnedEvents(events, release)
 
     async def _body_events(
         self, call: BackendCall, resp: aiohttp.ClientResponse
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         try:
             data = await _read_body(resp, _MAX_BODY, truncate=False)
         except TimeoutError as exc:
@@ -288,7 +293,7 @@ class OpenAICompatBackend:
 
     async def _stream_events(
         self, call: BackendCall, resp: aiohttp.ClientResponse
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         done = False
         buf = b""
         released = False
