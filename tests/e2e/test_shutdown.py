@@ -39,6 +39,8 @@ class Stream(threading.Thread):
             "max_tokens": self.max_tokens,
             "stream": True,
         }
+        if self.model == BUNDLED:
+            body["logit_bias"] = {"2": -100}  # no early end of turn: it runs to max_tokens
         headers = {"Authorization": f"Bearer {self.server.key}", "X-Request-ID": self.rid}
         try:
             with httpx.stream(
@@ -86,7 +88,7 @@ def test_sigterm_lets_short_answers_finish_and_ends_long_ones_with_a_503(tmp_pat
         ]
         config = write_config(tmp_path, models, shutdown_grace_s=GRACE_S)
         with run_server(config) as server:
-            local_long = Stream(server, BUNDLED, 1500)  # ~a minute of decoding on one core
+            local_long = Stream(server, BUNDLED, 1500)  # far longer than the grace
             remote_long = Stream(server, "remote", 400)  # 40 s of drip
             remote_short = Stream(server, "remote", 5)  # 0.5 s: within the grace
             for s in (local_long, remote_long):
