@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from seekport.api.encoders import encoded
 from seekport.api.encoders.openai import AnswerMeta, OpenAIBody, OpenAIStream
 from seekport.gateway.backends.base import BackendCall
 
@@ -31,13 +32,8 @@ async def stream(backend: Any, call: BackendCall) -> AsyncIterator[bytes]:
 
     async def out() -> AsyncIterator[bytes]:
         try:
-            async for ev in events:
-                data = enc.encode(ev)
-                if data:
-                    yield data
-            tail = enc.close()
-            if tail:
-                yield tail
+            async for data in encoded(enc, events):
+                yield data
         finally:
             await events.aclose()
 

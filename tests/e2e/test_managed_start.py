@@ -132,9 +132,14 @@ async def test_requests_before_the_services_exist_get_503_not_500(tmp_path: Path
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         r = await client.get("/v1/models", headers={"Authorization": "Bearer sk-x"})
-    assert r.status_code == 503, r.text
-    assert r.headers["retry-after"] == "1"
-    assert r.json()["error"]["code"] == "server_overloaded"
+        chat = await client.post("/v1/chat/completions", json={}, headers={"x-request-id": "c-1"})
+        metrics = await client.get("/metrics")
+    for resp in (r, chat, metrics):
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["retry-after"] == "1"
+        assert resp.json()["error"]["code"] == "server_overloaded"
+        assert resp.headers["x-request-id"]  # every 5xx names the request
+    assert chat.headers["x-request-id"] == "c-1"
 
 
 def sqlite_statuses(data_dir: Path) -> list[int]:

@@ -88,3 +88,18 @@ async def test_a_store_failure_while_recording_is_never_a_silent_success(app: Ap
 
     after = failures((await app.client.get("/metrics", headers=app.auth())).text)
     assert after - before == 2
+
+
+async def test_every_5xx_carries_the_request_id(app: App, chaos: Chaos) -> None:
+    chaos.control(reset=True, script="error:500,reset")
+    try:
+        r = await app.client.post(CHAT, json=OK_BODY, headers=app.auth())  # upstream 500
+        assert r.status_code == 502, r.text
+        s = await app.client.post(CHAT, json={**OK_BODY, "stream": True}, headers=app.auth())
+    finally:
+        chaos.control(reset=True)
+    ids = [r.headers["x-request-id"], s.headers["x-request-id"]]
+    assert [row["request_id"] for row in usage_rows(app)] == ids  # the ids find the records
+    assert [row["status"] for row in usage_rows(app)] == [502, 502]
+    missing = await app.client.get("/no/such/route")
+    assert missing.status_code == 404 and missing.headers["x-request-id"].startswith("req_")

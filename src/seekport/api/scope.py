@@ -16,11 +16,12 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from seekport.api.encoders import StreamEncoder, encoded
 from seekport.api.errors import error_response, internal_error
 from seekport.errors import OverloadedError, SeekportError
 from seekport.gateway.service import ChatResult, RequestContext
@@ -45,13 +46,6 @@ def client_request_id(value: str | None) -> str | None:
     return value if value is not None and _CLIENT_ID.match(value) else None
 
 
-class StreamEncoder(Protocol):
-    def encode(self, ev: Event) -> bytes: ...
-    def close(self) -> bytes: ...
-    def done(self) -> bytes: ...
-    def error(self, exc: SeekportError) -> bytes: ...
-
-
 class RequestScope:
     def __init__(
         self, services: Services | None, request: Request, route: str, *, record: bool = True
@@ -67,7 +61,7 @@ class RequestScope:
             route=route,
             client_ip=request.client.host if request.client else None,
             started=time.perf_counter(),
-            beta=request.url.path.startswith("/beta/"),
+            beta=request.scope["path"].startswith("/beta/"),
         )
         self.echo_id = client_id or self.ctx.request_id
         self.model: str | None = None  # what the client asked for (the usage record's model)
@@ -147,13 +141,8 @@ class RequestScope:
             if first:
                 yield first
             try:
-                async for ev in events:
-                    data = enc.encode(ev)
-                    if data:
-                        yield data
-                tail = enc.close()
-                if tail:
-                    yield tail
+                async for data in encoded(enc, events):
+                    yield data
             except SeekportError as exc:
                 await self.record(exc.status_code, exc.code, quiet=True)
                 log.warning(

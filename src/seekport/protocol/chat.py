@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from seekport.protocol.common import LAX, WIRE, GenerationRequest, Usage
+from seekport.protocol.common import LAX, WIRE, GenerationRequest, ResponseEnvelope
 
 MAX_TOOLS = 128
 
@@ -151,17 +151,11 @@ class Choice(BaseModel):
     finish_reason: str | None = None
 
 
-class ChatCompletion(BaseModel):
+class ChatCompletion(ResponseEnvelope):
     """Body of a non-stream ``/chat/completions`` answer."""
 
-    model_config = LAX
-    id: str
     object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    system_fingerprint: str | None = None
     choices: list[Choice]
-    usage: Usage | None = None
 
 
 class ToolCallChunk(BaseModel):
@@ -188,14 +182,8 @@ class ChunkChoice(BaseModel):
     finish_reason: str | None = None
 
 
-class ChatCompletionChunk(BaseModel):
+class ChatCompletionChunk(ResponseEnvelope):
     """One ``data:`` event of a streamed ``/chat/completions`` answer."""
 
-    model_config = LAX
-    id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    system_fingerprint: str | None = None
     choices: list[ChunkChoice]
-    usage: Usage | None = None

@@ -98,3 +98,14 @@ class Usage(BaseModel):
                 None if reasoning is None else CompletionTokensDetails(reasoning_tokens=reasoning)
             ),
         )
+
+
+class ResponseEnvelope(BaseModel):
+    """What every completion body and chunk carries around its choices."""
+
+    model_config = LAX
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    usage: Usage | None = None

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from seekport.protocol.common import LAX, WIRE, GenerationRequest, Usage
+from seekport.protocol.common import LAX, WIRE, GenerationRequest, ResponseEnvelope
 
 
 class CompletionRequest(GenerationRequest):
@@ -53,14 +53,8 @@ class CompletionChoice(BaseModel):
     finish_reason: str | None = None
 
 
-class Completion(BaseModel):
+class Completion(ResponseEnvelope):
     """Body of a ``/completions`` answer, and (with ``finish_reason`` null) of each chunk."""
 
-    model_config = LAX
-    id: str
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    system_fingerprint: str | None = None
     choices: list[CompletionChoice]
-    usage: Usage | None = None
