@@ -124,7 +124,11 @@ class ChatService:
             endpoint, req.model, req, body, ctx.request_id, stream=bool(req.stream), beta=ctx.beta
         )
         events = await dep.backend.generate(call)
-        headers = {"x-seekport-model": req.model, "x-seekport-deployment": dep.id}
+        headers = {
+            "x-request-id": ctx.client_request_id or ctx.request_id,
+            "x-seekport-model": req.model,
+            "x-seekport-deployment": dep.id,
+        }
         return ChatResult(call, dep, _Metered(call.stats, events), headers)
 
     # ---- accounting: the edge's request scope makes exactly one record per request
