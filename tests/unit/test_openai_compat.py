@@ -119,9 +119,13 @@ async def test_stream_events_carry_upstream_bytes_with_model_and_reasoning_rewri
     kinds = [type(e) for e in events]
     assert kinds == [KeepAlive, RoleDelta, ReasoningDelta, ContentDelta, Finish, UsageReport]
     assert events[0].raw is None  # our own keep-alive, not the upstream's bytes
-    raw = [orjson.loads(e.raw[6:]) for e in events[1:] if e.raw]
+    sent = b"".join(e.raw for e in events[1:5] if e.raw)  # what passthrough writes
+    raw = [orjson.loads(ev[6:]) for ev in sent.split(b"\n\n") if ev]
+    assert len(raw) == 4  # role, reasoning, content, finish: the broken event is dropped
     assert {r["model"] for r in raw} == {"public"}  # the upstream id never reaches clients
     assert raw[1]["choices"][0]["delta"] == {"reasoning_content": "think"}
+    usage_raw = events[5].raw
+    assert usage_raw is not None and b'"usage"' in usage_raw  # its own bytes: droppable
     assert isinstance(events[2], ReasoningDelta) and events[2].text == "think"
     assert isinstance(events[3], ContentDelta) and events[3].text == "你好"
     assert isinstance(events[5], UsageReport) and events[5].usage.total_tokens == 5

@@ -11,10 +11,11 @@ the aggregate of the same events.
 
 ``raw``: a remote upstream that already speaks our OpenAI format hands its own encoded bytes
 along, so an encoder may pass an unchanged stream on without re-serialising it. ``raw`` is the
-upstream's SSE event (streams) or whole body (non-stream) that *starts* with this event;
-``b""`` marks an event that came in the same upstream event as the one before it; ``None``
-means there is nothing to pass on (local output, or an event a policy made or changed). A
-policy that changes an event must drop ``raw`` from the whole stream (the encoder is told so).
+upstream's bytes that *start* with this event: its whole body (non-stream), or the SSE events
+of one read (streams; a usage-only chunk always has its own); ``b""`` marks an event those
+bytes already cover; ``None`` means there is nothing to pass on (local output, or an event a
+policy made or changed). A policy that changes an event must drop ``raw`` from the whole
+stream (the encoder is told so).
 
 Plain slotted dataclasses, not pydantic: a stream makes a few per token.
 """

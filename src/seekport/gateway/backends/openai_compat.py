@@ -337,19 +337,34 @@ class OpenAICompatBackend:
             raise UpstreamError(f"upstream for '{self.model}' ended the stream without [DONE]")
 
     def _parse_events(self, raw_events: list[bytes], endpoint: str) -> tuple[list[Event], bool]:
-        """The typed events of these upstream SSE events, and whether [DONE] was seen."""
+        """The typed events of these upstream SSE events (one read), and whether [DONE] was
+        seen. The upstream's bytes of consecutive chunks ride on the first event of the run
+        (the others get ``b""``), so a passed-through read goes out as one write; a usage-only
+        chunk keeps its own bytes (the encoder drops it when the client did not ask)."""
         out: list[Event] = []
         keep_alive = False
+        lead: Event | None = None  # the first event of the current run of chunks
+        parts: list[bytes] = []
+
+        def flush() -> None:
+            nonlocal lead
+            if lead is not None:
+                lead.raw = b"".join(parts)
+                lead = None
+                parts.clear()
+
         for raw in raw_events:
             payload = _data_of(raw)
             if payload is None:
                 # a comment (DeepSeek's ": keep-alive" while queued): pass one on per read, so
                 # the client and the proxies between us see the connection alive too
                 if raw.startswith(b":") and not keep_alive:
+                    flush()
                     out.append(KeepAlive())
                     keep_alive = True
                 continue
             if payload == b"[DONE]":
+                flush()
                 return out, True
             try:
                 obj = orjson.loads(payload)
@@ -368,8 +383,18 @@ class OpenAICompatBackend:
             # a multi-line data field is re-serialised too: one line per SSE event
             if (_REASONING in payload and _rename_reasoning(obj, "delta")) or b"\n" in payload:
                 payload = orjson.dumps(obj)
-            events[0].raw = sse.event(self._fix_model(payload))
+            data = sse.event(self._fix_model(payload))
+            if isinstance(events[0], UsageReport):  # a usage-only chunk: bytes of its own
+                flush()
+                events[0].raw = data
+            elif lead is None:
+                lead = events[0]
+                parts.append(data)
+            else:
+                events[0].raw = b""
+                parts.append(data)
             out.extend(events)
+        flush()
         return out, False
 
     def _events_of(self, obj: dict[str, Any], endpoint: str, part: str) -> list[Event]:
