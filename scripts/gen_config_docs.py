@@ -10,6 +10,7 @@ from pydantic_core import PydanticUndefined
 
 from seekport.config.settings import (
     MODEL_KINDS,
+    AliasConfig,
     ModelConfigBase,
     Pricing,
     Settings,
@@ -19,6 +20,8 @@ from seekport.config.settings import (
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 SPECIAL = {
     "models": "the bundled model",
+    "aliases": "none",
+    "params": "{}",
     "n_threads": "free cores − 1, at most 4",
     "max_num_seqs": "sized from memory",
     "pricing": "all 0",
@@ -45,6 +48,17 @@ Not used yet, though accepted: `pricing` (no cost is computed); on remote and ma
 `reasoning` (upstream reasoning is passed on as `reasoning_content` either way).
 """
 
+ALIASES = """\
+A public name served by one of `models` with fixed request fields, merged over the client's
+(the alias wins). Checked at start: the name is no model's, the target is a served model.
+Responses name the served model; usage records keep both (`model`, `served_model`).
+
+```yaml
+aliases:
+  - {name: deepseek-chat, model: deepseek-flash, thinking: disabled}
+  - {name: deepseek-reasoner, model: deepseek-flash, thinking: enabled}
+```"""
+
 
 def _table(cls: type[BaseModel], skip: frozenset[str] = frozenset()) -> list[str]:
     out = ["| field | default | description |", "|---|---|---|"]
@@ -70,6 +84,7 @@ def render() -> str:
         backends = " \\| ".join(backends_of(kind))
         out += [f"## `models[]` with `backend: {backends}`", "", *_table(kind, common)]
     out += ["## `models[].pricing` (per 1M tokens)", "", *_table(Pricing)]
+    out += ["## `aliases[]`", "", ALIASES, "", *_table(AliasConfig)]
     return "\n".join(out).rstrip("\n") + "\n"
 
 

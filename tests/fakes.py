@@ -57,7 +57,10 @@ class FakeRunner:
 
     # prompt side (LocalBackend)
     def prepare_chat(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        thinking: bool | None = None,
     ) -> PreparedPrompt:
         if not self.words:
             return PreparedPrompt(tokens=[1, 2, 3, 4], stop=[])

@@ -10,6 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from seekport.store.sql.db import HEAD_REVISION
 from tests.conftest import remote_models
 from tests.harness import (
     Chaos,
@@ -45,7 +46,14 @@ def pg_server(
 
 def test_migrations_create_the_schema_on_postgres(pg_server: Server, pg_db: str) -> None:
     rows = asyncio.run(pg_rows(pg_db, "SELECT version_num FROM alembic_version"))
-    assert [r["version_num"] for r in rows] == ["0001"]
+    assert [r["version_num"] for r in rows] == [HEAD_REVISION]
+    cols = asyncio.run(
+        pg_rows(
+            pg_db,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'usage_records'",
+        )
+    )
+    assert {"model", "served_model"} <= {r["column_name"] for r in cols}
 
 
 def test_keys_are_stored_hashed_in_postgres(pg_server: Server, pg_db: str) -> None:

@@ -37,6 +37,7 @@ def usage(request_id: str | None = None) -> UsageEvent:
         key_id=None,
         route="chat.completions",
         model="m",
+        served_model="m",
         backend="openai",
         stream=0,
         status=200,

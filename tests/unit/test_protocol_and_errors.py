@@ -30,9 +30,9 @@ def test_explicit_nulls_from_the_deepseek_sample_are_accepted() -> None:
 
 def test_unknown_fields_are_kept_for_forwarding() -> None:
     req = ChatCompletionRequest.model_validate(
-        {"model": "m", "messages": MSG, "thinking": {"type": "enabled"}}
+        {"model": "m", "messages": MSG, "vendor_extra": {"type": "enabled"}}
     )
-    assert req.model_extra == {"thinking": {"type": "enabled"}}
+    assert req.model_extra == {"vendor_extra": {"type": "enabled"}}
 
 
 def test_text_parts_and_developer_role_are_accepted() -> None:

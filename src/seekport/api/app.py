@@ -85,7 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await backend.start()
                 started.append(backend)
                 backends.setdefault(cfg.name, []).append(backend)
-            chat = ChatService(backends, recorder, metrics)
+            chat = ChatService(backends, recorder, metrics, settings.aliases)
             services = Services(settings, keys, chat, metrics, int(time.time()))
             app.state.services = services
             app.state.db = db

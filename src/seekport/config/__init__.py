@@ -2,6 +2,7 @@
 
 from seekport.config.loader import load_settings
 from seekport.config.settings import (
+    AliasConfig,
     LocalModelConfig,
     ManagedModelConfig,
     ModelConfig,
@@ -12,6 +13,7 @@ from seekport.config.settings import (
 )
 
 __all__ = [
+    "AliasConfig",
     "LocalModelConfig",
     "ManagedModelConfig",
     "ModelConfig",

@@ -357,6 +357,55 @@ def _deep_merge(base: Any, patch: Any) -> Any:
     return patch
 
 
+_ALIAS_FIXED_FORBIDDEN = ("model", "messages", "prompt", "stream")
+
+
+class AliasConfig(BaseModel):
+    """One ``aliases[]`` entry: a public model name served by another model with fixed
+    parameters (e.g. the retired ``deepseek-chat`` as ``deepseek-flash`` without thinking)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\w.:/-]+$")] = Field(
+        description="The public model id clients send (listed in /models like a model)."
+    )
+    model: str = Field(description="The served model it stands for: a `models[].name`.")
+    thinking: Literal["enabled", "disabled"] | None = Field(
+        default=None,
+        description="Fixed `thinking: {type: ...}` of every request through the alias "
+        "(overrides the client's).",
+    )
+    reasoning_effort: (
+        Literal["none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra"] | None
+    ) = Field(
+        default=None,
+        description="Fixed `reasoning_effort` of every request through the alias (overrides "
+        "the client's).",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Other fixed request fields, merged over the client's body (e.g. "
+        "`{temperature: 0}`); not model, messages, prompt or stream.",
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _no_routing_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in v if k in _ALIAS_FIXED_FORBIDDEN]
+        if bad:
+            raise ValueError(f"params may not fix {', '.join(bad)}")
+        return v
+
+    def fixed(self) -> dict[str, Any]:
+        """The body fields every request through the alias gets (over the client's)."""
+        out = dict(self.params)
+        if self.thinking is not None:
+            out["thinking"] = {"type": self.thinking}
+        if self.reasoning_effort is not None:
+            out["reasoning_effort"] = self.reasoning_effort
+        return out
+
+
 def _default_models() -> list[ModelConfig]:
     return [LocalModelConfig(name=BUNDLED_MODEL_NAME, backend="local", path="bundled")]
 
@@ -414,6 +463,12 @@ class Settings(BaseSettings):
         default_factory=_default_models,
         description="Models served. Entries sharing a `name` form a routing group (#4).",
     )
+    aliases: list[AliasConfig] = Field(
+        default_factory=list,
+        description="Public names served by a model of `models` with fixed parameters, e.g. "
+        "`{name: deepseek-reasoner, model: deepseek-flash, thinking: enabled}`. Listed in "
+        "/models; usage records keep the requested and the served name.",
+    )
 
     @field_validator("models", mode="before")
     @classmethod
@@ -459,6 +514,19 @@ class Settings(BaseSettings):
                 f"models: {', '.join(dupes)} listed more than once; routing groups of one name "
                 "are not supported yet, give each entry its own name"
             )
+        served = set(names)
+        seen: set[str] = set()
+        for a in self.aliases:
+            if a.name in served:
+                raise ValueError(f"aliases: '{a.name}' is the name of a model already")
+            if a.name in seen:
+                raise ValueError(f"aliases: '{a.name}' listed more than once")
+            if a.model not in served:
+                raise ValueError(
+                    f"aliases: '{a.name}' stands for '{a.model}', which is not a served model "
+                    f"(models: {', '.join(sorted(served))})"
+                )
+            seen.add(a.name)
         return self
 
     @property

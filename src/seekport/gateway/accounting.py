@@ -26,7 +26,8 @@ class UsageEvent:
     client_request_id: str | None
     key_id: str | None
     route: str
-    model: str | None
+    model: str | None  # what the client asked for (an alias, or a model)
+    served_model: str | None  # the model that served it (an alias's target)
     backend: str | None
     stream: int
     status: int

@@ -12,8 +12,12 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from seekport.errors import ModelNotFoundError
+from pydantic import ValidationError
+
+from seekport.config import AliasConfig
+from seekport.errors import InvalidRequestError, ModelNotFoundError
 from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import Principal
 from seekport.gateway.backends.base import BackendCall, CallStats, ChatBackend, Endpoint
@@ -86,20 +90,36 @@ def meter(stats: CallStats, ev: Event) -> None:
 
 class ChatService:
     def __init__(
-        self, backends: dict[str, list[ChatBackend]], recorder: UsageRecorder, metrics: Metrics
+        self,
+        backends: dict[str, list[ChatBackend]],
+        recorder: UsageRecorder,
+        metrics: Metrics,
+        aliases: list[AliasConfig] | None = None,
     ) -> None:
         self._groups = {
             name: [Deployment(f"{name}#{i}", b) for i, b in enumerate(group)]
             for name, group in backends.items()
         }
+        self._aliases = {a.name: a for a in aliases or ()}
         self._recorder = recorder
         self._metrics = metrics
 
     def model_ids(self) -> list[str]:
-        return list(self._groups)
+        """Served models, then aliases: what /models lists."""
+        return [*self._groups, *self._aliases]
+
+    def served_model(self, model: str | None) -> str | None:
+        """The served model a public name stands for (itself, or an alias's target); None for
+        a name served nowhere."""
+        if model is None:
+            return None
+        alias = self._aliases.get(model)
+        if alias is not None:
+            return alias.model
+        return model if model in self._groups else None
 
     def deployment_for(self, model: str) -> Deployment:
-        group = self._groups.get(model)
+        group = self._groups.get(self.served_model(model) or model)
         if not group:
             raise ModelNotFoundError(
                 f"Model Not Exist: the model '{model}' does not exist; "
@@ -118,8 +138,14 @@ class ChatService:
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, object],
     ) -> ChatResult:
-        """Admit the call; errors before the first event raise here."""
+        """Admit the call; errors before the first event raise here. An alias becomes its
+        served model here, its fixed parameters merged over the client's."""
         dep = self.deployment_for(req.model)
+        alias = self._aliases.get(req.model)
+        if alias is not None:
+            req, body = _through_alias(alias, req, body)
+        if isinstance(req, ChatCompletionRequest):
+            req.refuse_forced_tool_choice_while_thinking()
         call = BackendCall(
             endpoint, req.model, req, body, ctx.request_id, stream=bool(req.stream), beta=ctx.beta
         )
@@ -154,6 +180,7 @@ class ChatService:
             key_id=ctx.principal.key_id if ctx.principal else None,
             route=ctx.route,
             model=model,
+            served_model=result.call.model if result else self.served_model(model),
             backend=result.deployment.backend.kind if result else None,
             stream=int(stream),
             status=status,
@@ -188,6 +215,23 @@ class ChatService:
     def record_nowait(self, ev: UsageEvent) -> None:
         """For paths that cannot wait (the client is gone): commit in the background."""
         self._recorder.record_nowait(ev)
+
+
+def _through_alias(
+    alias: AliasConfig, req: ChatCompletionRequest | CompletionRequest, body: dict[str, Any]
+) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
+    """The request as its served model gets it: the alias's fixed fields over the client's
+    (a remote upstream gets this body), and the model's own name."""
+    merged = {**body, **alias.fixed(), "model": alias.model}
+    try:
+        return type(req).model_validate(merged), merged
+    except ValidationError as exc:  # a client field that the alias's fixed ones contradict
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequestError(
+            f"Invalid parameter '{loc}' through alias '{alias.name}': {first['msg']}",
+            param=loc or None,
+        ) from exc
 
 
 class _Metered:

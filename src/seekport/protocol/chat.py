@@ -1,4 +1,5 @@
-"""Chat completions: request and response models (see shared/docs/deepseek_api.md §4)."""
+"""Chat completions: request and response models (see shared/docs/deepseek_api.md §4, and
+deepseek_api_2026.md §2 for thinking, reasoning_effort, user_id and array content)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from seekport.errors import InvalidRequestError
 from seekport.protocol.common import LAX, WIRE, GenerationRequest, ResponseEnvelope
 
 MAX_TOOLS = 128
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra"]
+# DeepSeek's effort levels and the aliases it maps to them (thinking guide, Oct/Nov 2026);
+# "none" turns thinking off.
+EFFORT_LEVELS: dict[str, Literal["low", "high", "max"]] = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "high",
+    "high": "high",
+    "xhigh": "high",
+    "max": "max",
+    "ultra": "max",
+}
+FORCED_TOOL_CHOICE_WHILE_THINKING = "Thinking mode does not support this tool_choice"
 
 
 class TextPart(BaseModel):
@@ -17,6 +33,46 @@ class TextPart(BaseModel):
     model_config = WIRE
     type: Literal["text"]
     text: str
+
+
+class ImageUrl(BaseModel):
+    model_config = WIRE
+    url: Annotated[str, Field(min_length=1)]
+    detail: str | None = None
+
+
+class ImagePart(BaseModel):
+    """An image of a user message (DeepSeek's vision models); remote upstreams only."""
+
+    model_config = WIRE
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class FilePart(BaseModel):
+    """A file of a user message: an uploaded ``file_id`` or inline ``file_data``."""
+
+    model_config = WIRE
+    type: Literal["file"]
+    file_id: str | None = None
+    file_data: str | None = None
+    filename: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FilePart:
+        if (self.file_id is None) == (self.file_data is None):
+            raise ValueError("a file part needs exactly one of file_id and file_data")
+        return self
+
+
+ContentPart = Annotated[TextPart | ImagePart | FilePart, Field(discriminator="type")]
+
+
+class Thinking(BaseModel):
+    """DeepSeek's thinking switch: ``{"type": "enabled" | "disabled"}`` (default: the model's)."""
+
+    model_config = WIRE
+    type: Literal["enabled", "disabled"]
 
 
 class FunctionCall(BaseModel):
@@ -37,7 +93,7 @@ class ChatMessage(BaseModel):
 
     model_config = WIRE
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
@@ -50,7 +106,15 @@ class ChatMessage(BaseModel):
             raise ValueError(f"messages with role '{self.role}' must have a content")
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("messages with role 'tool' must have a tool_call_id")
+        if self.role in ("system", "developer", "assistant") and self.has_media():
+            raise ValueError(f"messages with role '{self.role}' may hold text parts only")
         return self
+
+    def has_media(self) -> bool:
+        """The content has an image or file part (only text reaches a local model)."""
+        return isinstance(self.content, list) and any(
+            not isinstance(p, TextPart) for p in self.content
+        )
 
     def text(self) -> str:
         """The content as one string (text parts joined)."""
@@ -58,7 +122,7 @@ class ChatMessage(BaseModel):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(p.text for p in self.content)
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
 
 class ResponseFormat(BaseModel):
@@ -104,12 +168,45 @@ class ChatCompletionRequest(GenerationRequest):
     tools: Annotated[list[Tool], Field(max_length=MAX_TOOLS)] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
+    # DeepSeek (2026): the thinking switch, its effort, and the end user for isolation
+    thinking: Thinking | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    user_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
 
     @model_validator(mode="after")
     def _cross_field(self) -> ChatCompletionRequest:
         if self.top_logprobs is not None and self.top_logprobs > 0 and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs: true")
         return self
+
+    @property
+    def thinking_enabled(self) -> bool | None:
+        """The thinking switch the request sets: ``thinking.type``, else ``reasoning_effort:
+        none`` (off); None when it sets neither (the model's default applies)."""
+        if self.thinking is not None:
+            return self.thinking.type == "enabled"
+        if self.reasoning_effort == "none":
+            return False
+        return None
+
+    @property
+    def effort(self) -> Literal["low", "high", "max"] | None:
+        """``reasoning_effort`` mapped to DeepSeek's levels (``minimal`` → low, ``medium`` /
+        ``xhigh`` → high, ``ultra`` → max); None when unset or ``none``."""
+        if self.reasoning_effort is None or self.reasoning_effort == "none":
+            return None
+        return EFFORT_LEVELS[self.reasoning_effort]
+
+    def refuse_forced_tool_choice_while_thinking(self) -> None:
+        """DeepSeek refuses ``tool_choice`` ``required`` or a named function in thinking mode
+        (400); we do the same where the request (or its alias) turns thinking on explicitly."""
+        forced = self.tool_choice == "required" or isinstance(self.tool_choice, dict)
+        if forced and self.thinking_enabled:
+            raise InvalidRequestError(
+                f"{FORCED_TOOL_CHOICE_WHILE_THINKING}: tool_choice 'required' or a named "
+                'function needs thinking disabled ({"thinking": {"type": "disabled"}})',
+                param="tool_choice",
+            )
 
     @property
     def output_limit(self) -> int | None:

@@ -62,7 +62,7 @@ def _meta(result: ChatResult, req: ChatCompletionRequest | CompletionRequest) ->
     chat = isinstance(req, ChatCompletionRequest)
     backend = result.deployment.backend
     return AnswerMeta(
-        model=req.model,
+        model=result.call.model,  # the served model (an alias's target)
         chat=chat,
         fingerprint=backend.fingerprint,
         wants_usage=req.wants_usage_in_stream,

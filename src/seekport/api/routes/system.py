@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from seekport.api.deps import services_or_none
 from seekport.api.scope import RequestScope
+from seekport.config import Settings
 from seekport.errors import ModelNotFoundError, OverloadedError
 from seekport.protocol.models import ModelCard, ModelList
 
@@ -15,6 +16,14 @@ router = APIRouter()
 
 def _card(model: str, created: int, owned_by: str) -> ModelCard:
     return ModelCard(id=model, created=created, owned_by=owned_by)
+
+
+def _owners(settings: Settings) -> dict[str, str]:
+    """``owned_by`` of each listed id; an alias shows its served model's."""
+    owners = {m.name: m.owned_by for m in settings.models}
+    for a in settings.aliases:
+        owners[a.name] = owners.get(a.model, "seekport")
+    return owners
 
 
 def _json(body: str, scope: RequestScope) -> Response:
@@ -29,7 +38,7 @@ async def list_models(request: Request) -> Response:
     async def handle() -> Response:
         svc = scope.services
         await svc.keys.authenticate(request.headers.get("authorization"))
-        owners = {m.name: m.owned_by for m in svc.settings.models}
+        owners = _owners(svc.settings)
         data = [_card(m, svc.started_at, owners.get(m, "seekport")) for m in svc.chat.model_ids()]
         return _json(ModelList(data=data).model_dump_json(), scope)
 
@@ -48,8 +57,7 @@ async def get_model(request: Request, model_id: str) -> Response:
             raise ModelNotFoundError(
                 f"Model Not Exist: the model '{model_id}' does not exist", param="model"
             )
-        owners = {m.name: m.owned_by for m in svc.settings.models}
-        card = _card(model_id, svc.started_at, owners[model_id])
+        card = _card(model_id, svc.started_at, _owners(svc.settings).get(model_id, "seekport"))
         return _json(card.model_dump_json(), scope)
 
     return await scope.run(handle)

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,27 @@ class Sampled:
     logprobs: list[dict[str, Any]]
 
 
+_DEFINED_THINKING = re.compile(r"\bthinking\s+is\s+(?:not\s+)?defined\b")
+
+
+def thinking_switch(template: str | None) -> str | None:
+    """The Jinja variable a chat template reads as its thinking switch: ``enable_thinking``
+    (Qwen3, SmolLM3), ``thinking`` where the template tests ``thinking is defined``
+    (DeepSeek-V3.1); None when it has none (SmolLM2: a request's switch changes nothing)."""
+    if not template:
+        return None
+    if "enable_thinking" in template:
+        return "enable_thinking"
+    if _DEFINED_THINKING.search(template):
+        return "thinking"
+    return None
+
+
+def thinking_kwargs(switch: str | None, thinking: bool | None) -> dict[str, bool]:
+    """What the template is rendered with for a request's thinking switch."""
+    return {switch: thinking} if switch is not None and thinking is not None else {}
+
+
 class LlamaCppRunner:
     """One GGUF model, one llama.cpp context holding up to ``max_num_seqs`` sequences (a
     llama.cpp seq_id and KV stream each). ``execute`` runs one scheduler
@@ -221,6 +243,7 @@ class LlamaCppRunner:
             if template
             else None
         )
+        self._thinking_switch = thinking_switch(template)
         self._fim = tuple(
             int(meta[k]) if k in meta else -1
             for k in (
@@ -294,12 +317,18 @@ class LlamaCppRunner:
         return all(t >= 0 for t in self._fim)
 
     def prepare_chat(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        thinking: bool | None = None,
     ) -> PreparedPrompt:
+        """``thinking``: the request's thinking switch, given to a template that has one (see
+        ``thinking_switch``); None leaves the template's default."""
         if self._formatter is None:
             raise InvalidRequestError("this model has no chat template; use /completions")
+        switch = thinking_kwargs(self._thinking_switch, thinking)
         try:
-            result = self._formatter(messages=messages, tools=tools)  # type: ignore[arg-type]
+            result = self._formatter(messages=messages, tools=tools, **switch)  # type: ignore[arg-type]
         except ValueError as exc:  # raise_exception() inside the template
             raise InvalidRequestError(f"the chat template rejected the messages: {exc}") from exc
         tokens = self._model.tokenize(

@@ -148,7 +148,8 @@ class LocalBackend:
                 if req.tools and self._tools_active(req)
                 else None
             )
-            prepared = self._runner.prepare_chat(messages, tools)
+            # a template with a thinking switch gets the request's; others ignore it
+            prepared = self._runner.prepare_chat(messages, tools, req.thinking_enabled)
         else:
             prepared = self._runner.prepare_text(req.prompt_text, req.suffix)
         call.stats.prompt_tokens = len(prepared.tokens)

@@ -43,6 +43,8 @@ def template_message(m: ChatMessage) -> dict[str, Any]:
             }
             for c in m.tool_calls
         ]
+    if m.reasoning_content:  # templates that replay earlier reasoning read it (Qwen3)
+        out["reasoning_content"] = m.reasoning_content
     if m.tool_call_id:
         out["tool_call_id"] = m.tool_call_id
     if m.name:
@@ -111,6 +113,11 @@ def reject_unsupported(
                 f"model '{model}' (local) can only choose tools itself (tool_choice auto)",
                 param="tool_choice",
             )
+    if any(m.has_media() for m in req.messages):
+        raise InvalidRequestError(
+            f"model '{model}' (local) reads text only: image and file parts are not supported",
+            param="messages",
+        )
     if any(m.prefix for m in req.messages):
         raise InvalidRequestError(
             f"chat prefix completion is not supported by the local model '{model}'",

@@ -40,7 +40,8 @@ usage_records = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("key_id", String(32), nullable=True),
     Column("route", String(64), nullable=False),
-    Column("model", String(256), nullable=True),
+    Column("model", String(256), nullable=True),  # as requested (an alias, or a model)
+    Column("served_model", String(256), nullable=True),  # the model that served it
     Column("backend", String(64), nullable=True),
     Column("stream", Integer, nullable=False, default=0),
     Column("status", Integer, nullable=False),
