@@ -138,6 +138,31 @@ def test_remote_stream_event_order(server: Server, fresh_chaos: Chaos) -> None:
     assert final.stop_reason == "end_turn" and final.usage.output_tokens == 16
 
 
+async def test_async_client_create_and_stream(server: Server, fresh_chaos: Chaos) -> None:
+    """The async client: create, and create(stream=True) iterated as raw events."""
+    async with anthropic.AsyncAnthropic(
+        base_url=server.url + "/anthropic", api_key=server.key, max_retries=0, timeout=30
+    ) as c:
+        msg = await c.messages.create(
+            model=REMOTE, max_tokens=64, messages=[{"role": "user", "content": "hello"}]
+        )
+        stream = await c.messages.create(
+            model=REMOTE,
+            max_tokens=64,
+            messages=[{"role": "user", "content": "hello"}],
+            stream=True,
+        )
+        kinds = []
+        text = []
+        async for ev in stream:
+            kinds.append(ev.type)
+            if ev.type == "content_block_delta" and ev.delta.type == "text_delta":
+                text.append(ev.delta.text)
+    assert msg.content[0].text == ANSWER  # type: ignore[union-attr]
+    assert "".join(text) == ANSWER
+    assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
+
+
 def test_remote_max_tokens_stop_reason(server: Server, fresh_chaos: Chaos) -> None:
     with client(server) as c:
         msg = c.messages.create(
