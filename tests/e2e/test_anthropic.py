@@ -6,6 +6,9 @@ its ``/__requests`` record."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -417,6 +420,76 @@ def test_claude_names_map_by_config(mapped: Server, fresh_chaos: Chaos) -> None:
             )
             assert msg.model == served
             assert usage_row(mapped, my_id)["model"] == served
+
+
+# ---------------------------------------------------------------- Claude Code
+
+CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.197"  # pinned: the CLI's requests change often
+
+
+@pytest.fixture(scope="session")
+def claude_cli() -> Path:
+    """Claude Code from npm, installed once into the user's cache (outside the work tree)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    prefix = cache / "seekport-tests" / CLAUDE_CODE.rsplit("@", 1)[1]
+    cli = prefix / "node_modules" / ".bin" / "claude"
+    if not cli.exists():
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(prefix),
+                CLAUDE_CODE,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return cli
+
+
+def test_claude_code_prints_the_answer(
+    claude_cli: Path, mapped: Server, fresh_chaos: Chaos, tmp_path: Path
+) -> None:
+    """``claude -p`` with ANTHROPIC_BASE_URL at our /anthropic and the key as
+    ANTHROPIC_AUTH_TOKEN prints the model's answer; its request (system prompt, tools,
+    thinking) reached the upstream as a chat request with function tools."""
+    fresh_chaos.control(record_body_bytes=1 << 20)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "ANTHROPIC_BASE_URL": mapped.url + "/anthropic",
+        "ANTHROPIC_AUTH_TOKEN": mapped.key,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    p = subprocess.run(
+        [str(claude_cli), "-p", "say hi"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == ANSWER
+    bodies = [json.loads(r["body"]) for r in fresh_chaos.requests(last=20) if r.get("body")]
+    main = max(bodies, key=lambda b: len(b.get("tools") or []))
+    assert main["stream"] is True
+    assert main["messages"][0]["role"] == "system"
+    assert "say hi" in json.dumps(main["messages"][1:])
+    assert len(main["tools"]) > 5
+    assert all(t["type"] == "function" and t["function"]["name"] for t in main["tools"])
+    assert all(r["path"].endswith("/chat/completions") for r in fresh_chaos.requests(last=20))
 
 
 # ---------------------------------------------------------------- bundled model
