@@ -527,6 +527,20 @@ def test_local_non_stream_and_stream(server: Server) -> None:
 
 
 @pytest.mark.slow
+def test_local_count_tokens_is_the_real_prompt_length(server: Server) -> None:
+    """For the bundled model count_tokens is its tokenizer's count of the templated prompt:
+    exactly the prompt tokens a real answer to the same request is billed for."""
+    words = " ".join(f"w{uuid.uuid4().hex[:6]}" for _ in range(30))  # no cached prefix
+    messages: Any = [{"role": "user", "content": f"Repeat: {words}"}]
+    system = "You count things."
+    with client(server) as c:
+        counted = c.messages.count_tokens(model=BUNDLED, system=system, messages=messages)
+        msg = c.messages.create(model=BUNDLED, max_tokens=1, system=system, messages=messages)
+    billed = msg.usage.input_tokens + (msg.usage.cache_read_input_tokens or 0)
+    assert counted.input_tokens == billed > 30
+
+
+@pytest.mark.slow
 def test_local_refuses_images_clearly(server: Server) -> None:
     image = {
         "type": "image",

@@ -342,6 +342,15 @@ def chat_body(req: MessagesRequest, model: str) -> dict[str, Any]:
     return body
 
 
+def count_body(req: CountTokensRequest, model: str) -> dict[str, Any]:
+    """The chat body whose prompt ``count_tokens`` measures (messages and tools)."""
+    body: dict[str, Any] = {"model": model, "messages": _messages(req)}
+    tools = _tools(req)
+    if tools:
+        body["tools"] = tools
+    return body
+
+
 def has_images(body: dict[str, Any]) -> bool:
     return any(isinstance(m.get("content"), list) for m in body["messages"])
 
@@ -363,8 +372,8 @@ def chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
         raise InvalidRequestError(f"messages: {exc}", param="messages") from exc
 
 
-def estimate_tokens(req: CountTokensRequest) -> int:
-    """``count_tokens``: an estimate, about four characters a token over the translated
-    messages and tool definitions (no backend is asked, the model is not run)."""
-    chars = len(orjson.dumps(_messages(req))) + len(orjson.dumps(_tools(req) or []))
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """``count_tokens`` for a model whose tokenizer we do not hold (a remote upstream): about
+    four characters a token over the translated messages and tool definitions."""
+    chars = len(orjson.dumps(body["messages"])) + len(orjson.dumps(body.get("tools") or []))
     return max(1, (chars + 3) // 4)

@@ -9,7 +9,7 @@ events as an Anthropic message (``api/encoders/anthropic.py``). Errors are Anthr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from fastapi import APIRouter, Request
@@ -27,12 +27,21 @@ from seekport.protocol.anthropic import (
     MessagesRequest,
     chat_body,
     chat_request,
+    count_body,
     estimate_tokens,
     has_images,
     served_model,
 )
+from seekport.protocol.chat import ChatCompletionRequest
 
 router = APIRouter()
+
+
+@runtime_checkable
+class PromptCounter(Protocol):
+    """A backend that holds its model's tokenizer (the local engine)."""
+
+    async def count_prompt_tokens(self, req: ChatCompletionRequest) -> int: ...
 
 
 async def _authenticate(scope: RequestScope, request: Request) -> Principal:
@@ -117,8 +126,9 @@ async def _stream(
 @router.post("/anthropic/messages/count_tokens", include_in_schema=False)
 @router.post("/anthropic/v1/messages/count_tokens")
 async def count_tokens(request: Request) -> Response:
-    """``{"input_tokens": N}``: an estimate (see ``protocol.anthropic.estimate_tokens``); no
-    usage record, as nothing is generated."""
+    """``{"input_tokens": N}``: the local model's own tokenizer count of the templated prompt;
+    for a remote upstream an estimate (``protocol.anthropic.estimate_tokens``). No usage record,
+    as nothing is generated."""
     scope = _scope(request, "anthropic.count_tokens", record=False)
 
     async def handle() -> Response:
@@ -128,7 +138,13 @@ async def count_tokens(request: Request) -> Response:
         assert isinstance(req, CountTokensRequest)
         model = served_model(req.model, svc.chat.model_ids(), svc.settings.anthropic_model_map)
         scope.label = model
-        data = orjson.dumps({"input_tokens": estimate_tokens(req)})
+        backend = svc.chat.deployment_for(model).backend
+        body = count_body(req, model)
+        if isinstance(backend, PromptCounter):
+            n = await backend.count_prompt_tokens(chat_request(body))
+        else:
+            n = estimate_tokens(body)
+        data = orjson.dumps({"input_tokens": n})
         return Response(data, media_type=MEDIA_JSON, headers=scope.headers())
 
     return await scope.run(handle)
