@@ -14,9 +14,9 @@ from starlette.types import Receive, Scope, Send
 
 from seekport import __version__
 from seekport.api.deps import Services
-from seekport.api.errors import install_error_handlers
+from seekport.api.errors import anthropic_error_response, error_response, install_error_handlers
 from seekport.api.middleware import EdgeMiddleware
-from seekport.api.routes import inference, system
+from seekport.api.routes import anthropic, inference, system
 from seekport.api.scope import RequestScope
 from seekport.config import LocalModelConfig, ManagedModelConfig, ModelConfig, Settings
 from seekport.errors import SeekportError
@@ -112,13 +112,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.services = None
     install_error_handlers(app)
     app.include_router(inference.router)
+    app.include_router(anthropic.router)
     app.include_router(system.router)
 
     async def refuse(
         scope: Scope, receive: Receive, send: Send, route: str, err: SeekportError
     ) -> None:
         """A request the edge refused (oversized body) gets its usage record like any other."""
-        rs = RequestScope(app.state.services, Request(scope), route)
+        render = anthropic_error_response if route.startswith("anthropic.") else error_response
+        rs = RequestScope(app.state.services, Request(scope), route, render=render)
         await (await rs.refuse(err))(scope, receive, send)
 
     app.add_middleware(

@@ -1,7 +1,8 @@
 """The one place that turns exceptions into error bodies and responses with the right status.
 
-OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``; streams that fail after
-their first byte carry the same body in-band (the encoders ask here for it).
+OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``, and Anthropic's
+``{"type": "error", "error": {"type", "message"}}`` for the ``/anthropic`` routes; streams that
+fail after their first byte carry the same body in-band (the encoders ask here for it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from seekport.errors import (
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
     SeekportError,
 )
 
@@ -37,19 +42,61 @@ def error_body(exc: SeekportError) -> dict[str, Any]:
     }
 
 
+def anthropic_error_type(exc: SeekportError) -> str:
+    """Anthropic's name for this error (the status code stays ours: 503, not 529)."""
+    if isinstance(exc, InvalidRequestError):
+        return "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    if isinstance(exc, AuthenticationError):
+        return "authentication_error"
+    if isinstance(exc, PermissionDeniedError):
+        return "permission_error"
+    if isinstance(exc, NotFoundError):
+        return "not_found_error"
+    if isinstance(exc, PayloadTooLargeError):
+        return "request_too_large"
+    if isinstance(exc, RateLimitError):
+        return "rate_limit_error"
+    if isinstance(exc, OverloadedError):
+        return "overloaded_error"
+    status = exc.status_code  # an upstream's own status, passed on
+    return {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        503: "overloaded_error",
+        529: "overloaded_error",
+    }.get(status, "api_error")
+
+
+def anthropic_error_body(exc: SeekportError) -> dict[str, Any]:
+    """The Anthropic Messages error body for this error."""
+    return {"type": "error", "error": {"type": anthropic_error_type(exc), "message": exc.message}}
+
+
 def internal_error(request_id: str) -> SeekportError:
     """What the client sees of an unexpected failure: no details, the id to find the log."""
     return SeekportError(f"internal error; see the server log for request {request_id}")
 
 
 def error_response(exc: SeekportError, headers: dict[str, str] | None = None) -> Response:
+    return _response(exc, error_body(exc), headers)
+
+
+def anthropic_error_response(exc: SeekportError, headers: dict[str, str] | None = None) -> Response:
+    return _response(exc, anthropic_error_body(exc), headers)
+
+
+def _response(exc: SeekportError, body: dict[str, Any], headers: dict[str, str] | None) -> Response:
     out = dict(headers or {})
     if exc.retry_after is not None or exc.status_code in (429, 503):
         out["retry-after"] = str(max(1, round(exc.retry_after or 1)))
     if isinstance(exc, AuthenticationError):
         out["www-authenticate"] = "Bearer"
     return Response(
-        orjson.dumps(error_body(exc)),
+        orjson.dumps(body),
         status_code=exc.status_code,
         media_type="application/json",
         headers=out,

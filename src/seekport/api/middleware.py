@@ -20,6 +20,10 @@ API_ROUTES = {
     for prefix in ("", "/v1", "/beta")
     for name, label in (("chat/completions", "chat.completions"), ("completions", "completions"))
 }
+API_ROUTES.update(
+    {f"/anthropic{v}/messages": "anthropic.messages" for v in ("", "/v1")}
+    | {f"/anthropic{v}/messages/count_tokens": "anthropic.count_tokens" for v in ("", "/v1")}
+)
 
 # answers an API request refused here, before any route ran, and records it:
 # (scope, receive, send, route label, error)

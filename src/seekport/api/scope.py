@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("seekport.api")
 T = TypeVar("T")
+Renderer = Callable[[SeekportError, dict[str, str]], Response]
 
 _CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -48,9 +49,16 @@ def client_request_id(value: str | None) -> str | None:
 
 class RequestScope:
     def __init__(
-        self, services: Services | None, request: Request, route: str, *, record: bool = True
+        self,
+        services: Services | None,
+        request: Request,
+        route: str,
+        *,
+        record: bool = True,
+        render: Renderer = error_response,
     ) -> None:
         self._svc = services
+        self._render = render  # the error response of this route's wire format
         self.request = request
         self.route = route
         self._record_usage = record
@@ -93,12 +101,12 @@ class RequestScope:
             response = await handler()
         except SeekportError as exc:
             await self.record(exc.status_code, exc.code, quiet=True)
-            response = error_response(exc, self.headers())
+            response = self._render(exc, self.headers())
         except Exception:
             log.exception("request failed", extra={"fields": {"request_id": self.ctx.request_id}})
             err = internal_error(self.ctx.request_id)
             await self.record(err.status_code, err.code, quiet=True)
-            response = error_response(err, self.headers())
+            response = self._render(err, self.headers())
         if not isinstance(response, StreamingResponse):
             self.observe(response.status_code)  # a stream is observed when it ends
         return response
@@ -174,7 +182,7 @@ class RequestScope:
         """A request refused before any route ran (the edge's body limit)."""
         await self.record(err.status_code, err.code, quiet=True)
         self.observe(err.status_code)
-        return error_response(err, self.headers())
+        return self._render(err, self.headers())
 
     # ---- the one usage record, and the request metrics
 

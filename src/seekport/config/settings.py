@@ -459,6 +459,13 @@ class Settings(BaseSettings):
     usage_batch_max: Annotated[int, Field(ge=1, le=10_000)] = Field(
         default=256, description="Usage records committed together at most (group commit)."
     )
+    anthropic_model_map: dict[str, str] = Field(
+        default={},
+        description="Anthropic Messages API (`/anthropic`): model-name patterns (fnmatch; "
+        "the longest match wins) to served models, e.g. "
+        '`{"claude-opus*": big, "claude*": small}`. A served name is used as is; any other '
+        "`claude*` name goes to the first model; other names are 404.",
+    )
     models: list[ModelConfig] = Field(
         default_factory=_default_models,
         description="Models served. Entries sharing a `name` form a routing group (#4).",
@@ -527,6 +534,17 @@ class Settings(BaseSettings):
                     f"(models: {', '.join(sorted(served))})"
                 )
             seen.add(a.name)
+        return self
+
+    @model_validator(mode="after")
+    def _check_anthropic_map(self) -> Settings:
+        served = {m.name for m in self.models}
+        unknown = sorted({t for t in self.anthropic_model_map.values() if t not in served})
+        if unknown:
+            raise ValueError(
+                f"anthropic_model_map: {', '.join(unknown)} is not a served model; "
+                "map claude-* names to names listed under models"
+            )
         return self
 
     @property

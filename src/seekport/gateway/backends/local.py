@@ -180,6 +180,21 @@ class LocalBackend:
 
         return ReasoningParser()
 
+    async def count_prompt_tokens(self, req: ChatCompletionRequest) -> int:
+        """The prompt's length in tokens as ``generate`` would template it (Anthropic's
+        ``count_tokens``); nothing is generated."""
+        if self._runner is None or not self.ready():
+            raise OverloadedError(f"model '{self.model}' is not ready yet", retry_after=1)
+        runner = self._runner
+        messages = [template_message(m) for m in req.messages]
+        tools = (
+            [t.model_dump(exclude_none=True) for t in req.tools]
+            if req.tools and self._tools_active(req)
+            else None
+        )
+        prepared = await asyncio.to_thread(runner.prepare_chat, messages, tools)
+        return len(prepared.tokens)
+
     # ---- serving
 
     async def generate(self, call: BackendCall) -> AsyncIterator[Event]:
