@@ -227,7 +227,7 @@ def test_tool_use_round_trip_is_translated(server: Server, fresh_chaos: Chaos) -
             system=[{"type": "text", "text": "You are terse."}],
             messages=messages,
             tools=tools,  # type: ignore[arg-type]
-            tool_choice={"type": "any"},
+            tool_choice={"type": "auto"},  # a forced choice while thinking is refused (below)
             stop_sequences=["END"],
             thinking={"type": "enabled", "budget_tokens": 1024},
             metadata={"user_id": '{"device_id":"abc","session":"x"}'},
@@ -270,12 +270,22 @@ def test_tool_use_round_trip_is_translated(server: Server, fresh_chaos: Chaos) -
             },
         }
     ]
-    assert sent["tool_choice"] == "required"
+    assert sent["tool_choice"] == "auto"
     assert sent["stop"] == ["END"]
     assert (sent["temperature"], sent["top_p"], sent["top_k"]) == (0.5, 0.9, 40)
     assert sent["thinking"] == {"type": "enabled"}
     assert sent["user_id"].startswith("u_") and len(sent["user_id"]) == 34
     assert "context_management" not in sent and "metadata" not in sent
+    # forcing a tool while thinking is refused, as DeepSeek (and Anthropic) refuse it
+    with pytest.raises(anthropic.BadRequestError, match="tool_choice"):
+        client(server).messages.create(
+            model=REMOTE,
+            max_tokens=50,
+            messages=[{"role": "user", "content": "weather in Paris?"}],
+            tools=tools,  # type: ignore[arg-type]
+            tool_choice={"type": "any"},
+            thinking={"type": "enabled", "budget_tokens": 1024},
+        )
 
 
 def test_auth_by_bearer_and_x_api_key_and_401_shape(server: Server, fresh_chaos: Chaos) -> None:
