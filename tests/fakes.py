@@ -54,6 +54,9 @@ class FakeRunner:
         self.resets = 0
         self.reset_s = reset_s  # how long reset() takes (a real one clears the KV cache)
         self._fail: list[BaseException] = []
+        # what LocalBackend asked for: templated (messages, tools), and grammars' schemas
+        self.chats: list[tuple[list[dict[str, Any]], list[dict[str, Any]] | None]] = []
+        self.schemas: list[dict[str, Any] | None] = []
 
     # prompt side (LocalBackend)
     def prepare_chat(
@@ -62,6 +65,7 @@ class FakeRunner:
         tools: list[dict[str, Any]] | None = None,
         thinking: bool | None = None,
     ) -> PreparedPrompt:
+        self.chats.append((messages, tools))
         if not self.words:
             return PreparedPrompt(tokens=[1, 2, 3, 4], stop=[])
         text = " ".join(str(m.get("content") or "") for m in messages)
@@ -71,7 +75,7 @@ class FakeRunner:
         return PreparedPrompt(tokens=[1, 2, 3], stop=[])
 
     def check_schema(self, schema: dict[str, Any] | None) -> None:
-        return None
+        self.schemas.append(schema)
 
     # engine side
     def fail_next(self, exc: BaseException | None = None) -> None:

@@ -40,13 +40,23 @@ def post(server: Server, path: str, body: dict[str, object]) -> httpx.Response:
             },
             "messages",
         ),
+        (  # tools are answered through a grammar, so a response_format cannot join them
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "response_format": {"type": "json_object"},
+            },
+            "response_format",
+        ),
         (
             "/v1/chat/completions",
             {
                 "messages": [{"role": "user", "content": "hi"}],
                 "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
             },
-            "tools",
+            "tool_choice",
         ),
         (
             "/v1/chat/completions",

@@ -154,15 +154,3 @@ async def test_tool_calls_stream_as_deltas_with_index_and_finish_tool_calls() ->
     content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert content == "Let me check. "
     await b.aclose()
-
-
-async def test_local_model_without_tool_parser_refuses_tools() -> None:
-    b = await backend(PIECES)
-    import pytest
-
-    from seekport.errors import InvalidRequestError
-
-    with pytest.raises(InvalidRequestError) as exc:
-        await b.generate(call(False, tools=TOOLS))
-    assert exc.value.param == "tools"
-    await b.aclose()

@@ -179,8 +179,8 @@ class LocalModelConfig(ModelConfigBase):
     tool_parser: Literal["hermes"] | None = Field(
         default=None,
         description="local: parse tool calls from the output (`hermes`: <tool_call>{json}"
-        "</tool_call>, as Hermes / Qwen 2.5 templates emit). Without it, local models "
-        "refuse `tools`.",
+        "</tool_call>, as Hermes / Qwen 2.5 templates emit). Without it, tools are offered "
+        "in the system message and the answer is shaped by a grammar (generic tool calls).",
     )
 
     @model_validator(mode="after")

@@ -1,14 +1,18 @@
-"""Tool calls in model output, for chat templates that support tools.
+"""Tool calls in model output.
 
 ``hermes``: the format of Hermes, Qwen 2.5 and many fine-tunes: each call is a JSON object
 ``{"name": ..., "arguments": {...}}`` between ``<tool_call>`` and ``</tool_call>``. Text outside
 the blocks is ordinary content. Tags may be split across pieces; a block whose JSON does not
 parse is kept as content rather than lost.
+
+``generic``: models without a native format, whose output a grammar constrains to one JSON
+object (``GenericToolParser``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 OPEN = "<tool_call>"
@@ -81,6 +85,99 @@ def _parse(body: str) -> ToolCall | None:
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return None
     args = obj.get("arguments", obj.get("parameters", {}))
+    if isinstance(args, str):
+        return ToolCall(obj["name"], args)
+    return ToolCall(obj["name"], json.dumps(args, ensure_ascii=False))
+
+
+_RESPONSE_START = re.compile(r'\s*\{\s*"response"\s*:\s*"')
+
+
+class GenericToolParser:
+    """The answer of a model constrained to ``{"tool_calls": [...]}`` or ``{"response": ...}``
+    (see ``gateway/backends/local_tools.py``). A ``response``'s text streams as content while
+    it is generated; calls come out of ``flush``, when the object is complete. An answer that
+    does not parse (cut by ``max_tokens``) is returned as content, as generated."""
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._text_at: int | None = None  # where the response string's body starts
+        self._sent = 0  # characters of that body already returned (raw, escapes included)
+        self._closed = False
+        self.calls = 0
+
+    def feed(self, text: str) -> tuple[str, list[ToolCall]]:
+        self._buf += text
+        if self._text_at is None:
+            m = _RESPONSE_START.match(self._buf)
+            if m is None:
+                return "", []
+            self._text_at = m.end()
+        if self._closed:
+            return "", []
+        body = self._buf[self._text_at + self._sent :]
+        n, self._closed = _string_prefix(body)
+        self._sent += n
+        return _decode(body[:n]), []
+
+    def flush(self) -> tuple[str, list[ToolCall]]:
+        text, self._buf = self._buf, ""
+        if self._text_at is not None:  # a response: what was not streamed yet
+            rest = text[self._text_at + self._sent :]
+            n, closed = _string_prefix(rest)
+            return _decode(rest[:n] if closed else rest), []
+        try:
+            obj = json.loads(text, strict=False)  # the grammar lets raw newlines into strings
+        except json.JSONDecodeError:
+            return text, []
+        raw = obj.get("tool_calls") if isinstance(obj, dict) else None
+        if not isinstance(raw, list):
+            return text, []
+        calls = [c for c in map(_call, raw) if c is not None]
+        if len(calls) != len(raw):
+            return text, []
+        self.calls += len(calls)
+        return "", calls
+
+
+def _string_prefix(body: str) -> tuple[int, bool]:
+    """How much of a JSON string's body can be decoded now (no escape cut in two, a surrogate
+    pair kept whole), and whether the closing quote was reached."""
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == '"':
+            return i, True
+        if ch != "\\":
+            i += 1
+            continue
+        if i + 1 >= len(body):
+            break
+        if body[i + 1] != "u":
+            i += 2
+            continue
+        if i + 6 > len(body):
+            break
+        if 0xD800 <= int(body[i + 2 : i + 6], 16) <= 0xDBFF:  # high surrogate: needs its pair
+            if i + 12 > len(body):
+                break
+            i += 12
+            continue
+        i += 6
+    return i, False
+
+
+def _decode(raw: str) -> str:
+    try:
+        return str(json.loads(f'"{raw}"', strict=False))
+    except json.JSONDecodeError:
+        return raw
+
+
+def _call(obj: object) -> ToolCall | None:
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        return None
+    args = obj.get("arguments", {})
     if isinstance(args, str):
         return ToolCall(obj["name"], args)
     return ToolCall(obj["name"], json.dumps(args, ensure_ascii=False))

@@ -13,12 +13,18 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from seekport.config import LocalModelConfig
-from seekport.errors import OverloadedError
+from seekport.errors import InvalidRequestError, OverloadedError
 from seekport.gateway.backends.base import BackendCall, OwnedEvents
 from seekport.gateway.backends.local_requests import (
     reject_unsupported,
     sampling_params,
     template_message,
+)
+from seekport.gateway.backends.local_tools import (
+    render_history,
+    tool_prompt,
+    tool_schema,
+    with_tool_prompt,
 )
 from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.common import Usage
@@ -39,7 +45,7 @@ from seekport.telemetry.metrics import Metrics
 if TYPE_CHECKING:
     from seekport.engine.async_engine import AsyncEngine
     from seekport.engine.parsers.reasoning import ReasoningParser
-    from seekport.engine.parsers.tools import HermesToolParser, ToolCall
+    from seekport.engine.parsers.tools import GenericToolParser, HermesToolParser, ToolCall
     from seekport.engine.runners.llamacpp import LlamaCppRunner
     from seekport.engine.scheduler import StepPlan
     from seekport.engine.sequence import TokenDelta
@@ -141,37 +147,64 @@ class LocalBackend:
         req = call.request
         assert isinstance(req, ChatCompletionRequest | CompletionRequest)
         reject_unsupported(req, self.model, self._cfg.tool_parser)
+        generic = self._generic_tools(req)
         if isinstance(req, ChatCompletionRequest):
-            messages = [template_message(m) for m in req.messages]
-            tools = (
-                [t.model_dump(exclude_none=True) for t in req.tools]
-                if req.tools and self._tools_active(req)
-                else None
-            )
+            messages, tools = self._chat_prompt(req)
             # a template with a thinking switch gets the request's; others ignore it
             prepared = self._runner.prepare_chat(messages, tools, req.thinking_enabled)
         else:
             prepared = self._runner.prepare_text(req.prompt_text, req.suffix)
         call.stats.prompt_tokens = len(prepared.tokens)
         params = sampling_params(self._cfg, req, len(prepared.tokens), prepared.stop)
-        if params.json_schema:
+        if generic:
+            assert isinstance(req, ChatCompletionRequest)
+            params.json_schema = tool_schema(req)
+            try:
+                self._runner.check_schema(params.json_schema)
+            except InvalidRequestError as exc:
+                raise InvalidRequestError(
+                    f"the tools' parameters cannot be compiled into a grammar: {exc}",
+                    param="tools",
+                ) from exc
+        elif params.json_schema:
             self._runner.check_schema(params.json_schema)
         return Sequence(request_id=call.request_id, prompt_tokens=prepared.tokens, params=params)
 
+    def _chat_prompt(
+        self, req: ChatCompletionRequest
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """The messages and tools the chat template gets. A model with a ``tool_parser`` has a
+        template that takes tools; the others get earlier tool calls and results as text and,
+        when tools are offered, their description in the system message (generic tools)."""
+        messages = [template_message(m) for m in req.messages]
+        if self._cfg.tool_parser is None:
+            messages = render_history(messages)
+            if self._generic_tools(req):
+                messages = with_tool_prompt(messages, tool_prompt(req))
+            return messages, None
+        tools = (
+            [t.model_dump(exclude_none=True) for t in req.tools]
+            if req.tools and self._tools_active(req)
+            else None
+        )
+        return messages, tools
+
     def _tools_active(self, req: object) -> bool:
+        """Tools are offered to the model (``tool_choice`` is not ``none``)."""
         return bool(
-            self._cfg.tool_parser
-            and isinstance(req, ChatCompletionRequest)
-            and req.tools
-            and req.tool_choice != "none"
+            isinstance(req, ChatCompletionRequest) and req.tools and req.tool_choice != "none"
         )
 
-    def _tool_parser(self, call: BackendCall) -> HermesToolParser | None:
+    def _generic_tools(self, req: object) -> bool:
+        """Tools offered to a model without a native format: a grammar shapes the answer."""
+        return self._cfg.tool_parser is None and self._tools_active(req)
+
+    def _tool_parser(self, call: BackendCall) -> HermesToolParser | GenericToolParser | None:
         if not self._tools_active(call.request):
             return None
-        from seekport.engine.parsers.tools import HermesToolParser
+        from seekport.engine.parsers.tools import GenericToolParser, HermesToolParser
 
-        return HermesToolParser()
+        return HermesToolParser() if self._cfg.tool_parser else GenericToolParser()
 
     def _parser(self) -> ReasoningParser | None:
         if self._cfg.reasoning != "deepseek-r1":
@@ -186,12 +219,7 @@ class LocalBackend:
         if self._runner is None or not self.ready():
             raise OverloadedError(f"model '{self.model}' is not ready yet", retry_after=1)
         runner = self._runner
-        messages = [template_message(m) for m in req.messages]
-        tools = (
-            [t.model_dump(exclude_none=True) for t in req.tools]
-            if req.tools and self._tools_active(req)
-            else None
-        )
+        messages, tools = self._chat_prompt(req)
         prepared = await asyncio.to_thread(runner.prepare_chat, messages, tools)
         return len(prepared.tokens)
 
@@ -286,7 +314,9 @@ async def _with_keepalive(
 class _EventMaker:
     """Engine deltas → typed events: thinking split off, tool calls parsed out of the text."""
 
-    def __init__(self, parser: ReasoningParser | None, tools: HermesToolParser | None) -> None:
+    def __init__(
+        self, parser: ReasoningParser | None, tools: HermesToolParser | GenericToolParser | None
+    ) -> None:
         self.parser = parser
         self.tools = tools
         self.reasoning_tokens = 0
@@ -306,8 +336,10 @@ class _EventMaker:
         events = self._events(r, c, None)
         if self.tools is not None:
             rest = self.tools.flush()
-            if rest:
-                events.append(ContentDelta(rest))
+            content, calls = (rest, []) if isinstance(rest, str) else rest
+            if content:
+                events.append(ContentDelta(content))
+            events.extend(self._calls(calls))
         return events
 
     def _events(self, r: str, c: str, lps: list[TokenLogprob] | None) -> list[Event]:
@@ -320,6 +352,11 @@ class _EventMaker:
             c, calls = self.tools.feed(c)
         if c or lps:
             out.append(ContentDelta(c, lps))
+        out.extend(self._calls(calls))
+        return out
+
+    def _calls(self, calls: list[ToolCall]) -> list[Event]:
+        out: list[Event] = []
         for call in calls:
             out.append(
                 ToolCallDelta(

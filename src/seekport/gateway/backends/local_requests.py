@@ -103,15 +103,17 @@ def reject_unsupported(
             raise InvalidRequestError("echo is not supported by local models", param="echo")
         return
     if req.tools and req.tool_choice != "none":
-        if not tool_parser:
+        if tool_parser and req.tool_choice not in (None, "auto"):
             raise InvalidRequestError(
-                f"model '{model}' (local) has no tool_parser configured, so it does not take tools",
-                param="tools",
-            )
-        if req.tool_choice not in (None, "auto"):
-            raise InvalidRequestError(
-                f"model '{model}' (local) can only choose tools itself (tool_choice auto)",
+                f"model '{model}' (local, tool_parser {tool_parser}) can only choose tools "
+                "itself (tool_choice auto)",
                 param="tool_choice",
+            )
+        if not tool_parser and req.response_format and req.response_format.type != "text":
+            raise InvalidRequestError(
+                f"model '{model}' (local) answers tools through a grammar, so it cannot also "
+                "follow a response_format",
+                param="response_format",
             )
     if any(m.has_media() for m in req.messages):
         raise InvalidRequestError(

@@ -1,0 +1,179 @@
+"""Tool calls on the bundled model, which has no native tool format: the tools go into the
+system message and a grammar built from their schemas shapes the answer (generic tools).
+Driven by the official openai package against the real server and model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+import pytest
+
+from tests.harness import BUNDLED, Server, openai_client
+
+pytestmark = pytest.mark.slow
+
+CITIES = ["Paris", "London", "Tokyo"]
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather forecast for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "enum": CITIES},
+                    "days": {"type": "integer"},
+                },
+                "required": ["city", "days"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "The current time in a time zone",
+            "parameters": {
+                "type": "object",
+                "properties": {"zone": {"type": "string", "enum": ["UTC", "CET", "JST"]}},
+                "required": ["zone"],
+                "additionalProperties": False,
+            },
+        },
+    },
+]
+ASK: list[Any] = [{"role": "user", "content": "What is the weather in Paris tomorrow?"}]
+
+
+def client(server: Server) -> openai.OpenAI:
+    return openai_client(server.url + "/v1", server.key)  # type: ignore[no-any-return]
+
+
+def check_weather_arguments(arguments: str) -> dict[str, Any]:
+    """The arguments validate against get_weather's schema (checked by hand: no jsonschema)."""
+    args = json.loads(arguments)
+    assert isinstance(args, dict) and set(args) == {"city", "days"}
+    assert args["city"] in CITIES
+    assert isinstance(args["days"], int) and not isinstance(args["days"], bool)
+    return args
+
+
+def test_named_tool_choice_calls_exactly_that_tool_with_valid_arguments(server: Server) -> None:
+    r = client(server).chat.completions.create(
+        model=BUNDLED,
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=120,
+        temperature=0,
+    )
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls
+    assert calls
+    for tc in calls:
+        assert tc.type == "function" and tc.id.startswith("call_")
+        assert tc.function.name == "get_weather"
+        check_weather_arguments(tc.function.arguments)
+
+
+def test_required_tool_choice_returns_a_call(server: Server) -> None:
+    r = client(server).chat.completions.create(
+        model=BUNDLED,
+        messages=[{"role": "user", "content": "What time is it in Tokyo?"}],
+        tools=TOOLS,
+        tool_choice="required",
+        max_tokens=120,
+        temperature=0,
+    )
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls
+    for tc in choice.message.tool_calls:
+        assert tc.function.name in ("get_weather", "get_time")
+        assert isinstance(json.loads(tc.function.arguments), dict)
+
+
+def test_tool_result_round_trip_answers(server: Server) -> None:
+    """A second turn carrying the assistant's tool call and the tool's result is templated
+    (as text, since SmolLM2's template takes no tools) and answered with a 200."""
+    sdk = client(server)
+    first = sdk.chat.completions.create(
+        model=BUNDLED,
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=120,
+        temperature=0,
+    )
+    (tc, *_) = first.choices[0].message.tool_calls or []
+    messages: list[Any] = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": tc.id,
+                    "type": "function",
+                    "function": {"name": tc.function.name, "arguments": tc.function.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": tc.id, "content": "Sunny, 21 C"},
+    ]
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=BUNDLED, messages=messages, tools=TOOLS, max_tokens=60, temperature=0
+    )
+    assert raw.http_response.status_code == 200
+    second = raw.parse()
+    choice = second.choices[0]
+    assert choice.finish_reason in ("stop", "length", "tool_calls")
+    assert choice.message.content or choice.message.tool_calls
+    # and without tools: plain text over the same history
+    plain = sdk.chat.completions.create(
+        model=BUNDLED, messages=messages, max_tokens=20, temperature=0
+    )
+    assert plain.choices[0].message.content
+
+
+def test_streamed_tool_call_arrives_as_tool_call_deltas(server: Server) -> None:
+    chunks = list(
+        client(server).chat.completions.create(
+            model=BUNDLED,
+            messages=ASK,
+            tools=TOOLS,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            max_tokens=120,
+            temperature=0,
+            stream=True,
+        )
+    )
+    deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert deltas and all(d.index is not None for d in deltas)
+    first = [d for d in deltas if d.id]
+    assert first and all(d.id.startswith("call_") for d in first if d.id)
+    args: dict[int, str] = {}
+    for d in deltas:
+        assert d.function is not None
+        if d.function.name:
+            assert d.function.name == "get_weather"
+        args[d.index] = args.get(d.index, "") + (d.function.arguments or "")
+    for text in args.values():
+        check_weather_arguments(text)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "tool_calls"
+
+
+def test_tool_choice_none_gives_plain_content(server: Server) -> None:
+    r = client(server).chat.completions.create(
+        model=BUNDLED, messages=ASK, tools=TOOLS, tool_choice="none", max_tokens=20, temperature=0
+    )
+    choice = r.choices[0]
+    assert not choice.message.tool_calls
+    assert choice.message.content
+    assert choice.finish_reason in ("stop", "length")
