@@ -58,6 +58,22 @@ def post(server: Server, path: str, body: dict[str, object]) -> httpx.Response:
             },
             "tool_choice",
         ),
+        (  # a tool whose parameters cannot become a grammar
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {"type": "array", "maxItems": 100000},
+                        },
+                    }
+                ],
+            },
+            "tools",
+        ),
         (
             "/v1/chat/completions",
             {

@@ -177,3 +177,48 @@ def test_tool_choice_none_gives_plain_content(server: Server) -> None:
     assert not choice.message.tool_calls
     assert choice.message.content
     assert choice.finish_reason in ("stop", "length")
+
+
+def test_anthropic_surface_gets_generic_tool_use_and_its_round_trip(server: Server) -> None:
+    """Claude Code's format over the same path: a forced tool is a tool_use block whose input
+    follows the schema, and the tool_result turn is answered."""
+    import anthropic
+
+    c = anthropic.Anthropic(base_url=server.url + "/anthropic", api_key=server.key)
+    weather = TOOLS[0]["function"]
+    tools: Any = [
+        {
+            "name": weather["name"],
+            "description": weather["description"],
+            "input_schema": weather["parameters"],
+        }
+    ]
+    asked: Any = [{"role": "user", "content": "What is the weather in Paris tomorrow?"}]
+    msg = c.messages.create(
+        model=BUNDLED,
+        max_tokens=120,
+        messages=asked,
+        tools=tools,
+        tool_choice={"type": "tool", "name": "get_weather"},
+        extra_body={"temperature": 0},
+    )
+    assert msg.stop_reason == "tool_use"
+    (use,) = [b for b in msg.content if b.type == "tool_use"]
+    assert use.name == "get_weather"
+    check_weather_arguments(json.dumps(use.input))
+    again = c.messages.create(
+        model=BUNDLED,
+        max_tokens=40,
+        tools=tools,
+        messages=[
+            *asked,
+            {"role": "assistant", "content": [use.model_dump(exclude_none=True)]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Sunny"}],
+            },
+        ],
+        extra_body={"temperature": 0},
+    )
+    assert again.stop_reason in ("end_turn", "max_tokens", "tool_use")
+    assert again.content
