@@ -222,3 +222,26 @@ def test_anthropic_surface_gets_generic_tool_use_and_its_round_trip(server: Serv
     )
     assert again.stop_reason in ("end_turn", "max_tokens", "tool_use")
     assert again.content
+
+
+def test_auto_streams_a_response_as_content_deltas(server: Server) -> None:
+    """With tool_choice auto the model may answer directly; that answer's text streams as it
+    is generated (several content deltas, no JSON wrapper), not at the end."""
+    chunks = list(
+        client(server).chat.completions.create(
+            model=BUNDLED,
+            messages=ASK,
+            tools=TOOLS,
+            max_tokens=60,
+            temperature=0,
+            stream=True,
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    if any(d.tool_calls for d in deltas):
+        assert finish == "tool_calls"
+        return
+    texts = [d.content for d in deltas if d.content]
+    assert len(texts) > 1 and finish in ("stop", "length")
+    assert not "".join(texts).lstrip().startswith('{"response"')
