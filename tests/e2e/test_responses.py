@@ -1,0 +1,303 @@
+"""The Responses API (``/v1/responses``), end to end: the real server in front of the suite's
+upstream (remote) and the bundled model (local), driven by the official ``openai`` package and
+by raw httpx where the bytes matter. What reaches the upstream is read back from its
+``/__requests`` record."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.test_anthropic import sse_events
+from tests.e2e.test_remote_upstream import ANSWER, assert_error_body, forwarded, usage_row
+from tests.harness import BUNDLED, Chaos, Server
+
+REMOTE = "deepseek-chat"
+
+
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=server.url + "/v1", api_key=server.key, max_retries=0, timeout=120
+    )
+
+
+def rid() -> str:
+    return "test-" + uuid.uuid4().hex
+
+
+def sent(chaos: Chaos, server: Server, my_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(forwarded(chaos, server, my_id)["body"])
+    return body
+
+
+# ---------------------------------------------------------------- remote upstream
+
+
+def test_string_input_with_instructions(server: Server, fresh_chaos: Chaos) -> None:
+    """Non-stream: one message item with the upstream's answer as output_text, status completed,
+    Responses usage; the upstream got a chat request (instructions → system message first,
+    max_output_tokens → max_tokens, reasoning.effort none → thinking disabled, text.format
+    json_schema → response_format); one usage record under the responses route."""
+    my_id = rid()
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    with client(server) as c:
+        r = c.responses.create(
+            model=REMOTE,
+            instructions="be kind",
+            input="say something nice",
+            max_output_tokens=100,
+            temperature=0.5,
+            reasoning={"effort": "none"},
+            text={"format": {"type": "json_schema", "name": "out", "schema": schema}},
+            store=True,  # accepted, ignored
+            extra_headers={"X-Request-ID": my_id},
+            extra_body={"some_future_field": 1},
+        )
+    assert r.id.startswith("resp_") and r.object == "response"
+    assert r.status == "completed" and r.model == REMOTE and r.incomplete_details is None
+    assert [item.type for item in r.output] == ["message"]
+    assert r.output_text == ANSWER
+    assert r.usage is not None
+    assert r.usage.input_tokens == 5 and r.usage.output_tokens == 16
+    assert r.usage.total_tokens == 21 and r.usage.input_tokens_details.cached_tokens == 0
+    up = sent(fresh_chaos, server, my_id)
+    assert up["messages"] == [
+        {"role": "system", "content": "be kind"},
+        {"role": "user", "content": "say something nice"},
+    ]
+    assert up["max_tokens"] == 100 and up["stream"] is False and up["temperature"] == 0.5
+    assert up["thinking"] == {"type": "disabled"}
+    assert up["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "out", "schema": schema},
+    }
+    assert "some_future_field" not in up and "store" not in up and "input" not in up
+    row = usage_row(server, my_id)
+    assert row["route"] == "responses" and row["status"] == 200
+    assert row["model"] == REMOTE and row["completion_tokens"] == 16
+
+
+def test_function_call_round_trip_is_translated(server: Server, fresh_chaos: Chaos) -> None:
+    """Items: a user message (input_text parts), a reasoning item, two function_call items and
+    their function_call_output items reach the upstream as the equivalent chat conversation:
+    one assistant message with both tool_calls (and the reasoning as reasoning_content), then
+    the tool messages; flat function tools become chat tools, tool_choice and effort pass."""
+    my_id = rid()
+    params = {"type": "object", "properties": {"city": {"type": "string"}}}
+    items: list[Any] = [
+        {"role": "developer", "content": "You are terse."},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "weather?"}],
+        },
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [{"type": "summary_text", "text": "use the tool"}],
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city":"Paris"}',
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_2",
+            "name": "get_weather",
+            "arguments": '{"city":"Rome"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {"type": "function_call_output", "call_id": "call_2", "output": "rain"},
+        {"role": "user", "content": "and tomorrow?"},
+    ]
+    with client(server) as c:
+        r = c.responses.create(
+            model=REMOTE,
+            input=items,
+            tools=[
+                {
+                    "type": "function",
+                    "name": "get_weather",
+                    "description": "Weather of a city",
+                    "parameters": params,
+                    "strict": False,
+                },
+                {"type": "web_search"},  # a built-in tool: dropped
+            ],
+            tool_choice="auto",
+            reasoning={"effort": "high"},
+            extra_headers={"X-Request-ID": my_id},
+        )
+    assert r.output_text == ANSWER
+    up = sent(fresh_chaos, server, my_id)
+    calls = [
+        {
+            "id": cid,
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "arguments": json.dumps({"city": city}, separators=(",", ":")),
+            },
+        }
+        for cid, city in (("call_1", "Paris"), ("call_2", "Rome"))
+    ]
+    assert up["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": calls,
+            "reasoning_content": "use the tool",
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "rain"},
+        {"role": "user", "content": "and tomorrow?"},
+    ]
+    assert up["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": params,
+                "description": "Weather of a city",
+                "strict": False,
+            },
+        }
+    ]
+    assert up["tool_choice"] == "auto" and up["reasoning_effort"] == "high"
+
+
+def test_stream_events_and_final_response(server: Server, fresh_chaos: Chaos) -> None:
+    """Raw bytes: the semantic events in order, named as their type, numbered in sequence, no
+    [DONE]; the text deltas make the answer; response.completed (last) carries the output and
+    usage. Then the SDK's ``responses.stream``: text deltas and the same final response."""
+    with httpx.stream(
+        "POST",
+        server.url + "/responses",
+        json={"model": REMOTE, "input": "say something nice", "stream": True},
+        headers={"authorization": f"Bearer {server.key}"},
+        timeout=30,
+    ) as r:
+        r.read()
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert "[DONE]" not in r.text
+    events = sse_events(r)
+    names = [n for n, _ in events]
+    assert all(n == d["type"] for n, d in events)
+    assert [d["sequence_number"] for _, d in events] == list(range(len(events)))
+    assert names[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert set(names[4:-4]) == {"response.output_text.delta"}
+    assert names[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    text = "".join(d["delta"] for n, d in events if n == "response.output_text.delta")
+    assert text == ANSWER
+    final = events[-1][1]["response"]
+    assert final["status"] == "completed"
+    assert final["output"][0]["content"][0]["text"] == ANSWER
+    assert final["usage"]["output_tokens"] == 16 and final["usage"]["input_tokens"] == 3
+    assert events[0][1]["response"]["status"] == "in_progress"
+
+    with (
+        client(server) as c,
+        c.responses.stream(model=REMOTE, input="hi there") as s,
+    ):
+        deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
+        response = s.get_final_response()
+    assert "".join(deltas) == ANSWER
+    assert response.output_text == ANSWER and response.status == "completed"
+    assert response.usage is not None and response.usage.output_tokens == 16
+
+
+def test_max_output_tokens_is_incomplete(server: Server, fresh_chaos: Chaos) -> None:
+    """Cut at max_output_tokens: status incomplete with its reason, body and stream alike."""
+    with client(server) as c:
+        r = c.responses.create(model=REMOTE, input="hello", max_output_tokens=4)
+        events = list(
+            c.responses.create(model=REMOTE, input="hello", max_output_tokens=4, stream=True)
+        )
+    assert r.status == "incomplete"
+    assert r.incomplete_details is not None and r.incomplete_details.reason == "max_output_tokens"
+    assert r.usage is not None and r.usage.output_tokens == 4
+    last = events[-1]
+    assert last.type == "response.incomplete"
+    assert last.response.incomplete_details is not None
+    assert last.response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_stateless_and_errors_in_openai_shape(server: Server, fresh_chaos: Chaos) -> None:
+    """previous_response_id is a 400 that says why; a bad item, an unknown model and a missing
+    key are OpenAI-shaped errors; the SDK raises on them as it does for chat."""
+    url = server.url + "/v1/responses"
+    auth = {"authorization": f"Bearer {server.key}"}
+    r = httpx.post(
+        url,
+        json={"model": REMOTE, "input": "hi", "previous_response_id": "resp_1"},
+        headers=auth,
+    )
+    err = assert_error_body(r, 400)
+    assert err["param"] == "previous_response_id" and "stateless" in err["message"]
+    r = httpx.post(
+        url, json={"model": REMOTE, "input": [{"type": "image_generation_call"}]}, headers=auth
+    )
+    assert assert_error_body(r, 400)["param"] == "input.0.type"
+    r = httpx.post(url, json={"model": "no-such-model", "input": "hi"}, headers=auth)
+    assert assert_error_body(r, 404)["code"] == "model_not_found"
+    assert_error_body(httpx.post(url, json={"model": REMOTE, "input": "hi"}), 401)
+    with client(server) as c, pytest.raises(openai.BadRequestError):
+        c.responses.create(model=REMOTE, input="hi", previous_response_id="resp_1")
+
+
+# ---------------------------------------------------------------- the bundled model
+
+
+@pytest.mark.slow
+def test_local_create_and_stream(server: Server) -> None:
+    """The bundled model answers through the Responses surface; stream and body agree; usage
+    counts real tokens."""
+    with client(server) as c:
+        r = c.responses.create(
+            model=BUNDLED,
+            instructions="You are a helpful assistant.",
+            input="Say hello.",
+            max_output_tokens=12,
+            temperature=0,
+        )
+        assert r.model == BUNDLED and r.output_text
+        assert r.status in ("completed", "incomplete")
+        assert r.usage is not None
+        assert r.usage.input_tokens > 5 and 0 < r.usage.output_tokens <= 12
+        with c.responses.stream(
+            model=BUNDLED,
+            instructions="You are a helpful assistant.",
+            input="Say hello.",
+            max_output_tokens=12,
+            temperature=0,
+        ) as s:
+            events = list(s)
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created"
+    last = events[-1]
+    # the SDK's get_final_response() wants response.completed; a cut answer ends incomplete
+    assert last.type in ("response.completed", "response.incomplete")
+    final = last.response
+    assert "response.output_text.delta" in kinds
+    assert final.output_text == r.output_text
+    assert final.usage is not None and final.usage.output_tokens == r.usage.output_tokens
