@@ -13,7 +13,6 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.test_anthropic import sse_events
 from tests.e2e.test_remote_upstream import ANSWER, assert_error_body, forwarded, usage_row
 from tests.harness import BUNDLED, Chaos, Server
 
@@ -28,6 +27,17 @@ def client(server: Server) -> openai.OpenAI:
 
 def rid() -> str:
     return "test-" + uuid.uuid4().hex
+
+
+def sse_events(r: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) of each SSE event of a response body; comments skipped."""
+    out = []
+    for raw in r.text.split("\n\n"):
+        if not raw.strip() or raw.startswith(":"):
+            continue
+        lines = dict(line.split(": ", 1) for line in raw.splitlines())
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
 
 
 def sent(chaos: Chaos, server: Server, my_id: str) -> dict[str, Any]:
@@ -224,6 +234,37 @@ def test_stream_events_and_final_response(server: Server, fresh_chaos: Chaos) ->
     assert "".join(deltas) == ANSWER
     assert response.output_text == ANSWER and response.status == "completed"
     assert response.usage is not None and response.usage.output_tokens == 16
+
+
+def raw_stream(server: Server) -> httpx.Response:
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/responses",
+        json={"model": REMOTE, "input": "hi", "stream": True},
+        headers={"authorization": f"Bearer {server.key}"},
+        timeout=30,
+    ) as r:
+        r.read()
+    assert r.status_code == 200, r.text
+    return r
+
+
+def test_stream_keepalive_and_in_band_failure(server: Server, fresh_chaos: Chaos) -> None:
+    """Upstream keep-alives are SSE comments the parsers skip; an upstream cut mid-stream ends
+    the stream with response.failed (OpenAI's error code and message), never response.completed."""
+    fresh_chaos.control(keepalives=2, keepalive_ms=10)
+    r = raw_stream(server)
+    assert r.text.count(": keep-alive\n\n") >= 1
+    names = [n for n, _ in sse_events(r)]
+    assert names[0] == "response.created" and names[-1] == "response.completed"
+    fresh_chaos.control(reset=True)
+    fresh_chaos.control(script="reset", stall_after_chunks=3)
+    events = sse_events(raw_stream(server))
+    names = [n for n, _ in events]
+    assert "response.output_text.delta" in names and "response.completed" not in names
+    assert names[-1] == "response.failed"
+    failed = events[-1][1]["response"]
+    assert failed["status"] == "failed" and failed["error"]["message"]
 
 
 def test_max_output_tokens_is_incomplete(server: Server, fresh_chaos: Chaos) -> None:
