@@ -6,7 +6,11 @@ by raw httpx where the bytes matter. What reaches the upstream is read back from
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -342,3 +346,93 @@ def test_local_create_and_stream(server: Server) -> None:
     assert "response.output_text.delta" in kinds
     assert final.output_text == r.output_text
     assert final.usage is not None and final.usage.output_tokens == r.usage.output_tokens
+
+
+# ---------------------------------------------------------------- Codex CLI
+
+CODEX = "@openai/codex@0.171.0"  # pinned: the CLI's requests change often
+
+
+@pytest.fixture(scope="session")
+def codex_cli() -> Path:
+    """Codex CLI from npm, installed once into the user's cache (outside the work tree)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    prefix = cache / "seekport-tests" / ("codex-" + CODEX.rsplit("@", 1)[1])
+    cli = prefix / "node_modules" / ".bin" / "codex"
+    if not cli.exists():
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(prefix),
+                CODEX,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return cli
+
+
+def test_codex_exec_prints_the_answer(
+    codex_cli: Path, server: Server, fresh_chaos: Chaos, tmp_path: Path
+) -> None:
+    """One ``codex exec`` turn through a ``model_providers`` entry with ``wire_api =
+    "responses"`` prints the model's answer; its Responses request (instructions, input items,
+    tools) reached the upstream as a streamed chat request."""
+    fresh_chaos.control(record_body_bytes=1 << 20)
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        f'model = "{REMOTE}"\n'
+        'model_provider = "seekport"\n'
+        "[model_providers.seekport]\n"
+        'name = "seekport"\n'
+        f'base_url = "{server.url}/v1"\n'
+        'env_key = "SEEKPORT_TEST_KEY"\n'
+        'wire_api = "responses"\n'
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "CODEX_HOME": str(home),
+        "SEEKPORT_TEST_KEY": server.key,
+    }
+    last = tmp_path / "last.txt"
+    p = subprocess.run(
+        [
+            str(codex_cli),
+            "exec",
+            "--skip-git-repo-check",
+            "--output-last-message",
+            str(last),
+            "say hi",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert last.read_text().strip() == ANSWER
+    bodies = [json.loads(r["body"]) for r in fresh_chaos.requests(last=20) if r.get("body")]
+    assert len(bodies) == 1  # one turn, one upstream call
+    main = bodies[0]
+    assert main["stream"] is True
+    assert main["messages"][0]["role"] == "system"
+    assert "say hi" in json.dumps(main["messages"][1:])
+    assert all(r["path"].endswith("/chat/completions") for r in fresh_chaos.requests(last=20))
+    assert main["tool_choice"] == "auto"
+    names = [t["function"]["name"] for t in main["tools"]]
+    assert "exec_command" in names  # Codex's function tools, flat in its request
+    assert all(t["type"] == "function" and t["function"]["parameters"] for t in main["tools"])
