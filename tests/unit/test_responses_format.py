@@ -152,6 +152,7 @@ def test_translation_and_refusals() -> None:
             "tools": [{"type": "function", "name": "f"}],
             "text": {"format": {"type": "json_object"}},
             "reasoning": {"effort": "low"},
+            "user": "alice",
         }
     )
     body = chat_body(req, "m")
@@ -160,12 +161,15 @@ def test_translation_and_refusals() -> None:
     assert body["tool_choice"] == {"type": "function", "function": {"name": "f"}}
     assert body["response_format"] == {"type": "json_object"}
     assert body["reasoning_effort"] == "low" and "thinking" not in body
-    assert chat_request(body).reasoning_effort == "low"
+    assert chat_request(body).reasoning_effort == "low" and body["user_id"] == "alice"
+    only = chat_body(ResponsesRequest.model_validate({"model": "m", "instructions": "hi"}), "m")
+    assert only["messages"] == [{"role": "system", "content": "hi"}]
     for bad in (
         {"input": [{"type": "message", "role": "tool", "content": "x"}]},
         {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "u"}]}]},
         {"input": "x", "previous_response_id": "resp_1"},
         {"input": "x", "text": {"format": {"type": "xml"}}},
+        {},
     ):
         with pytest.raises(InvalidRequestError):
             chat_body(ResponsesRequest.model_validate({"model": "m", **bad}), "m")

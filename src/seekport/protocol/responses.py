@@ -22,7 +22,9 @@ Translation (chat format on the right):
   name}`` → the same in chat's shape;
 - ``reasoning.effort`` → ``reasoning_effort`` (``none`` → ``thinking: disabled``);
   ``max_output_tokens`` → ``max_tokens``; ``temperature``, ``top_p``;
-  ``text.format`` ``json_schema`` / ``json_object`` → ``response_format``.
+  ``text.format`` ``json_schema`` / ``json_object`` → ``response_format``; ``user`` →
+  ``user_id`` (hashed when outside DeepSeek's pattern); ``input`` or ``instructions`` is
+  required.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from seekport.errors import InvalidRequestError
+from seekport.protocol.anthropic import user_id
 from seekport.protocol.chat import MAX_TOOLS, ChatCompletionRequest
 
 RESPONSES = ConfigDict(extra="ignore")
@@ -53,7 +56,7 @@ class ResponsesRequest(BaseModel):
 
     model_config = RESPONSES
     model: Annotated[str, Field(min_length=1, max_length=256)]
-    input: str | list[dict[str, Any]]
+    input: str | list[dict[str, Any]] | None = None
     instructions: str | None = None
     tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -66,6 +69,7 @@ class ResponsesRequest(BaseModel):
     store: bool | None = None  # accepted, ignored: nothing is stored
     previous_response_id: str | None = None
     parallel_tool_calls: bool | None = None
+    user: str | None = None
 
 
 def _bad(message: str, param: str = "input") -> InvalidRequestError:
@@ -98,6 +102,10 @@ def _messages(req: ResponsesRequest) -> list[dict[str, Any]]:
         out.append({"role": "system", "content": req.instructions})
     if isinstance(req.input, str):
         out.append({"role": "user", "content": req.input})
+        return out
+    if not req.input:
+        if not out:
+            raise _bad("input or instructions is required")
         return out
     reasoning: list[str] = []
 
@@ -219,6 +227,8 @@ def chat_body(req: ResponsesRequest, model: str) -> dict[str, Any]:
             body["thinking"] = {"type": "disabled"}
         else:
             body["reasoning_effort"] = req.reasoning.effort
+    if req.user:
+        body["user_id"] = user_id(req.user)
     if req.text is not None and req.text.format is not None:
         fmt = _response_format(req.text.format)
         if fmt is not None:
