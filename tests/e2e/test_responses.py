@@ -189,6 +189,48 @@ def test_function_call_round_trip_is_translated(server: Server, fresh_chaos: Cha
     assert up["tool_choice"] == "auto" and up["reasoning_effort"] == "high"
 
 
+def test_custom_tool_round_trip_is_translated(server: Server, fresh_chaos: Chaos) -> None:
+    """Codex's freeform apply_patch: the custom tool reaches the upstream as a function of one
+    string ``input``, its earlier call and output as a tool call and a tool message."""
+    my_id = rid()
+    patch = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch\n"
+    r = httpx.post(
+        server.url + "/v1/responses",
+        json={
+            "model": REMOTE,
+            "tools": [
+                {
+                    "type": "custom",
+                    "name": "apply_patch",
+                    "description": "Edit files",
+                    "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"},
+                }
+            ],
+            "input": [
+                {"role": "user", "content": "add a.txt"},
+                {
+                    "type": "custom_tool_call",
+                    "call_id": "call_p",
+                    "name": "apply_patch",
+                    "input": patch,
+                },
+                {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Success."},
+            ],
+        },
+        headers={"authorization": f"Bearer {server.key}", "X-Request-ID": my_id},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["output"][0]["content"][0]["text"] == ANSWER
+    up = sent(fresh_chaos, server, my_id)
+    fn = up["tools"][0]["function"]
+    assert fn["name"] == "apply_patch" and fn["description"] == "Edit files"
+    assert fn["parameters"]["properties"]["input"]["type"] == "string"
+    call = up["messages"][1]["tool_calls"][0]
+    assert call["id"] == "call_p" and json.loads(call["function"]["arguments"]) == {"input": patch}
+    assert up["messages"][2] == {"role": "tool", "tool_call_id": "call_p", "content": "Success."}
+
+
 def test_stream_events_and_final_response(server: Server, fresh_chaos: Chaos) -> None:
     """Raw bytes: the semantic events in order, named as their type, numbered in sequence, no
     [DONE]; the text deltas make the answer; response.completed (last) carries the output and

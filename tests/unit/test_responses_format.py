@@ -173,3 +173,60 @@ def test_translation_and_refusals() -> None:
     ):
         with pytest.raises(InvalidRequestError):
             chat_body(ResponsesRequest.model_validate({"model": "m", **bad}), "m")
+
+
+def test_custom_tool_calls_in_and_out() -> None:
+    """A custom (freeform) tool is a function of one string ``input``; custom_tool_call items
+    go upstream as calls with that argument; an answer's call to it is a custom_tool_call item
+    whose raw input comes whole at its end (no arguments deltas)."""
+    patch = "*** Begin Patch\n*** End Patch"
+    req = ResponsesRequest.model_validate(
+        {
+            "model": "m",
+            "tools": [
+                {"type": "custom", "name": "apply_patch", "description": "edit", "format": {}},
+                {"type": "function", "name": "f"},
+            ],
+            "tool_choice": {"type": "custom", "name": "apply_patch"},
+            "input": [
+                {
+                    "type": "custom_tool_call",
+                    "call_id": "c1",
+                    "name": "apply_patch",
+                    "input": patch,
+                },
+                {"type": "custom_tool_call_output", "call_id": "c1", "output": "Done"},
+            ],
+        }
+    )
+    body = chat_body(req, "m")
+    fn = body["tools"][0]["function"]
+    assert fn["name"] == "apply_patch" and fn["parameters"]["required"] == ["input"]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
+    call = body["messages"][0]["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"]) == {"input": patch}
+    assert body["messages"][1] == {"role": "tool", "tool_call_id": "c1", "content": "Done"}
+    chat_request(body)
+
+    enc = ResponsesStream(ResponseMeta("m", custom=frozenset({"apply_patch"})))
+    arguments = json.dumps({"input": patch})
+    evs: list[Event] = [
+        ToolCallDelta(0, "call_p", "apply_patch", arguments[:10]),
+        ToolCallDelta(0, None, None, arguments[10:]),
+        ToolCallDelta(1, "call_f", "f", "{}"),
+        Finish("tool_calls"),
+    ]
+    data = b"".join(enc.encode(ev) for ev in evs) + enc.close() + enc.done()
+    events = parse(data)
+    kinds = [e["type"] for e in events]
+    assert kinds[2:6] == [
+        "response.output_item.added",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+        "response.output_item.done",
+    ]
+    assert events[3]["delta"] == patch and events[4]["input"] == patch
+    output = events[-1]["response"]["output"]
+    assert [i["type"] for i in output] == ["custom_tool_call", "function_call"]
+    assert output[0]["input"] == patch and output[0]["call_id"] == "call_p"
+    assert output[1]["arguments"] == "{}"

@@ -17,9 +17,12 @@ Translation (chat format on the right):
   ``function_call`` → an assistant ``tool_calls`` entry (consecutive calls share one assistant
   message); ``function_call_output`` → a ``tool`` message; ``reasoning`` (its summary or
   content text) → ``reasoning_content`` of the next assistant message; other item types → 400;
-- function ``tools`` (flat: ``{type, name, description, parameters}``; other tool types are
-  dropped) → chat function tools; ``tool_choice`` auto / required / none / ``{type: function,
-  name}`` → the same in chat's shape;
+- function ``tools`` (flat: ``{type, name, description, parameters}``) → chat function tools;
+  ``custom`` (freeform) tools such as Codex's ``apply_patch`` → a function with one string
+  argument ``input`` (its grammar is not enforced; the answer's calls to it come back as
+  ``custom_tool_call`` items), and ``custom_tool_call`` / ``custom_tool_call_output`` items are
+  translated like function calls; other (built-in) tool types are dropped; ``tool_choice``
+  auto / required / none / ``{type: function | custom, name}`` → the same in chat's shape;
 - ``reasoning.effort`` → ``reasoning_effort`` (``none`` → ``thinking: disabled``);
   ``max_output_tokens`` → ``max_tokens``; ``temperature``, ``top_p``;
   ``text.format`` ``json_schema`` / ``json_object`` → ``response_format``; ``user`` →
@@ -135,19 +138,12 @@ def _messages(req: ResponsesRequest) -> list[dict[str, Any]]:
                 msg["reasoning_content"] = "".join(reasoning)
                 reasoning.clear()
             out.append(msg)
-        elif kind == "function_call":
-            name, call_id = item.get("name"), item.get("call_id")
-            if not isinstance(name, str) or not isinstance(call_id, str):
-                raise _bad(f"input.{i}: a function_call needs name and call_id", f"input.{i}")
-            arguments = item.get("arguments", "{}")
-            if not isinstance(arguments, str):
-                arguments = orjson.dumps(arguments).decode()
-            call = {"name": name, "arguments": arguments}
-            assistant()["tool_calls"].append({"id": call_id, "type": "function", "function": call})
-        elif kind == "function_call_output":
+        elif kind in ("function_call", "custom_tool_call"):
+            assistant()["tool_calls"].append(_call(item, i))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id = item.get("call_id")
             if not isinstance(call_id, str):
-                raise _bad(f"input.{i}: a function_call_output needs call_id", f"input.{i}")
+                raise _bad(f"input.{i}: a {kind} needs call_id", f"input.{i}")
             output = item.get("output", "")
             text = output if isinstance(output, str) else _text(output, i)
             out.append({"role": "tool", "tool_call_id": call_id, "content": text})
@@ -159,9 +155,28 @@ def _messages(req: ResponsesRequest) -> list[dict[str, Any]]:
     return out
 
 
+def _call(item: dict[str, Any], i: int) -> dict[str, Any]:
+    """A chat tool call of a ``function_call`` or ``custom_tool_call`` item (the custom call's
+    raw ``input`` as the one argument its function takes)."""
+    kind, name, call_id = item["type"], item.get("name"), item.get("call_id")
+    if not isinstance(name, str) or not isinstance(call_id, str):
+        raise _bad(f"input.{i}: a {kind} needs name and call_id", f"input.{i}")
+    if kind == "custom_tool_call":
+        arguments = orjson.dumps({"input": str(item.get("input", ""))}).decode()
+    else:
+        arguments = item.get("arguments", "{}")
+        if not isinstance(arguments, str):
+            arguments = orjson.dumps(arguments).decode()
+    call = {"name": name, "arguments": arguments}
+    return {"id": call_id, "type": "function", "function": call}
+
+
 def _tools(req: ResponsesRequest) -> list[dict[str, Any]] | None:
     tools = []
     for t in req.tools or []:
+        if t.get("type") == "custom":
+            tools.append(_custom_tool(t))
+            continue
         if t.get("type") != "function":
             continue  # built-in tools (web_search, file_search, ...): not ours to run
         name = t.get("name")
@@ -176,10 +191,32 @@ def _tools(req: ResponsesRequest) -> list[dict[str, Any]] | None:
     return tools or None
 
 
+def _custom_tool(t: dict[str, Any]) -> dict[str, Any]:
+    """A custom (freeform) tool, e.g. Codex's ``apply_patch``: a function taking its raw text
+    as one string argument ``input`` (the grammar of ``format``, if any, is not enforced)."""
+    name = t.get("name")
+    if not isinstance(name, str) or not name:
+        raise _bad("tools: a custom tool needs a name", "tools")
+    params = {
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": "the tool's raw input"}},
+        "required": ["input"],
+    }
+    fn: dict[str, Any] = {"name": name, "parameters": params}
+    if t.get("description"):
+        fn["description"] = t["description"]
+    return {"type": "function", "function": fn}
+
+
+def custom_tools(req: ResponsesRequest) -> frozenset[str]:
+    """The names of the request's custom tools (their calls are answered as custom calls)."""
+    return frozenset(str(t.get("name")) for t in req.tools or [] if t.get("type") == "custom")
+
+
 def _tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
     if isinstance(choice, str):
         return choice
-    if choice.get("type") == "function" and isinstance(choice.get("name"), str):
+    if choice.get("type") in ("function", "custom") and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise _bad("tool_choice: auto, required, none or {type: function, name}", "tool_choice")
 

@@ -4,8 +4,9 @@ Stream (``event: <type>`` + ``data: {...}``, each with a ``sequence_number``):
 ``response.created``, ``response.in_progress``, then per output item (reasoning, the message,
 each function call) ``response.output_item.added`` / its deltas
 (``response.reasoning_text.delta``, ``response.content_part.added`` +
-``response.output_text.delta``, ``response.function_call_arguments.delta``) / their ``.done``
-events / ``response.output_item.done``; and ``response.completed`` (or
+``response.output_text.delta``, ``response.function_call_arguments.delta``; a custom tool's
+call is a ``custom_tool_call`` item whose ``response.custom_tool_call_input.delta`` comes whole
+at its end) / their ``.done`` events / ``response.output_item.done``; and ``response.completed`` (or
 ``response.incomplete`` when the answer was cut at ``max_output_tokens``) only after the usage
 record is committed (there is no ``[DONE]``; a record that cannot be stored, or an error after
 the first byte, ends the stream with ``response.failed``). ``KeepAlive`` is an SSE comment.
@@ -45,6 +46,7 @@ INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 class ResponseMeta:
     model: str  # the model id the answer names
     echo: dict[str, Any] = field(default_factory=dict)  # request fields the response repeats
+    custom: frozenset[str] = frozenset()  # custom tools: their calls are custom_tool_call items
 
 
 def _id(prefix: str) -> str:
@@ -61,6 +63,17 @@ def usage_dict(usage: Usage | None) -> dict[str, Any]:
         "output_tokens_details": {"reasoning_tokens": details.reasoning_tokens if details else 0},
         "total_tokens": u.total_tokens or u.prompt_tokens + u.completion_tokens,
     }
+
+
+def _custom_input(arguments: str) -> str:
+    """A custom tool's raw input from the function arguments it was called with
+    (``{"input": "..."}``); the arguments as they are if they are not that."""
+    try:
+        value = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return arguments
+    raw = value.get("input") if isinstance(value, dict) else None
+    return raw if isinstance(raw, str) else arguments
 
 
 class ResponsesStream:
@@ -165,6 +178,13 @@ class ResponsesStream:
             out += self._sse(
                 "response.reasoning_text.done", {**where, "content_index": 0, "text": text}
             )
+        elif item["type"] == "custom_tool_call":
+            raw = _custom_input(text)
+            item["input"] = raw
+            item["status"] = "completed"
+            if raw:
+                out += self._sse("response.custom_tool_call_input.delta", {**where, "delta": raw})
+            out += self._sse("response.custom_tool_call_input.done", {**where, "input": raw})
         else:
             item["arguments"] = text
             item["status"] = "completed"
@@ -212,15 +232,14 @@ class ResponsesStream:
                 {**self._where(), "content_index": 0, "delta": ev.text},
             )
         if isinstance(ev, ToolCallDelta):
-            if kind != "function_call" or self._tool != ev.index or ev.id is not None:
-                item = {
-                    "id": _id("fc_"),
-                    "type": "function_call",
-                    "status": "in_progress",
-                    "call_id": ev.id or _id("call_"),
-                    "name": ev.name or "",
-                    "arguments": "",
-                }
+            calls = ("function_call", "custom_tool_call")
+            if kind not in calls or self._tool != ev.index or ev.id is not None:
+                name = ev.name or ""
+                item = {"status": "in_progress", "call_id": ev.id or _id("call_"), "name": name}
+                if name in self.meta.custom:
+                    item = {"id": _id("ctc_"), "type": "custom_tool_call", **item, "input": ""}
+                else:
+                    item = {"id": _id("fc_"), "type": "function_call", **item, "arguments": ""}
                 out += self._open(item)
                 self._tool = ev.index
             elif ev.name:
@@ -228,6 +247,9 @@ class ResponsesStream:
                 self._item["name"] += ev.name
             if ev.arguments:
                 self._parts.append(ev.arguments)
+                assert self._item is not None
+                if self._item["type"] == "custom_tool_call":
+                    return out  # its input is sent whole when the call ends (it is JSON inside)
                 out += self._sse(
                     "response.function_call_arguments.delta",
                     {**self._where(), "delta": ev.arguments},

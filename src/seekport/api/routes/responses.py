@@ -16,7 +16,7 @@ from seekport.api.deps import services_or_none
 from seekport.api.encoders.responses import MEDIA_JSON, ResponseMeta, ResponsesBody, ResponsesStream
 from seekport.api.routes.inference import _parse as parse_body
 from seekport.api.scope import RequestScope, aclose
-from seekport.protocol.responses import ResponsesRequest, chat_body, chat_request
+from seekport.protocol.responses import ResponsesRequest, chat_body, chat_request, custom_tools
 
 router = APIRouter()
 
@@ -50,7 +50,7 @@ async def responses(request: Request) -> Response:
         scope.label = req.model
         body = chat_body(req, req.model)
         chat = chat_request(body)
-        meta = ResponseMeta(model=req.model, echo=_echo(req))
+        meta = ResponseMeta(model=req.model, echo=_echo(req), custom=custom_tools(req))
         work = (
             _stream(scope, chat, body, meta) if req.stream else _complete(scope, chat, body, meta)
         )
