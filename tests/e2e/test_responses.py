@@ -231,6 +231,38 @@ def test_custom_tool_round_trip_is_translated(server: Server, fresh_chaos: Chaos
     assert up["messages"][2] == {"role": "tool", "tool_call_id": "call_p", "content": "Success."}
 
 
+def test_images_reach_remote_upstreams_only(server: Server, fresh_chaos: Chaos) -> None:
+    """input_image parts go to a remote upstream as image_url chat parts; the bundled model
+    (text only) refuses them with a clear 400."""
+    my_id = rid()
+    content: list[Any] = [
+        {"type": "input_text", "text": "what is this?"},
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"},
+    ]
+    with client(server) as c:
+        r = c.responses.create(
+            model=REMOTE,
+            input=[{"role": "user", "content": content}],
+            extra_headers={"X-Request-ID": my_id},
+        )
+        assert r.output_text == ANSWER
+        with pytest.raises(openai.BadRequestError) as refused:
+            c.responses.create(model=BUNDLED, input=[{"role": "user", "content": content}])
+    assert sent(fresh_chaos, server, my_id)["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is this?"},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"},
+                },
+            ],
+        }
+    ]
+    assert "text only" in str(refused.value)
+
+
 def test_stream_events_and_final_response(server: Server, fresh_chaos: Chaos) -> None:
     """Raw bytes: the semantic events in order, named as their type, numbered in sequence, no
     [DONE]; the text deltas make the answer; response.completed (last) carries the output and

@@ -166,7 +166,7 @@ def test_translation_and_refusals() -> None:
     assert only["messages"] == [{"role": "system", "content": "hi"}]
     for bad in (
         {"input": [{"type": "message", "role": "tool", "content": "x"}]},
-        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "u"}]}]},
+        {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
         {"input": "x", "previous_response_id": "resp_1"},
         {"input": "x", "text": {"format": {"type": "xml"}}},
         {},

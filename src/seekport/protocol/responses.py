@@ -13,7 +13,9 @@ Translation (chat format on the right):
 
 - ``instructions`` → a system message first; ``input`` as a string → one user message;
 - ``input`` items: ``message`` (role user / system / developer / assistant; content a string or
-  ``input_text`` / ``output_text`` parts) → that message (``developer`` → system);
+  ``input_text`` / ``output_text`` parts, and ``input_image`` parts with ``image_url`` in user
+  messages: ``image_url`` chat parts, for remote upstreams only) → that message
+  (``developer`` → system);
   ``function_call`` → an assistant ``tool_calls`` entry (consecutive calls share one assistant
   message); ``function_call_output`` → a ``tool`` message; ``reasoning`` (its summary or
   content text) → ``reasoning_content`` of the next assistant message; other item types → 400;
@@ -38,7 +40,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from seekport.errors import InvalidRequestError
-from seekport.protocol.anthropic import user_id
+from seekport.protocol.anthropic import has_images, user_id
 from seekport.protocol.chat import MAX_TOOLS, ChatCompletionRequest
 
 RESPONSES = ConfigDict(extra="ignore")
@@ -99,6 +101,34 @@ def _text(content: Any, i: int) -> str:
     return "".join(out)
 
 
+def _image(part: dict[str, Any], i: int) -> dict[str, Any]:
+    url = part.get("image_url")
+    if not isinstance(url, str) or not url:
+        raise _bad(
+            f"input.{i}.content: input_image needs image_url (file_id is not supported here)",
+            f"input.{i}.content",
+        )
+    image: dict[str, Any] = {"url": url}
+    if part.get("detail"):
+        image["detail"] = part["detail"]
+    return {"type": "image_url", "image_url": image}
+
+
+def _user_content(content: Any, i: int) -> str | list[dict[str, Any]]:
+    """A user message's content: plain text, or chat parts when it holds images (which reach
+    remote upstreams only)."""
+    if not isinstance(content, list) or not any(
+        isinstance(p, dict) and p.get("type") == "input_image" for p in content
+    ):
+        return _text(content, i)
+    return [
+        _image(p, i)
+        if isinstance(p, dict) and p.get("type") == "input_image"
+        else {"type": "text", "text": _text([p], i)}
+        for p in content
+    ]
+
+
 def _messages(req: ResponsesRequest) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if req.instructions:
@@ -130,9 +160,10 @@ def _messages(req: ResponsesRequest) -> list[dict[str, Any]]:
             role = item.get("role")
             if role not in ("user", "system", "developer", "assistant"):
                 raise _bad(f"input.{i}.role '{role}' is not supported", f"input.{i}.role")
+            content = item.get("content", "")
             msg = {
                 "role": "system" if role == "developer" else role,
-                "content": _text(item.get("content", ""), i),
+                "content": _user_content(content, i) if role == "user" else _text(content, i),
             }
             if role == "assistant" and reasoning:
                 msg["reasoning_content"] = "".join(reasoning)
@@ -274,6 +305,16 @@ def chat_body(req: ResponsesRequest, model: str) -> dict[str, Any]:
 
 
 def chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
+    """The validated chat request of a translated body. Image parts are left out (our chat
+    model takes text parts only; a remote upstream gets them through the body)."""
+    if has_images(body):
+        messages = [
+            {**m, "content": [p for p in m["content"] if p["type"] == "text"]}
+            if isinstance(m.get("content"), list)
+            else m
+            for m in body["messages"]
+        ]
+        body = {**body, "messages": messages}
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValueError as exc:

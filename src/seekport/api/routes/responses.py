@@ -16,6 +16,8 @@ from seekport.api.deps import services_or_none
 from seekport.api.encoders.responses import MEDIA_JSON, ResponseMeta, ResponsesBody, ResponsesStream
 from seekport.api.routes.inference import _parse as parse_body
 from seekport.api.scope import RequestScope, aclose
+from seekport.errors import InvalidRequestError
+from seekport.protocol.anthropic import has_images
 from seekport.protocol.responses import ResponsesRequest, chat_body, chat_request, custom_tools
 
 router = APIRouter()
@@ -46,9 +48,14 @@ async def responses(request: Request) -> Response:
         assert isinstance(req, ResponsesRequest)
         scope.model = req.model
         scope.stream = bool(req.stream)
-        svc.chat.deployment_for(req.model)
+        dep = svc.chat.deployment_for(req.model)
         scope.label = req.model
         body = chat_body(req, req.model)
+        if dep.backend.kind == "local" and has_images(body):
+            raise InvalidRequestError(
+                f"model '{req.model}' (local) reads text only: input_image is not supported",
+                param="input",
+            )
         chat = chat_request(body)
         meta = ResponseMeta(model=req.model, echo=_echo(req), custom=custom_tools(req))
         work = (
