@@ -16,7 +16,7 @@ from seekport import __version__
 from seekport.api.deps import Services
 from seekport.api.errors import anthropic_error_response, error_response, install_error_handlers
 from seekport.api.middleware import EdgeMiddleware
-from seekport.api.routes import anthropic, inference, system
+from seekport.api.routes import anthropic, inference, responses, system
 from seekport.api.scope import RequestScope
 from seekport.config import LocalModelConfig, ManagedModelConfig, ModelConfig, Settings
 from seekport.errors import SeekportError
@@ -113,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(inference.router)
     app.include_router(anthropic.router)
+    app.include_router(responses.router)
     app.include_router(system.router)
 
     async def refuse(

@@ -23,6 +23,7 @@ API_ROUTES = {
 API_ROUTES.update(
     {f"/anthropic{v}/messages": "anthropic.messages" for v in ("", "/v1")}
     | {f"/anthropic{v}/messages/count_tokens": "anthropic.count_tokens" for v in ("", "/v1")}
+    | {f"{v}/responses": "responses" for v in ("", "/v1")}
 )
 
 # answers an API request refused here, before any route ran, and records it:
