@@ -107,10 +107,9 @@ def test_forced_tool_choice_while_thinking_is_refused(tool_choice: Any) -> None:
     ],
 )
 def test_other_tool_choices_pass(tool_choice: Any, thinking: Any) -> None:
-    chat(thinking=thinking, tools=TOOLS, tool_choice=tool_choice)
-    chat(
-        thinking=thinking, tools=TOOLS, tool_choice=tool_choice
-    ).refuse_forced_tool_choice_while_thinking()
+    req = chat(thinking=thinking, tools=TOOLS, tool_choice=tool_choice)
+    req.refuse_forced_tool_choice_while_thinking()  # raises InvalidRequestError if refused
+    assert req.tool_choice == tool_choice  # kept as sent, to go upstream unchanged
 
 
 # ---- content parts and earlier reasoning
