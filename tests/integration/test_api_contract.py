@@ -87,7 +87,7 @@ async def test_non_object_body_is_400(app: App) -> None:
         ({"messages": None}, "messages"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages"),
         ({"temperature": 9}, "temperature"),
-        ({"n": 3}, "n"),
+        ({"n": 17}, "n"),
         ({"max_tokens": -1}, "max_tokens"),
     ],
 )

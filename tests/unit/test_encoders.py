@@ -197,3 +197,90 @@ def test_in_band_error_has_the_openai_error_shape() -> None:
             "code": "upstream_error",
         }
     }
+
+
+def two_choices() -> list[Event]:
+    """n=2: the choices' events interleave; one usage for the call."""
+    return [
+        RoleDelta(choice=0),
+        RoleDelta(choice=1),
+        ContentDelta("甲", choice=1),
+        ContentDelta("A", choice=0),
+        ToolCallDelta(0, "call_b", "f", "{}", choice=1),
+        Finish("tool_calls", choice=1),
+        ContentDelta("B", choice=0),
+        Finish("length", choice=0),
+        UsageReport(USAGE),
+    ]
+
+
+@pytest.mark.parametrize("wants_usage", [False, True])
+def test_chat_stream_with_two_choices(wants_usage: bool) -> None:
+    meta = AnswerMeta(model="m", chat=True, wants_usage=wants_usage)
+    body = sse(run_stream(meta, two_choices()))[:-1]
+    for c in body:
+        ChatCompletionChunk.model_validate(c)
+    per: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
+    for c in body:
+        for ch in c["choices"]:
+            per[ch["index"]].append(ch)
+    for i in (0, 1):  # each choice: its role first, its finish last, exactly once
+        assert per[i][0]["delta"] == {"role": "assistant", "content": ""}
+        assert [ch["finish_reason"] for ch in per[i]][1:-1] == [None] * (len(per[i]) - 2)
+    assert "".join(ch["delta"].get("content") or "" for ch in per[0]) == "AB"
+    assert per[0][-1]["finish_reason"] == "length"
+    assert per[1][-1]["finish_reason"] == "tool_calls"
+    assert per[1][2]["delta"]["tool_calls"][0]["id"] == "call_b"
+    usage = [c["usage"] for c in body if c.get("usage")]
+    assert usage == [USAGE.model_dump(exclude_none=True)]  # once, for the whole call
+    if not wants_usage:  # DeepSeek's placement: on the last finish chunk
+        assert body[-1]["choices"][0]["finish_reason"] == "length" and body[-1]["usage"]
+
+
+def test_chat_body_with_two_choices() -> None:
+    enc = OpenAIBody(AnswerMeta(model="m", chat=True))
+    for ev in two_choices():
+        enc.add(ev)
+    body = orjson.loads(enc.body())
+    ChatCompletion.model_validate(body)
+    first, second = body["choices"]
+    assert (first["index"], first["message"]["content"], first["finish_reason"]) == (
+        0,
+        "AB",
+        "length",
+    )
+    assert second["index"] == 1 and second["finish_reason"] == "tool_calls"
+    assert second["message"]["content"] == "甲"
+    assert second["message"]["tool_calls"][0]["function"] == {"name": "f", "arguments": "{}"}
+    assert body["usage"] == USAGE.model_dump(exclude_none=True)
+
+
+def test_completion_stream_and_body_with_two_choices() -> None:
+    events: list[Event] = [
+        ContentDelta("x", choice=0),
+        ContentDelta("yz", choice=1),
+        ContentDelta("w", choice=0),
+        Finish("stop", choice=0),
+        Finish("length", choice=1),
+        UsageReport(USAGE),
+    ]
+    meta = AnswerMeta(model="m", chat=False)
+    chunks = sse(run_stream(meta, events))[:-1]
+    for c in chunks:
+        Completion.model_validate(c)
+    texts: dict[int, str] = {0: "", 1: ""}
+    finishes: dict[int, str] = {}
+    for c in chunks:
+        ch = c["choices"][0]
+        texts[ch["index"]] += ch["text"]
+        if ch["finish_reason"]:
+            finishes[ch["index"]] = ch["finish_reason"]
+    assert texts == {0: "xw", 1: "yz"} and finishes == {0: "stop", 1: "length"}
+    enc = OpenAIBody(meta)
+    for ev in events:
+        enc.add(ev)
+    body = orjson.loads(enc.body())
+    assert [(c["index"], c["text"], c["finish_reason"]) for c in body["choices"]] == [
+        (0, "xw", "stop"),
+        (1, "yz", "length"),
+    ]

@@ -187,6 +187,36 @@ async def test_non_stream_body_becomes_events_with_the_body_as_raw(upstream: Any
     assert all(e.raw == b"" for e in events[1:])
 
 
+async def test_several_choices_become_events_tagged_with_their_index(upstream: Any) -> None:
+    """n > 1 upstream answers: every choice of a chunk or body is read, not just the first."""
+
+    def two(delta0: dict[str, Any], delta1: dict[str, Any], finish: str | None = None) -> bytes:
+        choices = [
+            {"index": 0, "delta": delta0, "finish_reason": finish},
+            {"index": 1, "delta": delta1, "finish_reason": finish},
+        ]
+        body = {"id": "up-1", "model": "up-model", "choices": choices}
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+    backend = await upstream(
+        sse_handler(
+            two({"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}),
+            chunk({"content": "c"}),
+            two({}, {}, "stop"),
+            chunk(None, usage=USAGE),
+            b"data: [DONE]\n\n",
+        )
+    )
+    events = await collect(backend, call(True))
+    text = {0: "", 1: ""}
+    for e in events:
+        if isinstance(e, ContentDelta):
+            text[e.choice] += e.text
+    assert text == {0: "ac", 1: "b"}
+    assert sorted(e.choice for e in events if isinstance(e, RoleDelta)) == [0, 1]
+    assert sorted(e.choice for e in events if isinstance(e, Finish)) == [0, 1]
+
+
 async def test_error_status_maps_with_retry_after_and_is_kept_on_the_call(upstream: Any) -> None:
     async def handle(_r: web.Request) -> web.Response:
         return web.json_response(

@@ -283,3 +283,53 @@ def test_prefill_is_throttled_while_others_decode_but_not_when_alone() -> None:
     plan = step(s)
     assert [len(w.tokens) for w in plan.work if w.seq is late] == [10]
     assert plan.num_tokens == 11  # one decode + the throttled chunk
+
+
+def test_choices_of_one_request_compute_their_prompt_once() -> None:
+    """n > 1: the further choices wait for the first to compute the prompt, then copy its KV
+    (all but the last token, which each runs for its own logits); a request behind them waits
+    its turn (FIFO). A short prompt leaves budget in its step, which would otherwise admit
+    the other choices to compute the same prompt beside it."""
+    s = Scheduler(SchedulerConfig(max_num_seqs=4, max_step_tokens=64))
+    first = seq("c0", 10)
+    others = [
+        Sequence(f"c{i}", list(first.prompt_tokens), first.params, after=first) for i in (1, 2)
+    ]
+    later = seq("later", [900, 901, 902, 903, 904])
+    for x in (first, *others, later):
+        s.add(x)
+    plan = step(s)
+    assert [(w.seq.request_id, len(w.tokens)) for w in plan.work] == [("c0", 10)]
+    assert [x.request_id for x in s.waiting] == ["c1", "c2", "later"]
+    plan = step(s)
+    assert sorted(plan.copies) == [(first.slot, others[0].slot, 9), (first.slot, others[1].slot, 9)]
+    prefill = {w.seq.request_id: len(w.tokens) for w in plan.work if w.seq is not first}
+    assert prefill == {"c1": 1, "c2": 1, "later": 5}
+    assert [o.cached_tokens for o in others] == [9, 9]
+    run_all(s)
+    assert all(x.finish_reason == "length" for x in (first, *others, later))
+
+
+def test_choices_follow_a_first_choice_that_is_gone() -> None:
+    """A first choice cancelled before its prompt was computed does not hold the others."""
+    s = Scheduler(SchedulerConfig(max_num_seqs=2, max_step_tokens=64))
+    first = seq("c0", 10)
+    other = Sequence("c1", list(first.prompt_tokens), first.params, after=first)
+    s.add(first)
+    s.add(other)
+    first.cancelled = True
+    plan = step(s)
+    assert plan.aborted == [first]
+    assert [(w.seq.request_id, len(w.tokens)) for w in plan.work] == [("c1", 10)]
+
+
+def test_further_choices_are_admitted_with_their_first_one() -> None:
+    """The waiting-line bound counts a request once: its further choices are not refused."""
+    s = Scheduler(SchedulerConfig(max_num_seqs=1, max_waiting=1))
+    s.add(seq("running", 3))
+    step(s)
+    first = seq("c0", 3)
+    s.add(first)
+    s.add(Sequence("c1", list(first.prompt_tokens), first.params, after=first))
+    with pytest.raises(OverloadedError):
+        s.add(seq("third", 3))

@@ -120,6 +120,10 @@ class AsyncEngine:
     def submit(self, seq: Sequence) -> SequenceStream:
         """Queue a sequence or raise OverloadedError (503) when the waiting line is full, or
         EngineFailedError (503) while the engine restarts after a failure."""
+        return self.submit_all([seq])[0]
+
+    def submit_all(self, seqs: list[Sequence]) -> list[SequenceStream]:
+        """Queue the choices of one request together (all or none, as ``submit``)."""
         if not self._healthy:
             raise EngineFailedError(
                 f"the local engine of model '{self.name}' is restarting after a failure; retry",
@@ -136,12 +140,13 @@ class AsyncEngine:
                     "retry later",
                     retry_after=1,
                 )
-            stream = SequenceStream(self, seq)
-            self._streams[seq] = stream
-            self._inbox.append(seq)
-            self._waiting += 1
+            streams = [SequenceStream(self, seq) for seq in seqs]
+            for stream in streams:
+                self._streams[stream.seq] = stream
+            self._inbox.extend(seqs)
+            self._waiting += len(seqs)
         self._wake.set()
-        return stream
+        return streams
 
     def _start_thread(self) -> None:
         engine = self._engine
@@ -242,17 +247,24 @@ class AsyncEngine:
             with self._lock:
                 new, self._inbox = self._inbox, []
             refused: list[tuple[Sequence, object]] = []
+            gone: dict[Sequence, object] = {}  # refused here: their further choices follow
             for seq in new:
+                if seq.after is not None and seq.after in gone:
+                    gone[seq] = gone[seq.after]
+                    refused.append((seq, gone[seq]))
+                    continue
                 try:
                     engine.add(seq)
                 except SeekportError as exc:  # the line filled up since submit() looked
                     refused.append((seq, exc))
+                    gone[seq] = exc
                 except Exception as exc:  # the caller's checks should have caught it
                     log.exception(
                         "engine refused a sequence", extra={"fields": {"model": self.name}}
                     )
                     why = f"{type(exc).__name__}: {exc}"
-                    refused.append((seq, SeekportError(f"the local engine refused it ({why})")))
+                    gone[seq] = SeekportError(f"the local engine refused it ({why})")
+                    refused.append((seq, gone[seq]))
             if refused and not self._post(refused):
                 return
             if not engine.has_work():

@@ -21,7 +21,9 @@ an empty or least recently used slot and gets the shared prefix copied over (a c
 ``seq_cp``), from any slot, running ones included: a burst of requests with one system prompt
 computes it once, and no conversation's history is overwritten by another's. An idle cache is
 discarded only when its own slot is taken, least recently used first; never to make room
-elsewhere, since each slot's cells are its own.
+elsewhere, since each slot's cells are its own. The choices of one request (``n`` > 1) share
+their prompt outright: the first computes it, the others (``after`` it) are admitted once it
+has, and copy all of it but the last token, whose logits each needs.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ class Scheduler:
         """Queue ``seq``. OverloadedError when ``max_waiting`` sequences already wait beyond
         the free slots (the next step admits those); ValueError when it cannot fit a slot."""
         free = self.cfg.max_num_seqs - len(self.running)
-        if len(self.waiting) >= self.cfg.max_waiting + free:
+        # a request's further choices come with its first one: admitted or refused with it
+        if seq.after is None and len(self.waiting) >= self.cfg.max_waiting + free:
             raise OverloadedError(
                 f"{len(self.waiting)} requests are waiting for the engine; retry later",
                 retry_after=1,
@@ -165,6 +168,8 @@ class Scheduler:
                 prefill -= self._prefill(plan, seq, prefill)
                 prefill = min(prefill, throttle - plan.num_tokens + plan.num_decode)
         while self.waiting and prefill > 0 and len(self.running) < self.cfg.max_num_seqs:
+            if _waits_for_prompt(self.waiting[0]):
+                break  # FIFO: the line moves on when the prompt it shares is computed
             seq = self.waiting.popleft()  # FIFO: a free slot is all a sequence waits for
             self._admit(plan, seq)
             self.running.append(seq)
@@ -223,6 +228,12 @@ class Scheduler:
         seq.num_computed = hit
         seq.cached_tokens = hit
         self.reserved += seq.kv_need
+
+
+def _waits_for_prompt(seq: Sequence) -> bool:
+    """A further choice whose first choice is still computing the prompt they share."""
+    first = seq.after
+    return first is not None and first.finish_reason is None and first.prefilling
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -21,12 +21,16 @@ class StreamOptions(BaseModel):
     include_usage: bool | None = False
 
 
+MAX_CHOICES = 16  # ``n``: choices one request may ask for (each is a full generation)
+
+
 class GenerationRequest(BaseModel):
     """Fields and helpers common to ``/chat/completions`` and ``/completions``."""
 
     model_config = WIRE
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
+    n: Annotated[int, Field(ge=1, le=MAX_CHOICES)] | None = None
     stop: StopItem | Annotated[list[StopItem], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -44,6 +48,11 @@ class GenerationRequest(BaseModel):
         if self.stop is None:
             return []
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def choices(self) -> int:
+        """How many choices the answer has (``n``, default 1)."""
+        return self.n or 1
 
     @property
     def wants_usage_in_stream(self) -> bool:

@@ -5,6 +5,9 @@ sequence::
 
     RoleDelta? (ReasoningDelta | ContentDelta | ToolCallDelta | KeepAlive)* Finish UsageReport?
 
+per choice: with ``n`` > 1 the choices' events interleave, each carrying its ``choice`` index
+(0 for the first and only choice otherwise), and one ``UsageReport`` for the whole call ends it.
+
 Policies (metering, and later retries, cache, guard, budgets) read these objects, never bytes.
 One encoder per wire format at the edge turns them into that format; a non-stream response is
 the aggregate of the same events.
@@ -41,6 +44,7 @@ class TokenLogprob:
 class RoleDelta:
     role: str = "assistant"
     raw: bytes | None = None
+    choice: int = 0
 
 
 @dataclass(slots=True)
@@ -48,6 +52,7 @@ class ContentDelta:
     text: str
     logprobs: list[TokenLogprob] | None = None
     raw: bytes | None = None
+    choice: int = 0
 
 
 @dataclass(slots=True)
@@ -57,6 +62,7 @@ class ReasoningDelta:
     text: str
     logprobs: list[TokenLogprob] | None = None
     raw: bytes | None = None
+    choice: int = 0
 
 
 @dataclass(slots=True)
@@ -68,12 +74,14 @@ class ToolCallDelta:
     name: str | None = None
     arguments: str = ""
     raw: bytes | None = None
+    choice: int = 0
 
 
 @dataclass(slots=True)
 class Finish:
     reason: str  # stop | length | tool_calls | content_filter | insufficient_system_resource
     raw: bytes | None = None
+    choice: int = 0
 
 
 @dataclass(slots=True)

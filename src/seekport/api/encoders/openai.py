@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -78,7 +78,9 @@ def _tool_call(ev: ToolCallDelta, *, with_index: bool) -> dict[str, Any]:
 
 
 class OpenAIStream:
-    """Encodes one streamed answer, event by event."""
+    """Encodes one streamed answer, event by event. With ``n`` > 1 each chunk carries one
+    choice's piece (``index``): every choice gets its role chunk and its finish chunk; the
+    usage rides on the last finish chunk (or the ``choices: []`` chunk), once."""
 
     media_type = MEDIA_STREAM
 
@@ -93,62 +95,77 @@ class OpenAIStream:
         }
         if meta.wants_usage:
             self._head["usage"] = None
-        self._role_sent = not meta.chat
-        self._finish: Finish | None = None
-        self._offset = 0  # characters of text sent so far (completions' text_offset)
+        self._roles_sent: set[int] = set()  # choices whose role chunk went out
+        self._finish: Finish | None = None  # held until the usage (or another finish) comes
+        self._offsets: dict[int, int] = {}  # characters of text sent per choice (text_offset)
 
     def _event(self, choice: dict[str, Any], **extra: Any) -> bytes:
         return sse.event(orjson.dumps({**self._head, "choices": [choice], **extra}))
 
-    def _chat(self, delta: dict[str, Any], logprobs: Any = None) -> bytes:
+    def _chat(self, index: int, delta: dict[str, Any], logprobs: Any = None) -> bytes:
         return self._event(
-            {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": None}
+            {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": None}
         )
 
-    def _role(self) -> bytes:
-        if self._role_sent:
+    def _role(self, index: int = 0) -> bytes:
+        if not self.meta.chat or index in self._roles_sent:
             return b""
-        self._role_sent = True
-        return self._chat({"role": "assistant", "content": ""})
+        self._roles_sent.add(index)
+        return self._chat(index, {"role": "assistant", "content": ""})
 
     def encode(self, ev: Event) -> bytes:
         """The bytes for one event (often none: a finish waits for its usage)."""
         if self.meta.passthrough and ev.raw is not None:
             if isinstance(ev, UsageReport) and ev.raw and not self.meta.wants_usage:
                 return b""  # the usage-only chunk we asked the upstream for on our own account
-            self._role_sent = True
+            # the upstream's own chunks carry its role chunks
+            self._roles_sent.add(0 if isinstance(ev, KeepAlive | UsageReport) else ev.choice)
             return ev.raw
         if isinstance(ev, KeepAlive):
             return sse.KEEP_ALIVE
         if isinstance(ev, RoleDelta):
-            return self._role()
+            return self._role(ev.choice)
         if isinstance(ev, Finish):
+            # an earlier choice's finish goes out now; the last one waits for the usage
+            out = self._finish_chunk(None, with_usage=False) if self._finish is not None else b""
             self._finish = ev
-            return b""
+            return out
         if isinstance(ev, UsageReport):
             return self._usage(ev)
         if not self.meta.chat:
             assert isinstance(ev, ContentDelta)
-            lp = _completion_logprobs(ev.logprobs, self._offset) if ev.logprobs else None
-            self._offset += len(ev.text)
-            return self._event({"index": 0, "text": ev.text, "logprobs": lp, "finish_reason": None})
-        head = self._role()
+            offset = self._offsets.get(ev.choice, 0)
+            lp = _completion_logprobs(ev.logprobs, offset) if ev.logprobs else None
+            self._offsets[ev.choice] = offset + len(ev.text)
+            return self._event(
+                {"index": ev.choice, "text": ev.text, "logprobs": lp, "finish_reason": None}
+            )
+        head = self._role(ev.choice)
         if isinstance(ev, ToolCallDelta):
-            return head + self._chat({"tool_calls": [_tool_call(ev, with_index=True)]})
+            call = _tool_call(ev, with_index=True)
+            return head + self._chat(ev.choice, {"tool_calls": [call]})
         lps = ev.logprobs
         lp = {"content": [logprob_dict(e, self.meta.top_logprobs) for e in lps]} if lps else None
         key = "content" if isinstance(ev, ContentDelta) else "reasoning_content"
-        return head + self._chat({key: ev.text}, lp)
+        return head + self._chat(ev.choice, {key: ev.text}, lp)
 
-    def _finish_chunk(self, usage: Any) -> bytes:
+    def _finish_chunk(self, usage: Any, *, with_usage: bool = True) -> bytes:
         assert self._finish is not None
-        last: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": self._finish.reason}
+        index = self._finish.choice
+        last: dict[str, Any] = {
+            "index": index,
+            "logprobs": None,
+            "finish_reason": self._finish.reason,
+        }
         if self.meta.chat:
             last["delta"] = {}
         else:
             last["text"] = ""
         self._finish = None
-        return self._event(last, usage=usage)
+        head = self._role(index)
+        if not with_usage:
+            return head + self._event(last)
+        return head + self._event(last, usage=usage)
 
     def _usage(self, ev: UsageReport) -> bytes:
         usage = ev.usage.model_dump(exclude_none=True)
@@ -175,72 +192,95 @@ class OpenAIStream:
         return sse.event(orjson.dumps(error_body(exc)))
 
 
+@dataclass(slots=True)
+class _Choice:
+    """One choice of a non-stream answer, as its events arrive."""
+
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    tools: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish: str = "stop"
+    reasoning_seen: bool = False
+
+
 class OpenAIBody:
-    """Aggregates the events of a non-stream answer into one body."""
+    """Aggregates the events of a non-stream answer into one body (``n`` choices, by index)."""
 
     media_type = MEDIA_JSON
 
     def __init__(self, meta: AnswerMeta) -> None:
         self.meta = meta
         self._raw: list[bytes] = []
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
-        self._logprobs: list[TokenLogprob] = []
-        self._tools: dict[int, dict[str, Any]] = {}
-        self._finish = "stop"
+        self._choices: dict[int, _Choice] = {}
         self._usage: dict[str, Any] | None = None
-        self._reasoning_seen = meta.reasoning
+
+    def _choice(self, index: int) -> _Choice:
+        ch = self._choices.get(index)
+        if ch is None:
+            ch = self._choices[index] = _Choice(reasoning_seen=self.meta.reasoning)
+        return ch
 
     def add(self, ev: Event) -> None:
         if ev.raw:
             self._raw.append(ev.raw)
         if isinstance(ev, ContentDelta):
-            self._content.append(ev.text)
-            self._logprobs.extend(ev.logprobs or ())
+            ch = self._choice(ev.choice)
+            ch.content.append(ev.text)
+            ch.logprobs.extend(ev.logprobs or ())
         elif isinstance(ev, ReasoningDelta):
-            self._reasoning.append(ev.text)
-            self._reasoning_seen = True
-            self._logprobs.extend(ev.logprobs or ())
+            ch = self._choice(ev.choice)
+            ch.reasoning.append(ev.text)
+            ch.reasoning_seen = True
+            ch.logprobs.extend(ev.logprobs or ())
         elif isinstance(ev, ToolCallDelta):
-            call = self._tools.setdefault(ev.index, {"id": None, "name": "", "arguments": []})
+            tools = self._choice(ev.choice).tools
+            call = tools.setdefault(ev.index, {"id": None, "name": "", "arguments": []})
             call["id"] = call["id"] or ev.id
             call["name"] += ev.name or ""
             call["arguments"].append(ev.arguments)
         elif isinstance(ev, Finish):
-            self._finish = ev.reason
+            self._choice(ev.choice).finish = ev.reason
+        elif isinstance(ev, RoleDelta):
+            self._choice(ev.choice)
         elif isinstance(ev, UsageReport):
             self._usage = ev.usage.model_dump(exclude_none=True)
 
     def body(self) -> bytes:
         if self.meta.passthrough and self._raw:
             return b"".join(self._raw)
-        return orjson.dumps(self._chat() if self.meta.chat else self._completion())
+        make = self._chat if self.meta.chat else self._completion
+        if not self._choices:
+            self._choice(0)
+        choices = [make(i, ch) for i, ch in sorted(self._choices.items())]
+        if self.meta.chat:
+            return orjson.dumps(self._envelope("chat.completion", "chatcmpl-", choices))
+        return orjson.dumps(self._envelope("text_completion", "cmpl-", choices))
 
-    def _envelope(self, obj: str, prefix: str, choice: dict[str, Any]) -> dict[str, Any]:
+    def _envelope(self, obj: str, prefix: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "id": prefix + uuid.uuid4().hex,
             "object": obj,
             "created": int(time.time()),
             "model": self.meta.model,
             "system_fingerprint": self.meta.fingerprint,
-            "choices": [choice],
+            "choices": choices,
             "usage": self._usage,
         }
 
-    def _completion(self) -> dict[str, Any]:
-        lp = _completion_logprobs(self._logprobs, 0) if self._logprobs else None
-        choice = {
-            "index": 0,
-            "text": "".join(self._content),
+    def _completion(self, index: int, ch: _Choice) -> dict[str, Any]:
+        lp = _completion_logprobs(ch.logprobs, 0) if ch.logprobs else None
+        return {
+            "index": index,
+            "text": "".join(ch.content),
             "logprobs": lp,
-            "finish_reason": self._finish,
+            "finish_reason": ch.finish,
         }
-        return self._envelope("text_completion", "cmpl-", choice)
 
-    def _chat(self) -> dict[str, Any]:
-        text = "".join(self._content)
+    def _chat(self, index: int, ch: _Choice) -> dict[str, Any]:
+        text = "".join(ch.content)
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        if self._tools:
+        if ch.tools:
             message["content"] = text or None
             message["tool_calls"] = [
                 {
@@ -248,17 +288,16 @@ class OpenAIBody:
                     "type": "function",
                     "function": {"name": c["name"], "arguments": "".join(c["arguments"])},
                 }
-                for _, c in sorted(self._tools.items())
+                for _, c in sorted(ch.tools.items())
             ]
-        if self._reasoning_seen:
-            message["reasoning_content"] = "".join(self._reasoning)
-        lps = self._logprobs
-        choice = {
-            "index": 0,
+        if ch.reasoning_seen:
+            message["reasoning_content"] = "".join(ch.reasoning)
+        lps = ch.logprobs
+        return {
+            "index": index,
             "message": message,
             "logprobs": (
                 {"content": [logprob_dict(e, self.meta.top_logprobs) for e in lps]} if lps else None
             ),
-            "finish_reason": self._finish,
+            "finish_reason": ch.finish,
         }
-        return self._envelope("chat.completion", "chatcmpl-", choice)

@@ -7,6 +7,7 @@ events of ``protocol.events`` (reasoning split, tool calls parsed); the edge enc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
@@ -147,6 +148,14 @@ class LocalBackend:
         req = call.request
         assert isinstance(req, ChatCompletionRequest | CompletionRequest)
         reject_unsupported(req, self.model, self._cfg.tool_parser)
+        assert self._engine is not None
+        slots = self._engine.cfg.max_num_seqs
+        if req.choices > slots:
+            raise InvalidRequestError(
+                f"n is {req.choices}; the local model '{self.model}' runs at most {slots} "
+                "sequences at once",
+                param="n",
+            )
         generic = self._generic_tools(req)
         if isinstance(req, ChatCompletionRequest):
             messages, tools = self._chat_prompt(req)
@@ -229,39 +238,57 @@ class LocalBackend:
         """Admit the call (a full queue or a bad request raises here) and return its events."""
         assert self._engine is not None
         seq = await asyncio.to_thread(self._sequence, call)
-        stream = self._engine.submit(seq)
-        return OwnedEvents(self._events(call, seq, stream), stream.close)
+        seqs = [seq, *_further_choices(call, seq)]
+        streams = self._engine.submit_all(seqs)
+
+        def release() -> None:
+            for stream in streams:
+                stream.close()
+
+        return OwnedEvents(self._events(call, seqs, streams), release)
 
     async def _events(
-        self, call: BackendCall, seq: Any, stream: Any
+        self, call: BackendCall, seqs: list[Any], streams: list[Any]
     ) -> AsyncGenerator[Event, None]:
+        """The choices' events, interleaved as the engine makes them; one usage at the end
+        (the shared prompt counted once, the completions summed)."""
         chat = call.endpoint == "chat"
-        out = _EventMaker(
-            self._parser() if chat else None, self._tool_parser(call) if chat else None
-        )
+        makers = [
+            _EventMaker(self._parser() if chat else None, self._tool_parser(call) if chat else None)
+            for _ in seqs
+        ]
+        waited = [self._waited(stream) for stream in streams]
         try:
             if chat:
-                yield RoleDelta()
-            async for delta in self._waited(stream):
+                for i in range(len(seqs)):
+                    yield RoleDelta(choice=i)
+            async for i, delta in _merged(waited):
                 if delta is None:
                     yield KeepAlive()  # still queued behind other requests
                     continue
-                self._account(call, delta)
-                for ev in out.feed(delta):
+                out = makers[i]
+                if delta is _ENDED:  # choice i is complete
+                    evs = out.flush()
+                    finish = seqs[i].finish_reason or "stop"
+                    if out.tool_calls and finish == "stop":
+                        finish = "tool_calls"
+                    evs.append(Finish(finish))
+                else:
+                    self._account(call, delta)
+                    evs = out.feed(delta)
+                for ev in evs:
+                    if not isinstance(ev, UsageReport | KeepAlive):
+                        ev.choice = i
                     yield ev
-            for ev in out.flush():
-                yield ev
-            finish = seq.finish_reason or "stop"
-            if out.tool_calls and finish == "stop":
-                finish = "tool_calls"
-            yield Finish(finish)
-            reasoning = out.reasoning_tokens if self._cfg.reasoning and chat else None
-            hit = seq.cached_tokens
-            yield UsageReport(
-                Usage.of(len(seq.prompt_tokens), seq.completion_tokens, hit, reasoning)
+            reasoning = (
+                sum(m.reasoning_tokens for m in makers) if self._cfg.reasoning and chat else None
             )
+            completion = sum(seq.completion_tokens for seq in seqs)
+            hit = seqs[0].cached_tokens
+            yield UsageReport(Usage.of(len(seqs[0].prompt_tokens), completion, hit, reasoning))
         finally:
-            stream.close()
+            for stream in streams:
+                stream.close()
 
     def _account(self, call: BackendCall, delta: TokenDelta) -> None:
         if delta.finish_reason == "cancelled":  # the engine is shutting down under us
@@ -309,6 +336,62 @@ async def _with_keepalive(
         return
     async for delta in it:
         yield delta
+
+
+_ENDED: Any = object()  # marks the end of one choice in ``_merged``
+
+
+async def _merged(
+    its: list[AsyncIterator[TokenDelta | None]],
+) -> AsyncIterator[tuple[int, Any]]:
+    """``(i, item)`` from several iterators as their items come, then ``(i, _ENDED)`` when
+    iterator ``i`` is exhausted. One iterator is passed through without tasks."""
+    if len(its) == 1:
+        async for item in its[0]:
+            yield 0, item
+        yield 0, _ENDED
+        return
+    pending = {asyncio.ensure_future(anext(it)): i for i, it in enumerate(its)}
+    try:
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for fut in sorted(done, key=pending.__getitem__):
+                i = pending.pop(fut)
+                try:
+                    item = fut.result()
+                except StopAsyncIteration:
+                    yield i, _ENDED
+                    continue
+                yield i, item
+                pending[asyncio.ensure_future(anext(its[i]))] = i
+    finally:
+        for fut in pending:
+            fut.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _further_choices(call: BackendCall, first: Any) -> list[Any]:
+    """The sequences of choices 1 .. n-1: the first one's prompt, computed once (they wait for
+    it and copy its KV, see the scheduler), and each its own sampler (a seed, when given, is
+    offset by the choice's index, so seeded choices are reproducible and still differ)."""
+    from seekport.engine.sequence import Sequence
+
+    req = call.request
+    assert isinstance(req, ChatCompletionRequest | CompletionRequest)
+    out = []
+    for i in range(1, req.choices):
+        p = first.params
+        params = dataclasses.replace(p, seed=None if p.seed is None else p.seed + i)
+        out.append(
+            Sequence(
+                request_id=call.request_id,
+                prompt_tokens=list(first.prompt_tokens),
+                params=params,
+                after=first,
+            )
+        )
+    return out
 
 
 class _EventMaker:

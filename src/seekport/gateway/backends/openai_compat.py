@@ -402,8 +402,12 @@ class OpenAICompatBackend:
         event but the first gets ``raw=b""`` (the caller sets the first one's)."""
         events: list[Event] = []
         choices = obj.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            _choice_events(choices[0], endpoint, part, events)
+        for position, ch in enumerate(choices if isinstance(choices, list) else ()):
+            if isinstance(ch, dict):  # n > 1: each choice's events carry its index
+                index = ch.get("index")
+                _choice_events(
+                    ch, endpoint, part, events, index if isinstance(index, int) else position
+                )
         usage = obj.get("usage")
         if usage is not None:
             try:
@@ -445,32 +449,35 @@ def _rename_reasoning(obj: Any, part: str) -> bool:
     return changed
 
 
-def _choice_events(ch: dict[str, Any], endpoint: str, part: str, out: list[Event]) -> None:
+def _choice_events(
+    ch: dict[str, Any], endpoint: str, part: str, out: list[Event], choice: int
+) -> None:
     """Typed events of one upstream choice (chat delta or message, or completion text)."""
     lps = _logprobs(ch.get("logprobs"))
     if endpoint == "completion":
         text = ch.get("text")
         if (isinstance(text, str) and text) or lps:
-            out.append(ContentDelta(text if isinstance(text, str) else "", lps))
+            out.append(ContentDelta(text if isinstance(text, str) else "", lps, choice=choice))
     else:
         msg = ch.get(part)
         if isinstance(msg, dict):
             if msg.get("role"):
-                out.append(RoleDelta(str(msg["role"])))
+                out.append(RoleDelta(str(msg["role"]), choice=choice))
             thinking = msg.get("reasoning_content") or msg.get("reasoning")
             if isinstance(thinking, str) and thinking:
-                out.append(ReasoningDelta(thinking))
+                out.append(ReasoningDelta(thinking, choice=choice))
             content = msg.get("content")
             if (isinstance(content, str) and content) or lps:
-                out.append(ContentDelta(content if isinstance(content, str) else "", lps))
+                text = content if isinstance(content, str) else ""
+                out.append(ContentDelta(text, lps, choice=choice))
             for i, tc in enumerate(msg.get("tool_calls") or []):
                 if isinstance(tc, dict):
-                    out.append(_tool_call(tc, i))
+                    out.append(_tool_call(tc, i, choice))
     if ch.get("finish_reason"):
-        out.append(Finish(str(ch["finish_reason"])))
+        out.append(Finish(str(ch["finish_reason"]), choice=choice))
 
 
-def _tool_call(tc: dict[str, Any], position: int) -> ToolCallDelta:
+def _tool_call(tc: dict[str, Any], position: int, choice: int) -> ToolCallDelta:
     fn = tc.get("function")
     if not isinstance(fn, dict):
         fn = {}
@@ -480,6 +487,7 @@ def _tool_call(tc: dict[str, Any], position: int) -> ToolCallDelta:
         tc.get("id"),
         fn.get("name"),
         str(fn.get("arguments") or ""),
+        choice=choice,
     )
 
 
