@@ -57,6 +57,8 @@ class FakeRunner:
         # what LocalBackend asked for: templated (messages, tools), and grammars' schemas
         self.chats: list[tuple[list[dict[str, Any]], list[dict[str, Any]] | None]] = []
         self.schemas: list[dict[str, Any] | None] = []
+        # each chat's (thinking switch, prefix, prefix_reasoning)
+        self.prefixes: list[tuple[bool | None, str | None, str | None]] = []
 
     # prompt side (LocalBackend)
     def prepare_chat(
@@ -64,8 +66,11 @@ class FakeRunner:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         thinking: bool | None = None,
+        prefix: str | None = None,
+        prefix_reasoning: str | None = None,
     ) -> PreparedPrompt:
         self.chats.append((messages, tools))
+        self.prefixes.append((thinking, prefix, prefix_reasoning))
         if not self.words:
             return PreparedPrompt(tokens=[1, 2, 3, 4], stop=[])
         text = " ".join(str(m.get("content") or "") for m in messages)

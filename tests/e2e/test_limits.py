@@ -30,7 +30,7 @@ def post(server: Server, path: str, body: dict[str, object]) -> httpx.Response:
             {"messages": [{"role": "user", "content": "hi"}], "modalities": ["text", "audio"]},
             "modalities",
         ),
-        (
+        (  # chat prefix completion, outside /beta
             "/v1/chat/completions",
             {
                 "messages": [

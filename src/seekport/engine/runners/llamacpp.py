@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from seekport.engine import sizing
+from seekport.engine.parsers.reasoning import CLOSE, OPEN
 from seekport.engine.sampling import SamplingParams
 from seekport.engine.scheduler import StepPlan, Work
 from seekport.engine.sequence import Sequence
@@ -138,6 +139,20 @@ def thinking_switch(template: str | None) -> str | None:
 def thinking_kwargs(switch: str | None, thinking: bool | None) -> dict[str, bool]:
     """What the template is rendered with for a request's thinking switch."""
     return {switch: thinking} if switch is not None and thinking is not None else {}
+
+
+def prefix_text(prompt: str, content: str, reasoning: str | None) -> str:
+    """What follows a rendered chat prompt (ending with the template's generation prompt)
+    when the last assistant message is a prefix to continue (DeepSeek's chat prefix
+    completion). With ``reasoning`` (a thinking model's chain-of-thought prefix) the text is
+    inside a think block, opened here unless the generation prompt already opened it, and
+    closed only when ``content`` follows. Without, it is the content; a think block the
+    generation prompt opened is closed empty first, since the prefix is the answer."""
+    opened = prompt.rstrip().endswith(OPEN)
+    if reasoning is None:
+        return f"{CLOSE}\n\n{content}" if opened else content
+    think = reasoning if opened else f"{OPEN}\n{reasoning}"
+    return f"{think.rstrip()}\n{CLOSE}\n\n{content}" if content else think
 
 
 class LlamaCppRunner:
@@ -321,9 +336,17 @@ class LlamaCppRunner:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         thinking: bool | None = None,
+        prefix: str | None = None,
+        prefix_reasoning: str | None = None,
     ) -> PreparedPrompt:
         """``thinking``: the request's thinking switch, given to a template that has one (see
-        ``thinking_switch``); None leaves the template's default."""
+        ``thinking_switch``); None leaves the template's default.
+
+        ``prefix``: the content of an assistant message to continue (``messages`` are the
+        ones before it; ``prefix_reasoning`` its reasoning, see ``prefix_text``). The prompt's
+        tokens are those of ``messages`` with the generation prompt, exactly as without a
+        prefix, followed by the prefix's own (no BOS): what the model would have read had it
+        written the prefix itself, and the cached prompt of the conversation is reused."""
         if self._formatter is None:
             raise InvalidRequestError("this model has no chat template; use /completions")
         switch = thinking_kwargs(self._thinking_switch, thinking)
@@ -334,6 +357,10 @@ class LlamaCppRunner:
         tokens = self._model.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
         )
+        if prefix is not None:
+            text = prefix_text(result.prompt, prefix, prefix_reasoning)
+            if text:
+                tokens += self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         stop = (
             result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         )

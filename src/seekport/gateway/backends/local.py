@@ -17,6 +17,7 @@ from seekport.config import LocalModelConfig
 from seekport.errors import InvalidRequestError, OverloadedError
 from seekport.gateway.backends.base import BackendCall, OwnedEvents
 from seekport.gateway.backends.local_requests import (
+    chat_prefix,
     reject_unsupported,
     sampling_params,
     template_message,
@@ -158,9 +159,24 @@ class LocalBackend:
             )
         generic = self._generic_tools(req)
         if isinstance(req, ChatCompletionRequest):
+            prefix = chat_prefix(
+                req,
+                self.model,
+                beta=call.beta,
+                tool_parser=self._cfg.tool_parser,
+                reasoning=self.reasoning,
+            )
+            text, thought = (prefix.text(), prefix.reasoning_content) if prefix else (None, None)
             messages, tools = self._chat_prompt(req)
-            # a template with a thinking switch gets the request's; others ignore it
-            prepared = self._runner.prepare_chat(messages, tools, req.thinking_enabled)
+            # a template with a thinking switch gets the request's (on to continue a thought);
+            # others ignore it
+            prepared = self._runner.prepare_chat(
+                messages,
+                tools,
+                True if thought else req.thinking_enabled,
+                prefix=text,
+                prefix_reasoning=thought or None,
+            )
         else:
             prepared = self._runner.prepare_text(req.prompt_text, req.suffix)
         call.stats.prompt_tokens = len(prepared.tokens)
@@ -185,7 +201,8 @@ class LocalBackend:
         """The messages and tools the chat template gets. A model with a ``tool_parser`` has a
         template that takes tools; the others get earlier tool calls and results as text and,
         when tools are offered, their description in the system message (generic tools)."""
-        messages = [template_message(m) for m in req.messages]
+        prefix = req.messages[-1].prefix  # the model continues it: not in the template
+        messages = [template_message(m) for m in req.messages[: -1 if prefix else None]]
         if self._cfg.tool_parser is None:
             messages = render_history(messages)
             if self._generic_tools(req):
@@ -215,11 +232,18 @@ class LocalBackend:
 
         return HermesToolParser() if self._cfg.tool_parser else GenericToolParser()
 
-    def _parser(self) -> ReasoningParser | None:
+    def _parser(self, req: object) -> ReasoningParser | None:
         if self._cfg.reasoning != "deepseek-r1":
             return None
         from seekport.engine.parsers.reasoning import ReasoningParser
 
+        if isinstance(req, ChatCompletionRequest) and req.messages[-1].prefix:
+            # the prompt ends inside the prefix's think block, or after it (then it is all
+            # answer): see LlamaCppRunner.prepare_chat
+            last = req.messages[-1]
+            if last.reasoning_content and not last.text():
+                return ReasoningParser(start_in_reasoning=True)
+            return None
         return ReasoningParser()
 
     async def count_prompt_tokens(self, req: ChatCompletionRequest) -> int:
@@ -254,7 +278,10 @@ class LocalBackend:
         (the shared prompt counted once, the completions summed)."""
         chat = call.endpoint == "chat"
         makers = [
-            _EventMaker(self._parser() if chat else None, self._tool_parser(call) if chat else None)
+            _EventMaker(
+                self._parser(call.request) if chat else None,
+                self._tool_parser(call) if chat else None,
+            )
             for _ in seqs
         ]
         waited = [self._waited(stream) for stream in streams]

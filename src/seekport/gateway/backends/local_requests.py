@@ -120,11 +120,59 @@ def reject_unsupported(
             f"model '{model}' (local) reads text only: image and file parts are not supported",
             param="messages",
         )
-    if any(m.prefix for m in req.messages):
+
+
+def chat_prefix(
+    req: ChatCompletionRequest, model: str, *, beta: bool, tool_parser: str | None, reasoning: bool
+) -> ChatMessage | None:
+    """The assistant message the model is to continue (DeepSeek's chat prefix completion: the
+    last message, with ``prefix: true``), or None; what cannot be continued is refused."""
+    marked = [i for i, m in enumerate(req.messages) if m.prefix]
+    if not marked:
+        return None
+    if not beta:
         raise InvalidRequestError(
-            f"chat prefix completion is not supported by the local model '{model}'",
+            "chat prefix completion (a message with prefix: true) is a beta feature: use the "
+            "/beta base URL (POST /beta/chat/completions)",
             param="messages",
         )
+    last = len(req.messages) - 1
+    if marked[0] != last:
+        raise InvalidRequestError(
+            f"only the last message may have prefix: true; messages[{marked[0]}] has it",
+            param="messages",
+        )
+    m = req.messages[last]
+    if m.role != "assistant":
+        raise InvalidRequestError(
+            f"prefix: true marks the assistant message the model continues; messages[{last}] "
+            f"is a {m.role} message",
+            param="messages",
+        )
+    if m.tool_calls:
+        raise InvalidRequestError(
+            "the prefix message cannot have tool_calls: the model continues its content",
+            param="messages",
+        )
+    if tool_parser is None and req.tools and req.tool_choice != "none":
+        raise InvalidRequestError(
+            f"model '{model}' (local) answers tools through a grammar, which would conflict "
+            "with the given prefix: send no tools, or tool_choice none, with a prefix",
+            param="messages",
+        )
+    if m.reasoning_content and not reasoning:
+        raise InvalidRequestError(
+            f"model '{model}' (local) does not reason, so the prefix's reasoning_content "
+            "cannot be continued",
+            param="messages",
+        )
+    if m.reasoning_content and req.thinking_enabled is False:
+        raise InvalidRequestError(
+            "the prefix's reasoning_content is continued in thinking mode, which this "
+            "request turns off",
+            param="messages",
+        )
+    return m
 
 
 def _structured(
