@@ -90,6 +90,25 @@ def test_required_named_and_parallel_off_narrow_the_schema() -> None:
     assert named_many["properties"]["tool_calls"]["maxItems"] == 1
 
 
+def test_grammar_keeps_the_schema_property_order() -> None:
+    """Each call's name comes before its arguments (so the call can start before its
+    arguments stream), and a response_format's properties come in the order given."""
+    grammar = grammar_for(tool_schema(req()))
+    assert grammar is not None
+    calls = [r for r in grammar.splitlines() if "-name-kv" in r and "-arguments-kv" in r]
+    assert len(calls) == 2  # a rule per tool
+    assert all(r.index("-name-kv") < r.index("-arguments-kv") for r in calls)
+    schema = {
+        "type": "object",
+        "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}},
+        "required": ["zeta", "alpha"],
+    }
+    grammar = grammar_for(schema)
+    assert grammar is not None
+    (root,) = [r for r in grammar.splitlines() if r.startswith("root ::=")]
+    assert root.index("zeta-kv") < root.index("alpha-kv")
+
+
 @pytest.mark.parametrize(
     "choice",
     [{"type": "function", "function": {"name": "nope"}}, {"type": "function"}, "sometimes"],
