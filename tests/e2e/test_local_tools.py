@@ -142,31 +142,34 @@ def test_tool_result_round_trip_answers(server: Server) -> None:
 
 
 def test_streamed_tool_call_arrives_as_tool_call_deltas(server: Server) -> None:
-    chunks = list(
-        client(server).chat.completions.create(
-            model=BUNDLED,
-            messages=ASK,
-            tools=TOOLS,
-            tool_choice={"type": "function", "function": {"name": "get_weather"}},
-            max_tokens=120,
-            temperature=0,
-            stream=True,
-        )
-    )
+    """OpenAI's streamed shape: the call starts with a delta carrying its index, id and name
+    (and no arguments yet), then its arguments come in several deltas as they are generated;
+    their concatenation is the non-stream answer's arguments and follows the schema."""
+    sdk = client(server)
+    asked: dict[str, Any] = {
+        "model": BUNDLED,
+        "messages": ASK,
+        "tools": TOOLS,
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "max_tokens": 120,
+        "temperature": 0,
+    }
+    chunks = list(sdk.chat.completions.create(**asked, stream=True))
     deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
-    assert deltas and all(d.index is not None for d in deltas)
-    first = [d for d in deltas if d.id]
-    assert first and all(d.id.startswith("call_") for d in first if d.id)
-    args: dict[int, str] = {}
-    for d in deltas:
-        assert d.function is not None
-        if d.function.name:
-            assert d.function.name == "get_weather"
-        args[d.index] = args.get(d.index, "") + (d.function.arguments or "")
-    for text in args.values():
-        check_weather_arguments(text)
+    assert deltas and all(d.index == 0 for d in deltas)  # a named choice is one call
+    first, *rest = deltas
+    assert first.id and first.id.startswith("call_") and first.type == "function"
+    assert first.function is not None and first.function.name == "get_weather"
+    assert not first.function.arguments
+    assert len(rest) > 1  # the arguments stream in pieces
+    for d in rest:
+        assert d.id is None and d.function is not None and not d.function.name
+    streamed = "".join((d.function.arguments or "") for d in rest if d.function)
+    check_weather_arguments(streamed)
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] == "tool_calls"
+    whole = sdk.chat.completions.create(**asked).choices[0].message.tool_calls
+    assert whole and [tc.function.arguments for tc in whole] == [streamed]
 
 
 def test_tool_choice_none_gives_plain_content(server: Server) -> None:
@@ -206,6 +209,28 @@ def test_anthropic_surface_gets_generic_tool_use_and_its_round_trip(server: Serv
     (use,) = [b for b in msg.content if b.type == "tool_use"]
     assert use.name == "get_weather"
     check_weather_arguments(json.dumps(use.input))
+    # streamed: the block starts with its name, its input comes as several input_json deltas
+    with c.messages.stream(
+        model=BUNDLED,
+        max_tokens=120,
+        messages=asked,
+        tools=tools,
+        tool_choice={"type": "tool", "name": "get_weather"},
+        extra_body={"temperature": 0},
+    ) as s:
+        events = list(s)
+        final = s.get_final_message()
+    starts = [e.content_block for e in events if e.type == "content_block_start"]
+    assert [(b.type, getattr(b, "name", None)) for b in starts] == [("tool_use", "get_weather")]
+    parts = [
+        e.delta.partial_json
+        for e in events
+        if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
+    ]
+    assert len(parts) > 1
+    assert json.loads("".join(parts)) == use.input
+    assert final.stop_reason == "tool_use"
+    assert [b.input for b in final.content if b.type == "tool_use"] == [use.input]
     again = c.messages.create(
         model=BUNDLED,
         max_tokens=40,

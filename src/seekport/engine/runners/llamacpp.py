@@ -92,10 +92,13 @@ def compile_grammar(schema_json: str) -> str:
 
 
 def grammar_for(schema: dict[str, Any] | None) -> str | None:
-    """Validate a response_format schema and return its grammar (None: unconstrained)."""
+    """Validate a response_format schema and return its grammar (None: unconstrained).
+
+    The grammar keeps the schema's property order (keys are not sorted): OpenAI's structured
+    outputs follow it, and generic tool calls need ``name`` before ``arguments`` to stream."""
     if schema is None:
         return None
-    text = json.dumps(schema, sort_keys=True)
+    text = json.dumps(schema)
     if len(text) > MAX_SCHEMA_CHARS:
         raise InvalidRequestError(
             f"the JSON schema is {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}",

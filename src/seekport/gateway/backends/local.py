@@ -47,7 +47,7 @@ from seekport.telemetry.metrics import Metrics
 if TYPE_CHECKING:
     from seekport.engine.async_engine import AsyncEngine
     from seekport.engine.parsers.reasoning import ReasoningParser
-    from seekport.engine.parsers.tools import GenericToolParser, HermesToolParser, ToolCall
+    from seekport.engine.parsers.tools import GenericToolParser, HermesToolParser, ToolCallPiece
     from seekport.engine.runners.llamacpp import LlamaCppRunner
     from seekport.engine.scheduler import StepPlan
     from seekport.engine.sequence import TokenDelta
@@ -422,7 +422,8 @@ def _further_choices(call: BackendCall, first: Any) -> list[Any]:
 
 
 class _EventMaker:
-    """Engine deltas → typed events: thinking split off, tool calls parsed out of the text."""
+    """Engine deltas → typed events: thinking split off, tool calls parsed out of the text
+    (a generic call streams as several ToolCallDeltas: id and name first, then arguments)."""
 
     def __init__(
         self, parser: ReasoningParser | None, tools: HermesToolParser | GenericToolParser | None
@@ -457,7 +458,7 @@ class _EventMaker:
         if r:
             out.append(ReasoningDelta(r, lps))
             lps = None
-        calls: list[ToolCall] = []
+        calls: list[ToolCallPiece] = []
         if self.tools is not None and c:
             c, calls = self.tools.feed(c)
         if c or lps:
@@ -465,14 +466,15 @@ class _EventMaker:
         out.extend(self._calls(calls))
         return out
 
-    def _calls(self, calls: list[ToolCall]) -> list[Event]:
+    def _calls(self, pieces: list[ToolCallPiece]) -> list[Event]:
+        """A call's first piece (it has the name) gets the call's id; its others follow it."""
         out: list[Event] = []
-        for call in calls:
-            out.append(
-                ToolCallDelta(
-                    self.tool_calls, "call_" + uuid.uuid4().hex[:24], call.name, call.arguments
-                )
-            )
+        for p in pieces:
+            if p.name is None:
+                out.append(ToolCallDelta(p.index, arguments=p.arguments))
+                continue
+            call_id = "call_" + uuid.uuid4().hex[:24]
+            out.append(ToolCallDelta(p.index, call_id, p.name, p.arguments))
             self.tool_calls += 1
         return out
 
