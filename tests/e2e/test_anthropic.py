@@ -566,3 +566,58 @@ def test_local_refuses_images_clearly(server: Server) -> None:
         headers={"x-api-key": server.key},
     )
     assert "image" in assert_anthropic_error(r, 400, "invalid_request_error")
+
+
+@pytest.mark.slow
+def test_local_max_tokens_is_a_ceiling(server: Server) -> None:
+    """Anthropic's max_tokens is required and clients size it by their own model tables
+    (Claude Code asks 32000+): a local model answers within what it allows instead of
+    refusing. The chat route keeps DeepSeek's 400 for a max_tokens beyond the model's."""
+    with client(server) as c:
+        msg = c.messages.create(
+            model=BUNDLED,
+            max_tokens=64000,
+            stop_sequences=["."],
+            messages=[{"role": "user", "content": "Say hello."}],
+            extra_body={"temperature": 0},
+        )
+    assert msg.stop_reason in ("end_turn", "stop_sequence") and msg.content
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={
+            "model": BUNDLED,
+            "max_tokens": 64000,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        headers={"Authorization": f"Bearer {server.key}"},
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
+
+
+@pytest.mark.slow
+def test_claude_code_on_the_bundled_model(claude_cli: Path, server: Server, tmp_path: Path) -> None:
+    """Claude Code against the bundled model (the first model, so claude-* names map to it).
+    Its full request (tools and system prompt, ~21,000 tokens) cannot fit a 4K context: the
+    documented small setup (no tools, a short system prompt, a short output ceiling) can."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "ANTHROPIC_BASE_URL": server.url + "/anthropic",
+        "ANTHROPIC_AUTH_TOKEN": server.key,
+        "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "64",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    args = ["-p", "--bare", "--tools", "", "--system-prompt", "Answer in one sentence."]
+    p = subprocess.run(
+        [str(claude_cli), *args, "Say hello."],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.strip() and "API Error" not in p.stdout

@@ -224,7 +224,11 @@ def _through_alias(
     (a remote upstream gets this body), and the model's own name."""
     merged = {**body, **alias.fixed(), "model": alias.model}
     try:
-        return type(req).model_validate(merged), merged
+        served = type(req).model_validate(merged)
+        ceiling = isinstance(req, ChatCompletionRequest) and req.output_ceiling
+        if ceiling and isinstance(served, ChatCompletionRequest):
+            served.as_ceiling()  # a translation's mark, kept
+        return served, merged
     except ValidationError as exc:  # a client field that the alias's fixed ones contradict
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])

@@ -367,7 +367,7 @@ def chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
         ]
         body = {**body, "messages": messages}
     try:
-        return ChatCompletionRequest.model_validate(body)
+        return ChatCompletionRequest.model_validate(body).as_ceiling()
     except ValueError as exc:
         raise InvalidRequestError(f"messages: {exc}", param="messages") from exc
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from seekport.errors import InvalidRequestError
 from seekport.protocol.common import LAX, WIRE, GenerationRequest, ResponseEnvelope
@@ -171,6 +171,8 @@ class ChatCompletionRequest(GenerationRequest):
     thinking: Thinking | None = None
     reasoning_effort: ReasoningEffort | None = None
     user_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    # set by a translation whose max_tokens is a ceiling, not a wish (see ``output_ceiling``)
+    _output_ceiling: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _cross_field(self) -> ChatCompletionRequest:
@@ -210,6 +212,19 @@ class ChatCompletionRequest(GenerationRequest):
     @property
     def output_limit(self) -> int | None:
         return self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
+
+    @property
+    def output_ceiling(self) -> bool:
+        """``max_tokens`` is only a ceiling: a model that allows fewer answers with what it
+        allows (``length`` when it runs out) instead of refusing. Anthropic's ``max_tokens`` is
+        required and clients size it by their own model tables (Claude Code asks 32000 or
+        more), so an answer from a smaller model is what the caller wants."""
+        return self._output_ceiling
+
+    def as_ceiling(self) -> ChatCompletionRequest:
+        """Mark ``max_tokens`` as a ceiling (see ``output_ceiling``); returns ``self``."""
+        self._output_ceiling = True
+        return self
 
 
 # ---- responses: what the encoders write (tests check the encoders' output against these)

@@ -73,6 +73,8 @@ def _max_tokens(
         )
     asked = req.max_tokens if isinstance(req, CompletionRequest) else req.output_limit
     cap = cfg.max_output_tokens
+    if asked is not None and isinstance(req, ChatCompletionRequest) and req.output_ceiling:
+        return min(asked, cap, room)  # a ceiling (Anthropic's max_tokens): what fits
     if asked is not None and asked > cap:
         raise InvalidRequestError(
             f"max_tokens is {asked}; this model allows at most {cap}", param="max_tokens"
