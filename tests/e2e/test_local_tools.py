@@ -270,3 +270,54 @@ def test_auto_streams_a_response_as_content_deltas(server: Server) -> None:
     texts = [d.content for d in deltas if d.content]
     assert len(texts) > 1 and finish in ("stop", "length")
     assert not "".join(texts).lstrip().startswith('{"response"')
+
+
+async def test_responses_surface_gets_function_calls_async(server: Server) -> None:
+    """Codex's format over the same path, with the async client: a forced function is a
+    function_call item whose arguments follow the schema, streamed as several
+    function_call_arguments deltas; the function_call_output turn is answered."""
+    weather = TOOLS[0]["function"]
+    tools: Any = [
+        {
+            "type": "function",
+            "name": weather["name"],
+            "description": weather["description"],
+            "parameters": weather["parameters"],
+        }
+    ]
+    named: Any = {"type": "function", "name": "get_weather"}
+    ask = "What is the weather in Paris tomorrow?"
+    async with openai.AsyncOpenAI(
+        base_url=server.url + "/v1", api_key=server.key, max_retries=0
+    ) as c:
+        r = await c.responses.create(
+            model=BUNDLED, input=ask, tools=tools, tool_choice=named, temperature=0
+        )
+        (call,) = [item for item in r.output if item.type == "function_call"]
+        assert call.name == "get_weather" and call.call_id
+        check_weather_arguments(call.arguments)
+        async with c.responses.stream(
+            model=BUNDLED, input=ask, tools=tools, tool_choice=named, temperature=0
+        ) as s:
+            events = [e async for e in s]
+            final = await s.get_final_response()
+        parts = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+        assert len(parts) > 1 and "".join(parts) == call.arguments
+        assert [i.arguments for i in final.output if i.type == "function_call"] == [call.arguments]
+        again = await c.responses.create(
+            model=BUNDLED,
+            input=[
+                {"role": "user", "content": ask},
+                {
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                },
+                {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"},
+            ],
+            tools=tools,
+            max_output_tokens=40,
+            temperature=0,
+        )
+        assert again.status in ("completed", "incomplete") and again.output
