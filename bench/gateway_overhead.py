@@ -30,7 +30,15 @@ Caveat: load generator, chaos and gateway share the same cores (2 on the referen
 RPS at c≥16 is a property of the whole box, and the latencies include CPU contention. CPU per
 request is the robust number.
 
-Run: ``.venv/bin/python bench/gateway_overhead.py [--quick] [--no-docs]``.
+Routes (``--routes``): the gateway CPU of the same prompt sent as an OpenAI chat request
+(``POST /v1/chat/completions``), an Anthropic Messages request (``POST /anthropic/v1/messages``)
+and a Responses request (``POST /v1/responses``), non-stream and stream, through one seekport in
+front of the same chaos upstream, at concurrency 16, in interleaved rounds (every route and mode
+once, then again) so a busy moment of a shared host hits them all alike. Issue 13 holds the
+Anthropic and Responses routes to at most 1.5x the chat route's CPU per request.
+
+Run: ``.venv/bin/python bench/gateway_overhead.py [--quick] [--no-docs]`` and
+``.venv/bin/python bench/gateway_overhead.py --routes [--rounds N] [--no-docs]``.
 """
 
 from __future__ import annotations
@@ -81,14 +89,22 @@ class HttpError(Exception):
     pass
 
 
-def build_request(port: int, key: str | None, stream: bool) -> bytes:
+def build_request(port: int, key: str | None, stream: bool, route: str = "chat") -> bytes:
+    """One pre-built HTTP/1.1 request with the same prompt in the route's wire format."""
     stream_json = "true" if stream else "false"
-    body = (
-        f'{{"model":"{MODEL}","messages":[{{"role":"user","content":"Say hello"}}],'
-        f'"stream":{stream_json}}}'
-    ).encode()
+    prompt = '"Say hello"'
+    if route == "chat":
+        path, fields = "/v1/chat/completions", f'"messages":[{{"role":"user","content":{prompt}}}]'
+    elif route == "anthropic":
+        path = "/anthropic/v1/messages"
+        fields = f'"max_tokens":64,"messages":[{{"role":"user","content":{prompt}}}]'
+    elif route == "responses":
+        path, fields = "/v1/responses", f'"input":{prompt}'
+    else:
+        raise ValueError(route)
+    body = f'{{"model":"{MODEL}",{fields},"stream":{stream_json}}}'.encode()
     head = [
-        "POST /v1/chat/completions HTTP/1.1",
+        f"POST {path} HTTP/1.1",
         f"host: 127.0.0.1:{port}",
         "content-type: application/json",
         f"content-length: {len(body)}",
@@ -118,9 +134,16 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
 
 
 def body_ok(status: int, body: bytes, stream: bool) -> bool:
+    """A complete answer in any of the three wire formats."""
     if status != 200:
         return False
-    return b"data: [DONE]" in body[-64:] if stream else b'"choices"' in body
+    if stream:
+        return (
+            b"data: [DONE]" in body[-64:]  # chat
+            or b"event: message_stop" in body[-64:]  # Anthropic
+            or b"event: response.completed" in body  # Responses (no [DONE])
+        )
+    return b'"choices"' in body or b'"type":"message"' in body or b'"status":"completed"' in body
 
 
 @dataclass
@@ -438,6 +461,82 @@ def write_section(path: Path, section: str, start: str, end: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+# --------------------------------------------------------------------------- routes
+
+ROUTES = ("chat", "anthropic", "responses")
+ROUTES_START, ROUTES_END = "<!-- route_overhead:start -->", "<!-- route_overhead:end -->"
+ROUTE_PER_RUN = 400
+ROUTE_CONCURRENCY = 16
+
+
+def measure_routes(rounds: int, per_run: int) -> dict[tuple[str, bool], float]:
+    """ms of gateway CPU per request for each (route, stream), interleaved rounds."""
+    with tempfile.TemporaryDirectory(prefix="seekport-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        with run_chaos(tmp, "--tokens", str(TOKENS)) as chaos:
+            config = write_config(
+                tmp, [remote_model(chaos.url)], log_level="warning", access_log=False
+            )
+            with run_server(config) as server:
+                pid = server.proc.pid
+                requests = {
+                    (route, stream): build_request(server.port, server.key, stream, route)
+                    for stream in (False, True)
+                    for route in ROUTES
+                }
+                for (_, stream), req in requests.items():  # warm-up
+                    res = _event_loop_run(run_load(server.port, req, stream, WARMUP, 4))
+                    if res.errors:
+                        raise SystemExit(f"warm-up: {res.errors} failed requests")
+                cpu = dict.fromkeys(requests, 0.0)
+                done = dict.fromkeys(requests, 0)
+                for _ in range(rounds):
+                    for key, req in requests.items():
+                        before = proc_cpu_s(pid)
+                        res = _event_loop_run(
+                            run_load(server.port, req, key[1], per_run, ROUTE_CONCURRENCY)
+                        )
+                        if res.errors:
+                            raise SystemExit(f"{key}: {res.errors} failed requests")
+                        cpu[key] += proc_cpu_s(pid) - before
+                        done[key] += res.requests
+                return {k: cpu[k] / done[k] * 1000 for k in requests}
+
+
+def render_routes(ms: dict[tuple[str, bool], float], rounds: int, per_run: int) -> str:
+    rows = []
+    for stream in (False, True):
+        chat = ms[("chat", stream)]
+        cells = [f"{chat:.3f}"]
+        for route in ROUTES[1:]:
+            other = ms[(route, stream)]
+            verdict = "ok" if other <= 1.5 * chat else "over budget"
+            cells.append(f"{other:.3f} ({other / chat:.2f}x, {verdict})")
+        mode = f"{TOKENS}-chunk stream" if stream else "non-stream"
+        rows.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(
+        [
+            ROUTES_START,
+            "## Wire formats: gateway CPU of the Anthropic and Responses routes against chat",
+            "",
+            f"- Machine: {machine()}",
+            f"- Date: {dt.date.today().isoformat()}, revision {revision()}",
+            f"- Command: `{command_line()}` (from the repository root)",
+            "",
+            f"The same prompt through `/v1/chat/completions`, `/anthropic/v1/messages` and "
+            f"`/v1/responses` of one seekport in front of one chaos upstream ({TOKENS}-token "
+            f"answers), {rounds} interleaved rounds of {per_run} requests per route and mode at "
+            f"concurrency {ROUTE_CONCURRENCY}. Cells: ms of gateway CPU per request (ratio to "
+            f"chat). Budget: at most 1.5x the chat route (issue 13).",
+            "",
+            "| mode | chat | anthropic | responses |",
+            "|---|--:|--:|--:|",
+            *rows,
+            ROUTES_END,
+        ]
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -473,12 +572,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one tenth of the requests")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave the docs alone")
     parser.add_argument("--docs", type=Path, default=DOCS, help="results page to update")
+    parser.add_argument(
+        "--routes", action="store_true", help="compare the chat, Anthropic and Responses routes"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--routes)")
     args = parser.parse_args()
-    cells, peak = run(args)
-    section = render(cells, peak, request_counts(args.quick))
+    if args.routes:
+        per_run = ROUTE_PER_RUN // 10 if args.quick else ROUTE_PER_RUN
+        section = render_routes(measure_routes(args.rounds, per_run), args.rounds, per_run)
+        start, end = ROUTES_START, ROUTES_END
+    else:
+        cells, peak = run(args)
+        section = render(cells, peak, request_counts(args.quick))
+        start, end = START, END
     print(section)
     if not args.no_docs:
-        write_section(args.docs, section, START, END)
+        write_section(args.docs, section, start, end)
         print(f"\nwrote {args.docs}", file=sys.stderr)
 
 

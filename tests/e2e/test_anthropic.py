@@ -595,6 +595,26 @@ def test_local_max_tokens_is_a_ceiling(server: Server) -> None:
 
 
 @pytest.mark.slow
+def test_local_stop_sequence_is_reported(server: Server) -> None:
+    """On the local engine the matched stop string is known: Anthropic's ``stop_reason`` is
+    ``stop_sequence`` with that string, non-stream and stream; the string is not in the text."""
+    kwargs: dict[str, Any] = {
+        "model": BUNDLED,
+        "max_tokens": 64,
+        "stop_sequences": ["zzzq", " "],  # any answer of two words has a space
+        "messages": [{"role": "user", "content": "Say hello to my friend Anna."}],
+        "extra_body": {"temperature": 0},
+    }
+    with client(server) as c:
+        msg = c.messages.create(**kwargs)
+        assert (msg.stop_reason, msg.stop_sequence) == ("stop_sequence", " ")
+        assert all(" " not in b.text for b in msg.content if b.type == "text")
+        with c.messages.stream(**kwargs) as stream:
+            final = stream.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", " ")
+
+
+@pytest.mark.slow
 def test_claude_code_on_the_bundled_model(claude_cli: Path, server: Server, tmp_path: Path) -> None:
     """Claude Code against the bundled model (the first model, so claude-* names map to it).
     Its full request (tools and system prompt, ~21,000 tokens) cannot fit a 4K context: the

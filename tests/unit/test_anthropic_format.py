@@ -140,6 +140,24 @@ def test_stop_reasons(reason: str, stop_reason: str) -> None:
     assert body.message()["stop_reason"] == stop_reason
 
 
+def test_a_matched_stop_string_is_a_stop_sequence() -> None:
+    """A backend that says which stop string ended the answer (the local engine) gives
+    Anthropic's ``stop_sequence`` reason and value, in the body and in the stream; a plain stop
+    stays ``end_turn`` with no value."""
+    body = AnthropicBody(META)
+    body.add(ContentDelta("Hi"))
+    body.add(Finish("stop", stop_sequence="END"))
+    msg = body.message()
+    assert (msg["stop_reason"], msg["stop_sequence"]) == ("stop_sequence", "END")
+    enc = AnthropicStream(META)
+    raw = enc.encode(ContentDelta("Hi")) + enc.encode(Finish("stop", stop_sequence="END"))
+    final = events_of(raw + enc.close() + enc.done())[-2][1]
+    assert final["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
+    plain = AnthropicBody(META)
+    plain.add(Finish("stop"))
+    assert (plain.message()["stop_reason"], plain.message()["stop_sequence"]) == ("end_turn", None)
+
+
 def test_a_stream_with_no_events_still_has_its_frame() -> None:
     enc = AnthropicStream(META)
     names = [n for n, _ in events_of(enc.close() + enc.done())]

@@ -27,6 +27,13 @@ def test_stop_split_across_tokens_is_not_emitted() -> None:
     assert d.stopped
 
 
+def test_the_earliest_matching_stop_string_is_reported() -> None:
+    d = Detokenizer(["tail", "END"])
+    assert d.feed(b"abc ENDtail") == "abc "
+    assert d.stopped and d.matched == "END"
+    assert Detokenizer(["x"]).matched is None
+
+
 def test_held_back_prefix_is_released_when_it_does_not_match() -> None:
     d = Detokenizer(["END"])
     assert d.feed(b"x E") == "x "

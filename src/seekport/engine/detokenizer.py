@@ -18,16 +18,18 @@ class Detokenizer:
         self._text = ""
         self._emitted = 0  # characters of _text already handed out
         self.stopped = False
+        self.matched: str | None = None  # the stop string found, once ``stopped``
 
     def feed(self, piece: bytes) -> str:
         """Add one token's bytes; return the text that is now safe to emit."""
         self._text += self._decoder.decode(piece)
         if self._stop:
             start = max(0, self._emitted - self._hold)
-            found = [i for i in (self._text.find(s, start) for s in self._stop) if i >= 0]
+            found = [(i, s) for s in self._stop if (i := self._text.find(s, start)) >= 0]
             if found:
+                at, self.matched = min(found, key=lambda f: f[0])
                 self.stopped = True
-                return self._take(min(found))
+                return self._take(at)
             return self._take(max(self._emitted, len(self._text) - self._partial()))
         return self._take(len(self._text))
 

@@ -62,6 +62,7 @@ class LLMEngine:
             reason = None
             if detok.stopped:
                 reason = "stop"
+                seq.stop_sequence = detok.matched
             elif seq.completion_tokens >= seq.params.max_tokens:
                 text += detok.flush()
                 reason = "length"

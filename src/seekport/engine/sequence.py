@@ -26,6 +26,7 @@ class Sequence:
     num_computed: int = 0  # tokens whose KV is in the cache
     slot: int = -1  # llama.cpp seq_id while running, else -1
     finish_reason: str | None = None
+    stop_sequence: str | None = None  # the stop string that ended it, if one did
     # another choice of the same request (``n`` > 1) with the same prompt: this sequence is
     # admitted once that one has computed the prompt, and copies its KV instead of recomputing
     after: Sequence | None = None

@@ -82,6 +82,9 @@ class Finish:
     reason: str  # stop | length | tool_calls | content_filter | insufficient_system_resource
     raw: bytes | None = None
     choice: int = 0
+    # the stop string that ended the choice, where the backend knows it (the local engine);
+    # the Anthropic encoder reports it as ``stop_reason: "stop_sequence"``
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)

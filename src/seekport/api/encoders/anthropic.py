@@ -45,6 +45,17 @@ STOP_REASONS = {
     "content_filter": "refusal",
     "insufficient_system_resource": "end_turn",
 }
+
+
+def stop_reason(ev: Finish) -> tuple[str, str | None]:
+    """Anthropic's ``stop_reason`` and ``stop_sequence`` for a finished choice: a stop string
+    the backend reports becomes ``"stop_sequence"`` with that string (a remote OpenAI-format
+    upstream does not say which one matched, so its stops stay ``end_turn``)."""
+    if ev.reason == "stop" and ev.stop_sequence:
+        return "stop_sequence", ev.stop_sequence
+    return STOP_REASONS.get(ev.reason, "end_turn"), None
+
+
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 
 
@@ -94,6 +105,7 @@ class AnthropicStream:
         self._kind: str | None = None  # its type: thinking | text | tool_use
         self._tool: int | None = None  # the ToolCallDelta index the open tool block is for
         self._stop_reason = "end_turn"
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
         self._closed = False
 
@@ -167,7 +179,7 @@ class AnthropicStream:
                 out += self._delta({"type": "input_json_delta", "partial_json": ev.arguments})
             return out
         if isinstance(ev, Finish):
-            self._stop_reason = STOP_REASONS.get(ev.reason, "end_turn")
+            self._stop_reason, self._stop_sequence = stop_reason(ev)
             return out + self._stop_block()
         if isinstance(ev, UsageReport):
             self._usage = ev.usage
@@ -183,7 +195,7 @@ class AnthropicStream:
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
+                "delta": {"stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence},
                 "usage": usage_dict(self._usage),
             },
         )
@@ -208,6 +220,7 @@ class AnthropicBody:
         self._tools: dict[int, dict[str, Any]] = {}  # ToolCallDelta index → its block
         self._args: dict[int, list[str]] = {}
         self._stop_reason = "end_turn"
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
 
     def _append_text(self, kind: str, key: str, text: str) -> None:
@@ -237,7 +250,7 @@ class AnthropicBody:
             block["name"] += ev.name or ""
             self._args[ev.index].append(ev.arguments)
         elif isinstance(ev, Finish):
-            self._stop_reason = STOP_REASONS.get(ev.reason, "end_turn")
+            self._stop_reason, self._stop_sequence = stop_reason(ev)
         elif isinstance(ev, UsageReport):
             self._usage = ev.usage
 
@@ -252,7 +265,7 @@ class AnthropicBody:
             "model": self.meta.model,
             "content": self._blocks,
             "stop_reason": self._stop_reason,
-            "stop_sequence": None,
+            "stop_sequence": self._stop_sequence,
             "usage": usage_dict(self._usage),
         }
 

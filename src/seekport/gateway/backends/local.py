@@ -299,7 +299,7 @@ class LocalBackend:
                     finish = seqs[i].finish_reason or "stop"
                     if out.tool_calls and finish == "stop":
                         finish = "tool_calls"
-                    evs.append(Finish(finish))
+                    evs.append(Finish(finish, stop_sequence=seqs[i].stop_sequence))
                 else:
                     self._account(call, delta)
                     evs = out.feed(delta)
