@@ -109,7 +109,7 @@ def test_stream_has_role_first_single_finish_and_done(server: Server) -> None:
         headers={"Authorization": f"Bearer {server.key}"},
         json={
             "model": BUNDLED,
-            "messages": [{"role": "user", "content": "你好"}],
+            "messages": [{"role": "user", "content": "你好，请写一个很长的故事。"}],
             "stream": True,
             "max_tokens": 8,
             "stream_options": {"include_usage": True},
@@ -124,10 +124,13 @@ def test_stream_has_role_first_single_finish_and_done(server: Server) -> None:
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert len({c["id"] for c in chunks}) == 1
     finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
-    assert [f for f in finishes if f] == ["length"]
+    finished = [f for f in finishes if f]
     usage_chunks = [c for c in chunks if c.get("usage")]
     assert len(usage_chunks) == 1 and usage_chunks[0]["choices"] == []
-    assert usage_chunks[0]["usage"]["completion_tokens"] == 8
+    # The answer is sampled: it usually runs into the cap, but may end by itself first.
+    completion = usage_chunks[0]["usage"]["completion_tokens"]
+    assert finished == (["length"] if completion == 8 else ["stop"])
+    assert 0 < completion <= 8
 
 
 def test_openai_stream_iterates_to_the_end(server: Server) -> None:
