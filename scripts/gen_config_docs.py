@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from seekport.config.routing import BreakerConfig, RoutingConfig
 from seekport.config.settings import (
     MODEL_KINDS,
     AliasConfig,
@@ -26,6 +27,8 @@ SPECIAL = {
     "max_num_seqs": "sized from memory",
     "pricing": "all 0",
     "data_dir": "~/.seekport",
+    "routing": "see below",
+    "breaker": "see below",
 }
 INTRO = """\
 # Configuration reference
@@ -60,6 +63,27 @@ aliases:
 ```"""
 
 
+ROUTING = """\
+Entries of `models` that share a `name` form a group: one public model served by several
+deployments, each with its `weight`, `tags` and `deployment` id. This section is the policy the
+groups share. Changed at run time by `POST /admin/reload` or SIGHUP (admin); the state is at
+`GET /admin/routing`.
+
+```yaml
+models:
+  - {name: deepseek-v4-pro, backend: openai, base_url: https://api.deepseek.com,
+     api_key_env: DEEPSEEK_API_KEY, deployment: ds-api, tags: {region: cn}}
+  - {name: deepseek-v4-pro, backend: vllm, command: [vllm, serve, ...], weight: 3,
+     deployment: gpu-1, tags: {region: eu}}
+  - {name: deepseek-flash, backend: openai, base_url: https://api.deepseek.com,
+     api_key_env: DEEPSEEK_API_KEY}
+routing:
+  strategy: weighted_round_robin
+  fallbacks: {deepseek-v4-pro: [deepseek-flash, smollm2-135m-instruct]}
+  context_fallbacks: {smollm2-135m-instruct: [deepseek-flash]}
+```"""
+
+
 def _table(cls: type[BaseModel], skip: frozenset[str] = frozenset()) -> list[str]:
     out = ["| field | default | description |", "|---|---|---|"]
     fields = sorted(cls.model_fields.items(), key=lambda item: item[0] != "backend")
@@ -85,6 +109,8 @@ def render() -> str:
         out += [f"## `models[]` with `backend: {backends}`", "", *_table(kind, common)]
     out += ["## `models[].pricing` (per 1M tokens)", "", *_table(Pricing)]
     out += ["## `aliases[]`", "", ALIASES, "", *_table(AliasConfig)]
+    out += ["## `routing`", "", ROUTING, "", *_table(RoutingConfig)]
+    out += ["## `routing.breaker`", "", *_table(BreakerConfig)]
     return "\n".join(out).rstrip("\n") + "\n"
 
 

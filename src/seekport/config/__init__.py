@@ -1,6 +1,7 @@
 """Settings tree (pydantic-settings) and its YAML loader: the only place reading os.environ."""
 
 from seekport.config.loader import load_settings
+from seekport.config.routing import BreakerConfig, RoutingConfig
 from seekport.config.settings import (
     AliasConfig,
     LocalModelConfig,
@@ -14,11 +15,13 @@ from seekport.config.settings import (
 
 __all__ = [
     "AliasConfig",
+    "BreakerConfig",
     "LocalModelConfig",
     "ManagedModelConfig",
     "ModelConfig",
     "ModelConfigBase",
     "OpenAIModelConfig",
+    "RoutingConfig",
     "Settings",
     "UpstreamModelConfig",
     "load_settings",

@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seekport.config.routing import RoutingConfig
+
 BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
 _ASYNC_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -91,6 +93,27 @@ class ModelConfigBase(BaseModel):
         "and its `reasoning` (vLLM, OpenRouter) renamed to `reasoning_content`, either way.",
     )
     owned_by: str = Field(default="seekport", description="`owned_by` shown in /models.")
+    weight: Annotated[float, Field(ge=0, le=1_000_000)] = Field(
+        default=1.0,
+        description="Share of the group's traffic under weighted round-robin (entries sharing "
+        "a `name` form a group); 0 takes the deployment out of rotation (canary splits: "
+        "change weights and reload).",
+    )
+    tags: dict[
+        Annotated[str, Field(min_length=1, max_length=64)],
+        Annotated[str, Field(max_length=128)],
+    ] = Field(
+        default={},
+        description="Labels such as `{region: cn, version: v2}`; `tag_aware` routing prefers "
+        "`tags.region` equal to the request's `x-seekport-region` header.",
+    )
+    deployment: (
+        Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\w.:/#@-]+$")] | None
+    ) = Field(
+        default=None,
+        description="Id of this deployment (default `<name>#<index in its group>`): a "
+        "metrics label, a response header and a column of the usage record.",
+    )
     pricing: Pricing = Field(
         default_factory=Pricing, description="Not used yet (see `models[].pricing`)."
     )
@@ -225,6 +248,12 @@ class UpstreamModelConfig(ModelConfigBase):
         default=64,
         description="Calls that may wait for one of max_connections before 503s (in flight "
         "at most: max_connections + max_waiting).",
+    )
+    first_token_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=300.0,
+        description="The most a call may wait for its first content (keep-alive comments do "
+        "not count); then it fails (504) and, before anything reached the client, routing "
+        "tries another deployment.",
     )
 
     def upstream_api_key(self) -> str | None:
@@ -468,7 +497,13 @@ class Settings(BaseSettings):
     )
     models: list[ModelConfig] = Field(
         default_factory=_default_models,
-        description="Models served. Entries sharing a `name` form a routing group (#4).",
+        description="Models served. Entries sharing a `name` form a routing group: one public "
+        "model served by several deployments (see `routing`).",
+    )
+    routing: RoutingConfig = Field(
+        default_factory=RoutingConfig,
+        description="How requests pick among a group's deployments: strategy, retries, "
+        "circuit breakers and fallbacks.",
     )
     aliases: list[AliasConfig] = Field(
         default_factory=list,
@@ -514,14 +549,12 @@ class Settings(BaseSettings):
     def _check_groups(self) -> Settings:
         if not self.models:
             raise ValueError("models must list at least one model")
-        names = [m.name for m in self.models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        ids = self.deployment_ids()
+        dupes = sorted({d for d in ids if ids.count(d) > 1})
         if dupes:
-            raise ValueError(
-                f"models: {', '.join(dupes)} listed more than once; routing groups of one name "
-                "are not supported yet, give each entry its own name"
-            )
-        served = set(names)
+            raise ValueError(f"models: deployment id {', '.join(dupes)} is used more than once")
+        served = {m.name for m in self.models}
+        self.routing.check_models(served)
         seen: set[str] = set()
         for a in self.aliases:
             if a.name in served:
@@ -552,6 +585,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'seekport.db'}"
+
+    def deployment_ids(self) -> list[str]:
+        """Each entry's deployment id: its own, or ``<name>#<index in its group>``."""
+        seen: dict[str, int] = {}
+        ids = []
+        for m in self.models:
+            i = seen.get(m.name, 0)
+            seen[m.name] = i + 1
+            ids.append(m.deployment or f"{m.name}#{i}")
+        return ids
 
     def model_names(self) -> list[str]:
         seen: dict[str, None] = {}

@@ -57,6 +57,26 @@ class Metrics:
             ["backend", "reason"],
             registry=r,
         )
+        # routing across a model group's deployments
+        self.attempts = Counter(
+            "seekport_upstream_attempts",
+            "Calls to a deployment by outcome (ok, or why it failed: timeout, upstream, "
+            "overloaded, rate_limited, balance, context, fatal).",
+            ["model", "deployment", "outcome"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "seekport_breaker_state",
+            "A deployment's circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["model", "deployment"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "seekport_fallbacks",
+            "Requests that moved on from their model's group to a fallback model.",
+            ["model", "to"],
+            registry=r,
+        )
         self.usage_write_failures = Counter(
             "seekport_usage_write_failures",
             "Usage records that could not be committed.",

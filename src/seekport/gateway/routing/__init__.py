@@ -1,0 +1,1 @@
+"""Routing: model groups of deployments, load balancing, retries, breakers and fallbacks."""
