@@ -67,7 +67,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, chaos: Chaos) -> Iterator[S
         },
         *remote_models(chaos),
     ]
-    config = write_config(tmp, models, max_body_bytes=65536)
+    # the remote tests pin what one upstream exchange does: no retries, no breaker in the way
+    # (routing has its own tests, tests/e2e/test_routing.py)
+    routing = {"max_retries": 0, "breaker": {"consecutive_failures": 1000}}
+    config = write_config(tmp, models, max_body_bytes=65536, routing=routing)
     with run_server(config, extra_env={"CHAOS_UPSTREAM_KEY": "sk-upstream-secret"}) as s:
         yield s
 

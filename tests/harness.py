@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -241,3 +242,35 @@ def pg_database() -> Iterator[str]:
         yield name
     finally:
         asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def usage_row(server: Server, client_request_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The usage record of a request, found by the X-Request-ID the client sent (polled)."""
+    db = server.data_dir / "seekport.db"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute(
+                "SELECT * FROM usage_records WHERE client_request_id = ?", (client_request_id,)
+            ).fetchall()
+        if rows:
+            assert len(rows) == 1, f"one request, one record; got {len(rows)}"
+            return dict(rows[0])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no usage record for {client_request_id} after {timeout_s}s")
+        time.sleep(0.05)
+
+
+def upstream_record(chaos: Chaos, request_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The chaos upstream's record of the request seekport forwarded as ``request_id``.
+
+    Chaos files a record when the exchange ends, so this polls (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for rec in chaos.requests(last=50):
+            if rec.get("request_id") == request_id:
+                return rec
+        if time.monotonic() > deadline:
+            raise AssertionError(f"chaos never recorded upstream request {request_id}")
+        time.sleep(0.05)

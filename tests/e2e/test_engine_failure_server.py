@@ -129,6 +129,6 @@ def test_an_engine_failure_ends_streams_with_503_and_the_engine_serves_again(
 
         wait_http(f"{url}/health/ready", timeout_s=30)
         after = client.post("/v1/chat/completions", json=probe)
-        assert after.status_code == 200
+        assert after.status_code == 200, after.text
         assert after.json()["choices"][0]["message"]["content"] == reference
         client.close()

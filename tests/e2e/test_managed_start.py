@@ -76,7 +76,9 @@ def test_server_listens_and_answers_503_while_the_engine_starts(tmp_path: Path) 
         "health_path": "/healthz",
         "upstream_model": "deepseek-chat",
     }
-    with listening_server(write_config(tmp_path, [model])) as server:
+    # tried once: with retries, the router would wait out the engine's Retry-After instead
+    config = write_config(tmp_path, [model], routing={"max_retries": 0})
+    with listening_server(config) as server:
         ready = httpx.get(server.url + "/health/ready")
         assert ready.status_code == 503, "the engine cannot be healthy yet"
         early = chat(server)

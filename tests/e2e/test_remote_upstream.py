@@ -7,10 +7,8 @@ is deterministic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +19,15 @@ import httpx
 import openai
 import pytest
 
-from tests.harness import Chaos, Server, free_port, run_server, write_config
+from tests.harness import (
+    Chaos,
+    Server,
+    free_port,
+    run_server,
+    upstream_record,
+    usage_row,
+    write_config,
+)
 
 UPSTREAM_KEY = "sk-upstream-secret"
 READ_TIMEOUT_S = 3.0  # read_timeout_s of the remote models in conftest
@@ -82,38 +88,6 @@ def stream(
             return r, []
         data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     return r, data
-
-
-def usage_row(server: Server, client_request_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    """The usage record of a request, found by the X-Request-ID the client sent (polled)."""
-    db = server.data_dir / "seekport.db"
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
-            conn.row_factory = sqlite3.Row
-            rows = conn.execute(
-                "SELECT * FROM usage_records WHERE client_request_id = ?", (client_request_id,)
-            ).fetchall()
-        if rows:
-            assert len(rows) == 1, f"one request, one record; got {len(rows)}"
-            return dict(rows[0])
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no usage record for {client_request_id} after {timeout_s}s")
-        time.sleep(0.05)
-
-
-def upstream_record(chaos: Chaos, request_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    """The chaos upstream's record of the request seekport forwarded as ``request_id``.
-
-    Chaos files a record when the exchange ends, so this polls (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        for rec in chaos.requests(last=50):
-            if rec.get("request_id") == request_id:
-                return rec
-        if time.monotonic() > deadline:
-            raise AssertionError(f"chaos never recorded upstream request {request_id}")
-        time.sleep(0.05)
 
 
 def forwarded(chaos: Chaos, server: Server, client_request_id: str) -> dict[str, Any]:

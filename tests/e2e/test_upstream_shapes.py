@@ -109,7 +109,9 @@ def gateway(vllm_like: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     models = [
         {"name": "r1", "backend": "openai", "base_url": vllm_like, "upstream_model": "r1-distill"}
     ]
-    with run_server(write_config(tmp, models)) as s:
+    # one exchange per request: keep-alives pass through as they come only when no retry
+    # could follow (a retry holds them until the first content)
+    with run_server(write_config(tmp, models, routing={"max_retries": 0})) as s:
         yield s
 
 

@@ -32,6 +32,7 @@ async def app(tmp_path: Path, chaos: Chaos) -> AsyncIterator[App]:
             "data_dir": tmp_path / "data",
             "max_body_bytes": 4096,
             "models": [{"name": "deepseek-chat", "backend": "openai", "base_url": chaos.url}],
+            "routing": {"max_retries": 0},  # these tests pin one upstream exchange each
         }
     )
     fastapi_app = create_app(settings)

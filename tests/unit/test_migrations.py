@@ -11,7 +11,9 @@ from sqlalchemy import create_engine
 from seekport.store.sql.db import HEAD_REVISION, Database, alembic_config
 
 
-async def test_a_0001_database_gains_served_model_and_keeps_its_rows(tmp_path: Path) -> None:
+async def test_a_0001_database_gains_served_model_and_deployment_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "old.db"
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
@@ -35,5 +37,7 @@ async def test_a_0001_database_gains_served_model_and_keeps_its_rows(tmp_path: P
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
             (HEAD_REVISION,)
         ]
-        rows = conn.execute("SELECT request_id, model, served_model FROM usage_records").fetchall()
-    assert rows == [("req_old", "deepseek-chat", None)]
+        rows = conn.execute(
+            "SELECT request_id, model, served_model, deployment FROM usage_records"
+        ).fetchall()
+    assert rows == [("req_old", "deepseek-chat", None, None)]

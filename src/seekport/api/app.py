@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +18,8 @@ from seekport import __version__
 from seekport.api.deps import Services
 from seekport.api.errors import anthropic_error_response, error_response, install_error_handlers
 from seekport.api.middleware import EdgeMiddleware
-from seekport.api.routes import anthropic, inference, responses, system
+from seekport.api.reload import Reloader
+from seekport.api.routes import admin, anthropic, inference, responses, system
 from seekport.api.scope import RequestScope
 from seekport.config import LocalModelConfig, ManagedModelConfig, ModelConfig, Settings
 from seekport.errors import SeekportError
@@ -26,6 +29,8 @@ from seekport.gateway.backends.base import ChatBackend
 from seekport.gateway.backends.local import LocalBackend
 from seekport.gateway.backends.managed import ManagedBackend
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
+from seekport.gateway.routing.breaker import Breaker
+from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.service import ChatService
 from seekport.store.sql import Database, KeyRepository, UsageRepository
 from seekport.telemetry.metrics import Metrics
@@ -39,6 +44,34 @@ def build_backend(cfg: ModelConfig, metrics: Metrics, settings: Settings) -> Cha
     if isinstance(cfg, ManagedModelConfig):
         return ManagedBackend(cfg, metrics, log_dir=settings.data_dir / "logs")
     return OpenAICompatBackend(cfg, metrics)
+
+
+def build_deployment(
+    dep_id: str, cfg: ModelConfig, backend: ChatBackend, settings: Settings
+) -> Deployment:
+    return Deployment(
+        dep_id,
+        cfg.name,
+        backend,
+        weight=cfg.weight,
+        tags=dict(cfg.tags),
+        # the local engine restarts itself after a failure and refuses work meanwhile: it
+        # has no breaker to trip (one engine crash ends every stream on it at once)
+        breaker=None if cfg.backend == "local" else Breaker(settings.routing.breaker),
+        first_token_timeout_s=getattr(cfg, "first_token_timeout_s", None),
+        config=cfg,
+    )
+
+
+def _on_sighup(handler: Callable[[], None] | None) -> None:
+    """Install (or remove) the SIGHUP handler; a loop outside the main thread (an app served
+    by a test client) has no signals, and reloads through ``POST /admin/reload`` only."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        if handler is None:
+            loop.remove_signal_handler(signal.SIGHUP)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, handler)
 
 
 def _drainer(services: Services, backends: list[ChatBackend], grace_s: float) -> Callable[[], None]:
@@ -66,7 +99,11 @@ def _drainer(services: Services, backends: list[ChatBackend], grace_s: float) ->
     return begin
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings, reload_settings: Callable[[], Settings] | None = None
+) -> FastAPI:
+    """The app for ``settings``; ``reload_settings`` re-reads the same sources for a hot reload
+    (SIGHUP, ``POST /admin/reload``)."""
     metrics = Metrics()
 
     @asynccontextmanager
@@ -76,22 +113,34 @@ def create_app(settings: Settings) -> FastAPI:
         keys = KeyService(KeyRepository(db), cache_ttl_s=settings.auth_cache_ttl_s)
         recorder = UsageRecorder(UsageRepository(db), metrics, batch_max=settings.usage_batch_max)
         await recorder.start()
-        backends: dict[str, list[ChatBackend]] = {}
+        deployments: list[Deployment] = []
         started: list[ChatBackend] = []
         try:
-            for cfg in settings.models:
+            for dep_id, cfg in zip(settings.deployment_ids(), settings.models, strict=True):
                 # a managed engine's start returns at once: it comes up in the background
                 backend = build_backend(cfg, metrics, settings)
                 await backend.start()
                 started.append(backend)
-                backends.setdefault(cfg.name, []).append(backend)
-            chat = ChatService(backends, recorder, metrics, settings.aliases)
+                deployments.append(build_deployment(dep_id, cfg, backend, settings))
+            table = RoutingTable.of(deployments, settings.routing)
+            chat = ChatService(table, recorder, metrics, settings.aliases)
             services = Services(settings, keys, chat, metrics, int(time.time()))
+            if reload_settings is not None:
+                services.reloader = Reloader(
+                    services,
+                    reload_settings,
+                    lambda _id, cfg, s: build_backend(cfg, metrics, s),
+                    build_deployment,
+                    started,
+                    metrics,
+                )
+                _on_sighup(services.reloader.on_signal)
             app.state.services = services
             app.state.db = db
             app.state.begin_shutdown = _drainer(services, started, settings.shutdown_grace_s)
             yield
         finally:
+            _on_sighup(None)
             app.state.begin_shutdown = None
             app.state.services = None
             for backend in started:
@@ -115,6 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(anthropic.router)
     app.include_router(responses.router)
     app.include_router(system.router)
+    app.include_router(admin.router)
 
     async def refuse(
         scope: Scope, receive: Receive, send: Send, route: str, err: SeekportError

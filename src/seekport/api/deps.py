@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from seekport.config import Settings
-from seekport.gateway.auth import KeyService
+from seekport.errors import PermissionDeniedError
+from seekport.gateway.auth import KeyService, Principal
 from seekport.gateway.service import ChatService
 from seekport.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from seekport.api.reload import Reloader
 
 
 @dataclass(slots=True)
@@ -20,6 +25,7 @@ class Services:
     metrics: Metrics
     started_at: int
     draining: bool = False  # SIGTERM came: new requests get 503
+    reloader: Reloader | None = None  # None: no config source to re-read (an app built in code)
 
 
 def services_or_none(request: Request) -> Services | None:
@@ -27,3 +33,14 @@ def services_or_none(request: Request) -> Services | None:
     svc = getattr(request.app.state, "services", None)
     assert svc is None or isinstance(svc, Services)
     return svc
+
+
+async def require_admin(services: Services, authorization: str | None) -> Principal:
+    """The caller's principal if its key has the admin role; 401 without a valid key, 403 for
+    any other role. Every admin route calls this first."""
+    principal = await services.keys.authenticate(authorization)
+    if principal.role != "admin":
+        raise PermissionDeniedError(
+            f"this route needs an admin key; key '{principal.name}' has the role '{principal.role}'"
+        )
+    return principal

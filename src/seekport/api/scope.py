@@ -43,7 +43,8 @@ def new_request_id() -> str:
 
 
 def client_request_id(value: str | None) -> str | None:
-    """The client's X-Request-ID if it is a sane token (printable ASCII, ≤ 128), else None."""
+    """A client's token header (X-Request-ID, x-seekport-region) if it is sane (printable
+    ASCII, ≤ 128), else None."""
     return value if value is not None and _CLIENT_ID.match(value) else None
 
 
@@ -70,6 +71,7 @@ class RequestScope:
             client_ip=request.client.host if request.client else None,
             started=time.perf_counter(),
             beta=request.scope["path"].startswith("/beta/"),
+            region=client_request_id(request.headers.get("x-seekport-region")),
         )
         self.echo_id = client_id or self.ctx.request_id
         self.model: str | None = None  # what the client asked for (the usage record's model)

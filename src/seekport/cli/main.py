@@ -141,7 +141,20 @@ def serve(
     typer.echo(f"seekport serving {', '.join(settings.model_names())} on {base}/v1")
     typer.echo("Get another key: seekport keys create --name NAME --role user")
     sys.stdout.flush()
-    app = create_app(settings)
+
+    def reread() -> Settings:  # a hot reload reads the same sources again
+        return load_settings(
+            config,
+            {
+                "host": host,
+                "port": port,
+                "data_dir": data_dir,
+                "database_url": database_url,
+                "log_level": log_level,
+            },
+        )
+
+    app = create_app(settings, reread)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:

@@ -27,7 +27,7 @@ class UsageEvent:
     key_id: str | None
     route: str
     model: str | None  # what the client asked for (an alias, or a model)
-    served_model: str | None  # the model that served it (an alias's target)
+    served_model: str | None  # the model that served it (an alias's target, a fallback)
     backend: str | None
     stream: int
     status: int
@@ -39,6 +39,7 @@ class UsageEvent:
     ttft_ms: float | None
     client_ip: str | None
     created_at: dt.datetime
+    deployment: str | None = None  # the deployment of served_model's group that answered
 
 
 _Item = tuple[UsageEvent, asyncio.Future[None] | None]

@@ -1,9 +1,10 @@
-"""ChatService: pick the deployment → call it → meter its events → build the usage record.
+"""ChatService: route the call → meter its events → build the usage record.
 
 Framework-free: the edge's request scope hands it a validated request and gets back a
 ``ChatResult`` (typed events plus the response headers); the edge encodes the events and makes
-the one usage record of the request with ``usage_event`` and ``record``. Rate limits, guards,
-cache and routing slot in here in later issues, as policies over the same events.
+the one usage record of the request with ``usage_event`` and ``record``. The router
+(``gateway/routing``) picks the deployment, retries and falls back; rate limits, guards and the
+cache slot in here in later issues, as policies over the same events.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from seekport.config import AliasConfig
 from seekport.errors import InvalidRequestError, ModelNotFoundError
 from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import Principal
-from seekport.gateway.backends.base import BackendCall, CallStats, ChatBackend, Endpoint
+from seekport.gateway.backends.base import BackendCall, CallStats, Endpoint
+from seekport.gateway.routing.router import Router
+from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.completions import CompletionRequest
 from seekport.protocol.events import (
@@ -45,14 +48,7 @@ class RequestContext:
     started: float  # time.perf_counter()
     principal: Principal | None = None
     beta: bool = False  # the request came in under /beta
-
-
-@dataclass(slots=True)
-class Deployment:
-    """One backend serving a public model name; ``id`` labels responses and records."""
-
-    id: str
-    backend: ChatBackend
+    region: str | None = None  # x-seekport-region: tag-aware routing prefers it
 
 
 @dataclass(slots=True)
@@ -91,18 +87,24 @@ def meter(stats: CallStats, ev: Event) -> None:
 class ChatService:
     def __init__(
         self,
-        backends: dict[str, list[ChatBackend]],
+        table: RoutingTable,
         recorder: UsageRecorder,
         metrics: Metrics,
         aliases: list[AliasConfig] | None = None,
     ) -> None:
-        self._groups = {
-            name: [Deployment(f"{name}#{i}", b) for i, b in enumerate(group)]
-            for name, group in backends.items()
-        }
+        self.router = Router(table, metrics)
         self._aliases = {a.name: a for a in aliases or ()}
         self._recorder = recorder
         self._metrics = metrics
+
+    @property
+    def _groups(self) -> dict[str, Any]:
+        return self.router.table.groups
+
+    def swap(self, table: RoutingTable, aliases: list[AliasConfig]) -> None:
+        """A reload: new requests route by the new table; those under way keep theirs."""
+        self.router.swap(table)
+        self._aliases = {a.name: a for a in aliases}
 
     def model_ids(self) -> list[str]:
         """Served models, then aliases: what /models lists."""
@@ -119,6 +121,8 @@ class ChatService:
         return model if model in self._groups else None
 
     def deployment_for(self, model: str) -> Deployment:
+        """The first deployment of the model's group (what the edge checks a request against:
+        a local model's limits); raises 404 for a model served nowhere."""
         group = self._groups.get(self.served_model(model) or model)
         if not group:
             raise ModelNotFoundError(
@@ -126,10 +130,11 @@ class ChatService:
                 "GET /v1/models lists the models served here",
                 param="model",
             )
-        return group[0]  # routing across a group arrives with the routing issue
+        first: Deployment = group.deployments[0]
+        return first
 
     def ready(self) -> bool:
-        return all(d.backend.ready() for group in self._groups.values() for d in group)
+        return all(d.backend.ready() for d in self.router.table)
 
     async def open(
         self,
@@ -140,22 +145,29 @@ class ChatService:
     ) -> ChatResult:
         """Admit the call; errors before the first event raise here. An alias becomes its
         served model here, its fixed parameters merged over the client's."""
-        dep = self.deployment_for(req.model)
+        self.deployment_for(req.model)
         alias = self._aliases.get(req.model)
         if alias is not None:
             req, body = _through_alias(alias, req, body)
         if isinstance(req, ChatCompletionRequest):
             req.refuse_forced_tool_choice_while_thinking()
-        call = BackendCall(
-            endpoint, req.model, req, body, ctx.request_id, stream=bool(req.stream), beta=ctx.beta
-        )
-        events = await dep.backend.generate(call)
+        stream = bool(req.stream)
+
+        def call_for(model: str) -> BackendCall:
+            """A fresh call (its own stats) for each attempt; a fallback's names its model."""
+            r, b = (req, body) if model == req.model else _retargeted(req, body, model)
+            return BackendCall(endpoint, model, r, b, ctx.request_id, stream=stream, beta=ctx.beta)
+
+        routed = await self.router.open(req.model, call_for, stream=stream, region=ctx.region)
+        call, dep = routed.call, routed.deployment
         headers = {
             "x-request-id": ctx.client_request_id or ctx.request_id,
-            "x-seekport-model": req.model,
+            "x-seekport-model": call.model,
             "x-seekport-deployment": dep.id,
         }
-        return ChatResult(call, dep, _Metered(call.stats, events), headers)
+        if routed.attempts > 1:
+            headers["x-seekport-attempts"] = str(routed.attempts)
+        return ChatResult(call, dep, _Metered(call.stats, routed.events), headers)
 
     # ---- accounting: the edge's request scope makes exactly one record per request
 
@@ -182,6 +194,7 @@ class ChatService:
             model=model,
             served_model=result.call.model if result else self.served_model(model),
             backend=result.deployment.backend.kind if result else None,
+            deployment=result.deployment.id if result else None,
             stream=int(stream),
             status=status,
             error_code=code,
@@ -215,6 +228,20 @@ class ChatService:
     def record_nowait(self, ev: UsageEvent) -> None:
         """For paths that cannot wait (the client is gone): commit in the background."""
         self._recorder.record_nowait(ev)
+
+
+def _retargeted(
+    req: ChatCompletionRequest | CompletionRequest, body: dict[str, Any], model: str
+) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
+    """The request for a fallback model: the same, under that model's name."""
+    served = req.model_copy(update={"model": model})
+    if (
+        isinstance(req, ChatCompletionRequest)
+        and isinstance(served, ChatCompletionRequest)
+        and req.output_ceiling
+    ):
+        served.as_ceiling()
+    return served, {**body, "model": model}
 
 
 def _through_alias(

@@ -9,6 +9,7 @@ events as an Anthropic message (``api/encoders/anthropic.py``). Errors are Anthr
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -94,7 +95,7 @@ async def _complete(
 ) -> Response:
     result = await scope.services.chat.open(scope.ctx, "chat", req, body)
     scope.result = result
-    out = AnthropicBody(meta)
+    out = AnthropicBody(replace(meta, model=result.call.model))  # a fallback names itself
     try:
         async for ev in result.events:
             out.add(ev)
@@ -110,7 +111,7 @@ async def _stream(
 ) -> Response:
     result = await scope.services.chat.open(scope.ctx, "chat", req, body)
     scope.result = result
-    enc = AnthropicStream(meta)
+    enc = AnthropicStream(replace(meta, model=result.call.model))
     # the first event (admitted): message_start goes out with it
     first = b""
     try:

@@ -7,6 +7,7 @@ write the events as a ``response`` (``api/encoders/responses.py``). Errors are O
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -71,7 +72,7 @@ async def _complete(
 ) -> Response:
     result = await scope.services.chat.open(scope.ctx, "chat", req, body)
     scope.result = result
-    out = ResponsesBody(meta)
+    out = ResponsesBody(replace(meta, model=result.call.model))  # a fallback names itself
     try:
         async for ev in result.events:
             out.add(ev)
@@ -87,7 +88,7 @@ async def _stream(
 ) -> Response:
     result = await scope.services.chat.open(scope.ctx, "chat", req, body)
     scope.result = result
-    enc = ResponsesStream(meta)
+    enc = ResponsesStream(replace(meta, model=result.call.model))
     first = b""
     try:
         first = enc.encode(await anext(result.events))

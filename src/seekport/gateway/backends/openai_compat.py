@@ -96,7 +96,7 @@ def _status_error(status: int, headers: CIMultiDictProxy[str], body: bytes) -> S
             status_code=status,
             error_type=str(etype or "upstream_error"),
             code=str(code) if code else None,
-            retry_after=_retry_after(headers) or (1.0 if status != 402 else None),
+            retry_after=_retry_after(headers),  # none sent: the edge still says 1 s on 429/503
         )
     return UpstreamError(f"upstream error (HTTP {status}): {text}"[:500])
 

@@ -43,6 +43,7 @@ usage_records = Table(
     Column("model", String(256), nullable=True),  # as requested (an alias, or a model)
     Column("served_model", String(256), nullable=True),  # the model that served it
     Column("backend", String(64), nullable=True),
+    Column("deployment", String(128), nullable=True),  # which of the group's deployments
     Column("stream", Integer, nullable=False, default=0),
     Column("status", Integer, nullable=False),
     Column("error_code", String(64), nullable=True),
