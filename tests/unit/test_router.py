@@ -133,6 +133,35 @@ async def test_weighted_round_robin_spreads_by_weight() -> None:
     assert "m#0m#0m#0m#0" not in "".join(served)  # smooth: interleaved, not in runs
 
 
+async def test_tag_aware_prefers_the_region_asked_for_then_the_rest() -> None:
+    eu, cn = Scripted("m", []), Scripted("m", [UpstreamStatusError("busy", status_code=503)])
+    r, _ = router(
+        dep(eu, 0, tags={"region": "eu"}), dep(cn, 1, tags={"region": "cn"}), strategy="tag_aware"
+    )
+    routed = await r.open("m", call_for, stream=True, region="cn")
+    await routed.events.aclose()  # type: ignore[attr-defined]
+    assert routed.deployment.id == "m#0" and cn.calls == 1  # cn first; it failed: eu served
+    for _ in range(2):
+        again = await r.open("m", call_for, stream=True, region="eu")
+        await again.events.aclose()  # type: ignore[attr-defined]
+        assert again.deployment.id == "m#0"
+
+
+async def test_least_inflight_sends_the_next_call_to_the_idler_deployment() -> None:
+    a, b = Scripted("m", []), Scripted("m", [])
+    r, _ = router(dep(a, 0), dep(b, 1), strategy="least_inflight")
+    first = await r.open("m", call_for, stream=True)  # still open: one call in flight
+    second = await r.open("m", call_for, stream=True)
+    assert {first.deployment.id, second.deployment.id} == {"m#0", "m#1"}
+    assert first.deployment.in_flight == 1 and second.deployment.in_flight == 1
+    await first.events.aclose()  # type: ignore[attr-defined]
+    third = await r.open("m", call_for, stream=True)
+    assert third.deployment is first.deployment  # the one that let go
+    for routed in (second, third):
+        await routed.events.aclose()  # type: ignore[attr-defined]
+    assert first.deployment.in_flight == 0 and second.deployment.in_flight == 0
+
+
 async def test_a_503_is_retried_on_the_other_deployment_once() -> None:
     bad = Scripted("m", [UpstreamStatusError("busy", status_code=503)])
     good = Scripted("m", [])
