@@ -15,6 +15,8 @@ Method
   stream's content deltas joined, ending in ``[DONE]`` with no error event (nothing repeated,
   nothing lost).
 * Attempts per request = the upstreams' own request counters (both) / client requests.
+  *Retries over budget*: retries the retry budget refused (``GET /admin/routing``); such a
+  request gets the failure of its last attempt.
 * Failures before ejection: a fresh seekport, ``m-a`` failing every call with the fault;
   requests one at a time until ``GET /admin/routing`` shows its breaker open; the count is how
   many calls ``m-a`` received (n/a for 429: a rate limit skips a deployment for its
@@ -106,9 +108,13 @@ def gateway(tmp: Path, a: Chaos, b: Chaos, *, routing: bool = True) -> Iterator[
         yield server
 
 
+def routing_state(server: Server) -> dict[str, Any]:
+    auth = {"Authorization": f"Bearer {server.key}"}
+    return dict(httpx.get(server.url + "/admin/routing", headers=auth).json())
+
+
 def breaker_state(server: Server, deployment: str) -> str:
-    r = httpx.get(server.url + "/admin/routing", headers={"Authorization": f"Bearer {server.key}"})
-    for group in r.json()["groups"].values():
+    for group in routing_state(server)["groups"].values():
         for d in group:
             if d["deployment"] == deployment:
                 return str(d["breaker"]["state"])
@@ -130,22 +136,28 @@ def build(port: int, key: str, stream: bool) -> bytes:
     return head.encode() + body
 
 
-def answer_ok(status: int, body: bytes, stream: bool) -> bool:
-    """Exactly the upstream's answer: nothing repeated, nothing lost, no error."""
+def failure(status: int, body: bytes, stream: bool) -> str | None:
+    """Why the answer is not exactly the upstream's (nothing repeated, nothing lost, no
+    error); None when it is."""
     if status != 200:
-        return False
+        try:
+            return f"{status} {json.loads(body)['error']['code']}"
+        except (ValueError, KeyError, TypeError):
+            return str(status)
     if not stream:
-        return bool(json.loads(body)["choices"][0]["message"]["content"] == ANSWER)
+        content = json.loads(body)["choices"][0]["message"]["content"]
+        return None if content == ANSWER else "wrong content"
     data = [ln[6:] for ln in body.decode().split("\n") if ln.startswith("data: ")]
+    chunks = [json.loads(d) for d in data if d != "[DONE]"]
+    errors = [c["error"].get("code") for c in chunks if "error" in c]
+    if errors:
+        return f"in-band {errors[0]}"
     if not data or data[-1] != "[DONE]":
-        return False
-    chunks = [json.loads(d) for d in data[:-1]]
-    if any("error" in c for c in chunks):
-        return False
+        return "no [DONE]"
     text = "".join(
         c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
     )
-    return text == ANSWER
+    return None if text == ANSWER else "wrong content"
 
 
 @dataclass
@@ -153,6 +165,7 @@ class Phase:
     requests: int = 0
     ok: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # why, how many
     latencies: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     gateway_cpu_s: float = 0.0
@@ -180,7 +193,11 @@ async def closed_loop(server: Server, total: int, conc: int, *, mixed: bool = Tr
                 phase.latencies.append(time.perf_counter() - t0)
                 phase.requests += 1
                 phase.statuses[status] = phase.statuses.get(status, 0) + 1
-                phase.ok += answer_ok(status, body, stream)
+                why = failure(status, body, stream)
+                if why is None:
+                    phase.ok += 1
+                else:
+                    phase.failures[why] = phase.failures.get(why, 0) + 1
                 if not keep:
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -204,6 +221,7 @@ class Row:
     load: Phase
     attempts: int
     on_a: int  # calls m-a received
+    refused: int  # retries the retry budget refused
     before_ejection: int | None  # None: n/a
 
 
@@ -230,9 +248,10 @@ def fault_row(tmp: Path, a: Chaos, b: Chaos, name: str, n: int) -> Row:
     a.control(**fault)
     with gateway(tmp, a, b) as server:
         load = asyncio.run(closed_loop(server, n, CONCURRENCY))
+        refused = int(routing_state(server)["retry_budget"]["refused"])
     on_a = int(a.stats()["requests_total"])
     attempts = on_a + int(b.stats()["requests_total"])
-    row = Row(name, load, attempts, on_a, ejection_count(tmp, a, b, fault))
+    row = Row(name, load, attempts, on_a, refused, ejection_count(tmp, a, b, fault))
     print(render_row(row), file=sys.stderr, flush=True)
     return row
 
@@ -280,8 +299,8 @@ def cpu_overhead(tmp: Path, a: Chaos, b: Chaos, n: int, rounds: int = 2) -> dict
 
 HEAD = (
     "| fault on m-a (30 %) | requests | client success | attempts / request | calls on m-a "
-    "| failures before ejection | p50 / p99 ms | gateway CPU ms/req |\n"
-    "|---|--:|--:|--:|--:|--:|--:|--:|"
+    "| failures before ejection | p50 / p99 ms | gateway CPU ms/req | failed requests "
+    "| retries over budget |\n|---|--:|--:|--:|--:|--:|--:|--:|---|--:|"
 )
 
 
@@ -292,7 +311,9 @@ def render_row(r: Row) -> str:
         f"| {r.fault} | {p.requests:,} | {100 * p.ok / p.requests:.2f} % "
         f"| {r.attempts / p.requests:.3f} | {100 * r.on_a / r.attempts:.1f} % | {eject} "
         f"| {p.pct(0.5):.1f} / {p.pct(0.99):.1f} "
-        f"| {1000 * p.gateway_cpu_s / p.requests:.2f} |"
+        f"| {1000 * p.gateway_cpu_s / p.requests:.2f} "
+        f"| {', '.join(f'{n} × {why}' for why, n in p.failures.items()) or '–'} "
+        f"| {r.refused} |"
     )
 
 
@@ -356,12 +377,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 requests per fault kind")
     parser.add_argument("--no-docs", action="store_true", help="print only")
     parser.add_argument("--docs", type=Path, default=DOCS, help="results page to update")
+    parser.add_argument(
+        "--faults", nargs="*", choices=list(FAULTS), help="only these (implies --no-docs)"
+    )
     args = parser.parse_args()
     n = 1_000 if args.quick else 10_000
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         with run_chaos(tmp, name="a") as a, run_chaos(tmp, name="b") as b:
             print(HEAD, file=sys.stderr)
+            if args.faults:
+                for name in args.faults:
+                    fault_row(tmp, a, b, name, n)
+                return
             rows = [fault_row(tmp, a, b, name, n) for name in FAULTS]
             down = all_down(tmp, a, b, 1_000 if not args.quick else 200)
             cpu = cpu_overhead(tmp, a, b, n // 2)
