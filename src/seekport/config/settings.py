@@ -465,6 +465,16 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL; default SQLite in data_dir. "
         "e.g. postgresql+asyncpg://127.0.0.1:5432/test",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for state shared by replicas (rate limits, concurrency), e.g. "
+        "`redis://127.0.0.1:6379/0`; unset: in-process state (one replica).",
+    )
+    redis_fail_open: bool = Field(
+        default=True,
+        description="When Redis does not answer: admit requests (true) or refuse them with "
+        "503 and `Retry-After` (false). Either way a warning is logged.",
+    )
     max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = Field(
         default=1 << 20, description="Largest accepted request body (413 above)."
     )
@@ -525,6 +535,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return v
 
     @field_validator("database_url")
     @classmethod
