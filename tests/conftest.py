@@ -70,7 +70,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, chaos: Chaos) -> Iterator[S
     # the remote tests pin what one upstream exchange does: no retries, no breaker in the way
     # (routing has its own tests, tests/e2e/test_routing.py)
     routing = {"max_retries": 0, "breaker": {"consecutive_failures": 1000}}
-    config = write_config(tmp, models, max_body_bytes=65536, routing=routing)
+    # many tests send bad keys from 127.0.0.1 on purpose: the throttle of failed
+    # authentications has its own test (tests/e2e/test_auth_throttle.py)
+    config = write_config(
+        tmp, models, max_body_bytes=65536, routing=routing, auth_failures_per_minute=100_000
+    )
     with run_server(config, extra_env={"CHAOS_UPSTREAM_KEY": "sk-upstream-secret"}) as s:
         yield s
 

@@ -157,3 +157,11 @@ def test_the_settings_pick_the_backend() -> None:
     assert isinstance(limiter_for(Settings(redis_url=REDIS_URL)), RedisLimiter)
     with pytest.raises(ValueError, match="redis_url"):
         Settings(redis_url="http://127.0.0.1:6379")
+
+
+async def test_a_zero_cost_asks_without_charging(limiter: Limiter) -> None:
+    assert (await limiter.hit("p", limit=2, period_s=60, cost=0)).allowed
+    assert (await limiter.hit("p", limit=2, period_s=60, force=True, cost=2)).allowed
+    peek = await limiter.hit("p", limit=2, period_s=60, cost=0)
+    assert not peek.allowed and 29.0 < peek.retry_after_s <= 30.0
+    assert not (await limiter.hit("p", limit=2, period_s=60, cost=0)).allowed  # unchanged

@@ -15,9 +15,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from seekport.errors import AuthenticationError, InvalidRequestError, OverloadedError
+from seekport.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    OverloadedError,
+    RateLimitError,
+)
 from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import KeyService
+from seekport.store.kv import MemoryLimiter
 from seekport.store.sql import Database, KeyRepository, UsageRepository
 from seekport.telemetry.metrics import Metrics
 
@@ -193,3 +199,45 @@ async def test_a_spray_of_unknown_keys_cannot_evict_a_known_one(db: Database) ->
     with pytest.raises(AuthenticationError):
         await keys.authenticate("Bearer sk-sp-never-seen")
     assert queries == 1  # (the counter does see a lookup that misses the cache)
+
+
+async def test_an_address_that_keeps_failing_gets_429_before_any_lookup(db: Database) -> None:
+    metrics = Metrics()
+    keys = KeyService(
+        KeyRepository(db), limiter=MemoryLimiter(), failures_per_minute=3, metrics=metrics
+    )
+    _record, secret = await keys.create("k", "user")
+    for header in (None, "Basic abc", "Bearer sk-sp-unknown"):  # missing, malformed, invalid
+        with pytest.raises(AuthenticationError):
+            await keys.authenticate(header, "10.0.0.1")
+    queries = 0
+
+    def count(*_args: object) -> None:
+        nonlocal queries
+        queries += 1
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    for header in ("Bearer sk-sp-another", f"Bearer {secret}"):
+        with pytest.raises(RateLimitError) as info:
+            await keys.authenticate(header, "10.0.0.1")
+        assert info.value.status_code == 429 and info.value.retry_after == 20  # 60 s / 3
+    assert queries == 0  # refused before the key store was asked
+    assert (await keys.authenticate(f"Bearer {secret}", "10.0.0.2")).name == "k"  # others pass
+    # now known valid (cached): it passes from the throttled address too, with no lookup —
+    # a good client behind the same address as a bad one keeps working
+    queries = 0
+    assert (await keys.authenticate(f"Bearer {secret}", "10.0.0.1")).name == "k"
+    assert queries == 0
+    text = metrics.render().decode()
+    for reason, n in (("missing", 1), ("malformed", 1), ("invalid", 1), ("throttled", 2)):
+        assert f'seekport_auth_failures_total{{reason="{reason}"}} {n}.0' in text
+
+
+async def test_successful_authentications_never_count_against_an_address(db: Database) -> None:
+    keys = KeyService(KeyRepository(db), limiter=MemoryLimiter(), failures_per_minute=2)
+    _record, secret = await keys.create("k", "user")
+    for _ in range(20):
+        await keys.authenticate(f"Bearer {secret}", "10.0.0.1")
+    with pytest.raises(AuthenticationError):
+        await keys.authenticate("Bearer sk-sp-unknown", "10.0.0.1")
+    await keys.authenticate(f"Bearer {secret}", "10.0.0.1")  # one failure of two: still in

@@ -32,6 +32,7 @@ from seekport.gateway.backends.openai_compat import OpenAICompatBackend
 from seekport.gateway.routing.breaker import Breaker
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.service import ChatService
+from seekport.store.kv import limiter_for
 from seekport.store.sql import Database, KeyRepository, UsageRepository
 from seekport.telemetry.metrics import Metrics
 
@@ -110,7 +111,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
         await db.open()
-        keys = KeyService(KeyRepository(db), cache_ttl_s=settings.auth_cache_ttl_s)
+        limiter = limiter_for(settings)
+        keys = KeyService(
+            KeyRepository(db),
+            cache_ttl_s=settings.auth_cache_ttl_s,
+            limiter=limiter,
+            failures_per_minute=settings.auth_failures_per_minute,
+            metrics=metrics,
+        )
         recorder = UsageRecorder(UsageRepository(db), metrics, batch_max=settings.usage_batch_max)
         await recorder.start()
         deployments: list[Deployment] = []
@@ -146,6 +154,7 @@ def create_app(
             for backend in started:
                 await backend.aclose()
             await recorder.stop()
+            await limiter.aclose()
             await db.close()
 
     app = FastAPI(

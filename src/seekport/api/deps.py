@@ -35,10 +35,17 @@ def services_or_none(request: Request) -> Services | None:
     return svc
 
 
-async def require_admin(services: Services, authorization: str | None) -> Principal:
+def client_ip(request: Request) -> str | None:
+    """The peer address (the failed-authentication throttle is kept per address)."""
+    return request.client.host if request.client else None
+
+
+async def require_admin(services: Services, request: Request) -> Principal:
     """The caller's principal if its key has the admin role; 401 without a valid key, 403 for
     any other role. Every admin route calls this first."""
-    principal = await services.keys.authenticate(authorization)
+    principal = await services.keys.authenticate(
+        request.headers.get("authorization"), client_ip(request)
+    )
     if principal.role != "admin":
         raise PermissionDeniedError(
             f"this route needs an admin key; key '{principal.name}' has the role '{principal.role}'"

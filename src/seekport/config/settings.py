@@ -495,6 +495,12 @@ class Settings(BaseSettings):
     auth_cache_ttl_s: Annotated[float, Field(ge=0, le=60)] = Field(
         default=1.0, description="How long a resolved key is cached (bounds revocation delay)."
     )
+    auth_failures_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=20,
+        description="Failed authentications one client address may make per minute (burst "
+        "as large); past it the address gets 429 with `Retry-After` before any key lookup. "
+        "Kept in Redis when `redis_url` is set, so the limit holds across replicas.",
+    )
     usage_batch_max: Annotated[int, Field(ge=1, le=10_000)] = Field(
         default=256, description="Usage records committed together at most (group commit)."
     )

@@ -8,14 +8,17 @@ look a key up by its hash without timing leaks on the secret itself.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
-from seekport.errors import AuthenticationError, InvalidRequestError
+from seekport.errors import AuthenticationError, InvalidRequestError, RateLimitError
+from seekport.store.kv import Limiter
 from seekport.store.protocols import ApiKeyRecord, KeyStore
+from seekport.telemetry.metrics import Metrics
 
 SECRET_PREFIX = "sk-sp-"  # noqa: S105 - a format marker, not a secret
 MAX_AUTH_HEADER = 512
@@ -31,14 +34,33 @@ class Principal:
     role: str
 
 
+class _Refused(AuthenticationError):
+    """A 401 that knows why (the metric's reason label)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 class KeyService:
-    def __init__(self, repo: KeyStore, *, cache_ttl_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        repo: KeyStore,
+        *,
+        cache_ttl_s: float = 1.0,
+        limiter: Limiter | None = None,
+        failures_per_minute: int = 20,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._repo = repo
         self._ttl = cache_ttl_s
+        self._limiter = limiter  # None: failed authentications are not throttled
+        self._failures_per_minute = failures_per_minute
+        self._metrics = metrics
         self._known: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         self._unknown: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
 
@@ -88,23 +110,76 @@ class KeyService:
             cache.popitem(last=False)
         return principal
 
-    async def authenticate(self, authorization: str | None) -> Principal:
-        """Resolve an ``Authorization`` header to a Principal or raise 401."""
+    async def authenticate(self, authorization: str | None, client: str | None = None) -> Principal:
+        """Resolve an ``Authorization`` header to a Principal or raise 401. A ``client``
+        address that failed ``failures_per_minute`` times in the last minute gets 429 before
+        any lookup — a spray of random keys costs a counter, not the database — unless its key
+        is one already known valid in the cache (others behind the same address keep working)."""
+        key = f"authfail:{client}" if client is not None and self._limiter is not None else None
+        try:
+            digest = self._digest(authorization)
+            refusal = await self._refusal(key) if key is not None else None
+            if refusal is not None:
+                known = self._cached(self._known, digest)
+                if known is None:
+                    self._count("throttled")
+                    raise refusal
+                return known
+            principal = await self._lookup(digest)
+            if principal is None:
+                raise _Refused(
+                    "invalid", "Authentication Fails, your api key is invalid or revoked"
+                )
+            return principal
+        except _Refused as exc:
+            self._count(exc.reason)
+            if key is not None and self._limiter is not None:
+                await self._limiter.hit(
+                    key, limit=self._failures_per_minute, period_s=60, force=True
+                )
+            raise
+
+    async def _refusal(self, key: str) -> RateLimitError | None:
+        """The 429 for an address with no failures left; None while it has some."""
+        assert self._limiter is not None
+        ahead = await self._limiter.hit(key, limit=self._failures_per_minute, period_s=60, cost=0)
+        if ahead.allowed:
+            return None
+        wait = max(1, math.ceil(ahead.retry_after_s))
+        return RateLimitError(
+            "Too many failed authentications from this address; retry in "
+            f"{wait} s with a valid API key",
+            retry_after=wait,
+        )
+
+    @staticmethod
+    def _cached(
+        cache: OrderedDict[str, tuple[float, Principal | None]], digest: str
+    ) -> Principal | None:
+        hit = cache.get(digest)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def _count(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.auth_failures.labels(reason).inc()
+
+    @staticmethod
+    def _digest(authorization: str | None) -> str:
+        """The SHA-256 of the header's key; 401 for a missing or malformed header."""
         if not authorization:
-            raise AuthenticationError(
+            raise _Refused(
+                "missing",
                 "Authentication Fails: no API key given "
-                "(send the header Authorization: Bearer sk-...)"
+                "(send the header Authorization: Bearer sk-...)",
             )
         if len(authorization) > MAX_AUTH_HEADER:
-            raise AuthenticationError("Authentication Fails: the Authorization header is too long")
+            raise _Refused(
+                "malformed", "Authentication Fails: the Authorization header is too long"
+            )
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise AuthenticationError(
-                "Authentication Fails (auth header format should be Bearer sk-...)"
+            raise _Refused(
+                "malformed", "Authentication Fails (auth header format should be Bearer sk-...)"
             )
-        digest = hash_secret(token)
-        principal = await self._lookup(digest)
-        if principal is None:
-            raise AuthenticationError("Authentication Fails, your api key is invalid or revoked")
-        return principal
+        return hash_secret(token)

@@ -77,6 +77,13 @@ class Metrics:
             ["model", "to"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            "seekport_auth_failures",
+            "Failed authentications: missing, malformed, invalid (unknown or revoked key), "
+            "throttled (the client address failed too often and got 429 before any lookup).",
+            ["reason"],
+            registry=r,
+        )
         self.usage_write_failures = Counter(
             "seekport_usage_write_failures",
             "Usage records that could not be committed.",

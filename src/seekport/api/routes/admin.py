@@ -25,7 +25,7 @@ async def routing(request: Request) -> Response:
 
     async def handle() -> Response:
         svc = scope.services
-        scope.ctx.principal = await require_admin(svc, request.headers.get("authorization"))
+        scope.ctx.principal = await require_admin(svc, request)
         return _json(svc.chat.router.snapshot(), scope)
 
     return await scope.run(handle)
@@ -39,7 +39,7 @@ async def reload(request: Request) -> Response:
 
     async def handle() -> Response:
         svc = scope.services
-        scope.ctx.principal = await require_admin(svc, request.headers.get("authorization"))
+        scope.ctx.principal = await require_admin(svc, request)
         if svc.reloader is None:
             raise InvalidRequestError("this server was not started from a config it can re-read")
         return _json(await svc.reloader.reload(), scope)

@@ -8,9 +8,10 @@ per key, the theoretical arrival time (TAT) of the next unit. A limit of ``limit
 limit of N per minute admits exactly N at once, then one every ``T`` — never more than ``burst``
 ahead of the rate, whichever replica decides, since the whole decision is one atomic step.
 
-``cost`` may be negative (give back what a reservation over-estimated: tokens per minute are
-reserved from an estimate at admission and settled with the real count after), and ``force``
-charges without refusing (the settlement of tokens already spent).
+``cost`` 0 only asks (would one unit be admitted now?); ``cost`` may be negative (give back
+what a reservation over-estimated: tokens per minute are reserved from an estimate at admission
+and settled with the real count after); ``force`` charges without refusing (the settlement of
+tokens already spent).
 
 Concurrency slots are leases: a slot expires after ``ttl_s`` if its holder never releases it (a
 crashed replica), so a limit cannot leak shut.
@@ -69,8 +70,11 @@ class Gcra:
         return cls(interval, interval * (burst if burst is not None else limit))
 
     def step(self, tat: float, now: float, cost: int, force: bool) -> tuple[bool, float]:
-        """(admitted, the new TAT); a refused step keeps the old TAT."""
+        """(admitted, the new TAT); a refused step keeps the old TAT. ``cost`` 0 asks without
+        charging: would one more unit be admitted now?"""
         tat = max(tat, now)
+        if cost == 0:
+            return tat + self.interval - self.tolerance <= now, tat
         new_tat = max(now, tat + cost * self.interval)
         if not force and cost > 0 and new_tat - self.tolerance > now:
             return False, tat
@@ -80,5 +84,6 @@ class Gcra:
         tat = max(tat, now)
         free = self.tolerance - (tat - now)  # seconds of burst left
         remaining = max(0, math.floor(free / self.interval + 1e-9))
-        retry = 0.0 if allowed else max(0.0, tat + cost * self.interval - self.tolerance - now)
+        units = max(cost, 1)
+        retry = 0.0 if allowed else max(0.0, tat + units * self.interval - self.tolerance - now)
         return Decision(allowed, limit, remaining, retry, max(0.0, tat - now))

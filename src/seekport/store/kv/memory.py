@@ -62,5 +62,5 @@ class MemoryLimiter:
         for k in [k for k, tat in self._tat.items() if tat <= now]:
             del self._tat[k]
 
-    def __len__(self) -> int:
+    def keys_held(self) -> int:
         return len(self._tat)
