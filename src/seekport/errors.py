@@ -37,6 +37,7 @@ class SeekportError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -44,6 +45,7 @@ class SeekportError(Exception):
         if code is not None:
             self.code = code
         self.retry_after = retry_after
+        self.headers = headers or {}  # extra response headers (x-ratelimit-*)
 
 
 class InvalidRequestError(SeekportError):

@@ -131,7 +131,7 @@ def create_app(
                 started.append(backend)
                 deployments.append(build_deployment(dep_id, cfg, backend, settings))
             table = RoutingTable.of(deployments, settings.routing)
-            chat = ChatService(table, recorder, metrics, settings.aliases)
+            chat = ChatService(table, recorder, metrics, settings.aliases, limiter)
             services = Services(settings, keys, chat, metrics, int(time.time()))
             if reload_settings is not None:
                 services.reloader = Reloader(

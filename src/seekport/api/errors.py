@@ -90,7 +90,7 @@ def anthropic_error_response(exc: SeekportError, headers: dict[str, str] | None 
 
 
 def _response(exc: SeekportError, body: dict[str, Any], headers: dict[str, str] | None) -> Response:
-    out = dict(headers or {})
+    out = {**exc.headers, **(headers or {})}
     if exc.retry_after is not None or exc.status_code in (429, 503):
         out["retry-after"] = str(max(1, round(exc.retry_after or 1)))
     if isinstance(exc, AuthenticationError):

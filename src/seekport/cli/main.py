@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from seekport.config import Settings, load_settings
 from seekport.errors import ConfigError, SeekportError
+from seekport.protocol.keys import KeyPolicy
 
 app = typer.Typer(
     add_completion=False,
@@ -175,18 +178,73 @@ def serve(
     ).run()
 
 
+def _policy(
+    models: str | None, ip_allow: str | None, rpm: int | None, max_tokens: int | None
+) -> KeyPolicy:
+    def items(text: str | None) -> list[str]:
+        return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+    try:
+        return KeyPolicy(
+            models=tuple(items(models)),
+            ip_allow=tuple(items(ip_allow)),  # pydantic parses the CIDRs
+            rpm=rpm,
+            max_tokens=max_tokens,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = "--" + str(err["loc"][0]).replace("_", "-")
+        typer.echo(f"error: {where}: {err['msg']} (got {err.get('input')!r})", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        typer.echo(f"error: --expires: not an ISO 8601 time: {text!r}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")],
     role: Annotated[str, typer.Option(help="admin or user.")] = "user",
+    models: Annotated[
+        str | None, typer.Option(help="Models (or aliases) it may call, comma-separated.")
+    ] = None,
+    ip_allow: Annotated[
+        str | None, typer.Option(help="Client address ranges it may call from (CIDR, ...).")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute at most.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Output tokens per call at most (a cap on max_tokens).")
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="When it stops working, ISO 8601 with a zone.")
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Create a key; its secret is printed alone on the last line (shown once)."""
+    policy = _policy(models, ip_allow, rpm, max_tokens)
+    expires_at = _when(expires)
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
-    record, secret = _run(lambda: _with_keys(settings, lambda k: k.create(name, role)))
-    typer.echo(f"created key {record.id} ({record.name}, {record.role})")
+    record, secret = _run(
+        lambda: _with_keys(
+            settings, lambda k: k.create(name, role, expires_at=expires_at, policy=policy)
+        )
+    )
+    terms = [
+        f"{k} {','.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in policy.stored().items()
+    ]
+    if record.expires_at:
+        terms.append(f"expires {record.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+    typer.echo(f"created key {record.id} ({', '.join([record.name, record.role, *terms])})")
     typer.echo(secret)
 
 

@@ -7,15 +7,22 @@ look a key up by its hash without timing leaks on the secret itself.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import math
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from seekport.errors import AuthenticationError, InvalidRequestError, RateLimitError
+from seekport.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+from seekport.protocol.keys import KeyPolicy
 from seekport.store.kv import Limiter
 from seekport.store.protocols import ApiKeyRecord, KeyStore
 from seekport.telemetry.metrics import Metrics
@@ -32,6 +39,12 @@ class Principal:
     key_id: str
     name: str
     role: str
+    policy: KeyPolicy = field(default_factory=KeyPolicy)
+    expires_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, record: ApiKeyRecord) -> Principal:
+        return cls(record.id, record.name, record.role, record.policy, record.expires_at)
 
 
 class _Refused(AuthenticationError):
@@ -64,8 +77,22 @@ class KeyService:
         self._known: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         self._unknown: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
 
-    async def create(self, name: str, role: str) -> tuple[ApiKeyRecord, str]:
+    async def create(
+        self,
+        name: str,
+        role: str,
+        *,
+        expires_at: dt.datetime | None = None,
+        policy: KeyPolicy | None = None,
+    ) -> tuple[ApiKeyRecord, str]:
         """Create a key; returns its record and the secret (shown once, never stored)."""
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                raise InvalidRequestError(
+                    "expires needs a time zone, e.g. 2027-01-31T00:00:00Z", param="expires"
+                )
+            if expires_at <= dt.datetime.now(dt.UTC):
+                raise InvalidRequestError("expires is in the past", param="expires")
         if role not in ROLES:
             raise InvalidRequestError(f"role must be one of {', '.join(ROLES)}", param="role")
         if not name or len(name) > 128:
@@ -77,6 +104,8 @@ class KeyService:
             role=role,
             secret_hash=hash_secret(secret),
             prefix=secret[: len(SECRET_PREFIX) + 4],
+            expires_at=expires_at,
+            policy=policy,
         )
         return record, secret
 
@@ -102,7 +131,7 @@ class KeyService:
                 cache.move_to_end(digest)
                 return hit[1]
         record = await self._repo.find_active_by_hash(digest)
-        principal = Principal(record.id, record.name, record.role) if record else None
+        principal = Principal.of(record) if record else None
         cache = self._known if principal else self._unknown
         cache[digest] = (now + self._ttl, principal)
         cache.move_to_end(digest)
@@ -124,13 +153,13 @@ class KeyService:
                 if known is None:
                     self._count("throttled")
                     raise refusal
-                return known
+                return self._admitted(known, client)
             principal = await self._lookup(digest)
             if principal is None:
                 raise _Refused(
                     "invalid", "Authentication Fails, your api key is invalid or revoked"
                 )
-            return principal
+            return self._admitted(principal, client)
         except _Refused as exc:
             self._count(exc.reason)
             if key is not None and self._limiter is not None:
@@ -138,6 +167,21 @@ class KeyService:
                     key, limit=self._failures_per_minute, period_s=60, force=True
                 )
             raise
+
+    @staticmethod
+    def _admitted(principal: Principal, client: str | None) -> Principal:
+        """The key's own terms: not expired (401), called from an allowed address (403)."""
+        if principal.expires_at is not None and principal.expires_at <= dt.datetime.now(dt.UTC):
+            raise _Refused(
+                "expired",
+                "Authentication Fails, your api key expired at "
+                f"{principal.expires_at:%Y-%m-%d %H:%M:%S} UTC",
+            )
+        if not principal.policy.allows_address(client):
+            raise PermissionDeniedError(
+                f"this API key may not be used from {client or 'an unknown address'}"
+            )
+        return principal
 
     async def _refusal(self, key: str) -> RateLimitError | None:
         """The 429 for an address with no failures left; None while it has some."""

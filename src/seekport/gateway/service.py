@@ -10,6 +10,7 @@ cache slot in here in later issues, as policies over the same events.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,7 +19,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from seekport.config import AliasConfig
-from seekport.errors import InvalidRequestError, ModelNotFoundError
+from seekport.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+)
 from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import Principal
 from seekport.gateway.backends.base import BackendCall, CallStats, Endpoint
@@ -34,6 +40,7 @@ from seekport.protocol.events import (
     ToolCallDelta,
     UsageReport,
 )
+from seekport.store.kv import Limiter
 from seekport.telemetry.metrics import Metrics
 
 
@@ -91,11 +98,13 @@ class ChatService:
         recorder: UsageRecorder,
         metrics: Metrics,
         aliases: list[AliasConfig] | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.router = Router(table, metrics)
         self._aliases = {a.name: a for a in aliases or ()}
         self._recorder = recorder
         self._metrics = metrics
+        self._limiter = limiter  # None: keys' requests per minute are not enforced
 
     @property
     def _groups(self) -> dict[str, Any]:
@@ -146,6 +155,10 @@ class ChatService:
         """Admit the call; errors before the first event raise here. An alias becomes its
         served model here, its fixed parameters merged over the client's."""
         self.deployment_for(req.model)
+        limits: dict[str, str] = {}
+        if ctx.principal is not None:
+            limits = await self._admit(ctx.principal, req.model)
+            req, body = _capped(req, body, ctx.principal.policy.max_tokens)
         alias = self._aliases.get(req.model)
         if alias is not None:
             req, body = _through_alias(alias, req, body)
@@ -167,7 +180,35 @@ class ChatService:
         }
         if routed.attempts > 1:
             headers["x-seekport-attempts"] = str(routed.attempts)
+        headers.update(limits)
         return ChatResult(call, dep, _Metered(call.stats, routed.events), headers)
+
+    async def _admit(self, who: Principal, model: str) -> dict[str, str]:
+        """The key's policy for this call: the model it may call (403), its requests per
+        minute (429); returns the ``x-ratelimit-*`` headers of the answer."""
+        policy = who.policy
+        if not policy.allows_model(model):
+            raise PermissionDeniedError(
+                f"this API key may not call the model '{model}' "
+                f"(it may call: {', '.join(policy.models)})",
+                param="model",
+            )
+        if policy.rpm is None or self._limiter is None:
+            return {}
+        d = await self._limiter.hit(f"rpm:key:{who.key_id}", limit=policy.rpm, period_s=60)
+        headers = {
+            "x-ratelimit-limit-requests": str(policy.rpm),
+            "x-ratelimit-remaining-requests": str(d.remaining),
+            "x-ratelimit-reset-requests": f"{math.ceil(d.reset_s)}s",
+        }
+        if not d.allowed:
+            raise RateLimitError(
+                f"Rate limit reached: this API key may make {policy.rpm} requests per minute; "
+                f"retry in {math.ceil(d.retry_after_s)} s",
+                retry_after=max(1, math.ceil(d.retry_after_s)),
+                headers=headers,
+            )
+        return headers
 
     # ---- accounting: the edge's request scope makes exactly one record per request
 
@@ -228,6 +269,24 @@ class ChatService:
     def record_nowait(self, ev: UsageEvent) -> None:
         """For paths that cannot wait (the client is gone): commit in the background."""
         self._recorder.record_nowait(ev)
+
+
+def _capped(
+    req: ChatCompletionRequest | CompletionRequest, body: dict[str, Any], cap: int | None
+) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
+    """The key's output cap over the client's ask (a remote upstream gets it in the body)."""
+    if cap is None:
+        return req, body
+    if isinstance(req, ChatCompletionRequest):
+        asked = req.output_limit
+        fields = ["max_tokens"] + (["max_completion_tokens"] if req.max_completion_tokens else [])
+    else:
+        asked, fields = req.max_tokens, ["max_tokens"]
+    if asked is not None and asked <= cap:
+        return req, body
+    update = dict.fromkeys(fields, cap)
+    capped = req.model_copy(update=update)
+    return capped, {**body, **update}
 
 
 def _retargeted(

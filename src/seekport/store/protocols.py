@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from seekport.protocol.keys import KeyPolicy
 
 
 class DuplicateRecordError(Exception):
@@ -21,13 +23,23 @@ class ApiKeyRecord:
     prefix: str
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    expires_at: dt.datetime | None = None
+    policy: KeyPolicy = field(default_factory=KeyPolicy)
 
 
 class KeyStore(Protocol):
     """API keys, looked up by the SHA-256 of their secret."""
 
     async def insert(
-        self, *, key_id: str, name: str, role: str, secret_hash: str, prefix: str
+        self,
+        *,
+        key_id: str,
+        name: str,
+        role: str,
+        secret_hash: str,
+        prefix: str,
+        expires_at: dt.datetime | None = None,
+        policy: KeyPolicy | None = None,
     ) -> ApiKeyRecord: ...
 
     async def find_active_by_hash(self, secret_hash: str) -> ApiKeyRecord | None: ...

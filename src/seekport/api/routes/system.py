@@ -37,9 +37,13 @@ async def list_models(request: Request) -> Response:
 
     async def handle() -> Response:
         svc = scope.services
-        await svc.keys.authenticate(request.headers.get("authorization"), client_ip(request))
+        who = await svc.keys.authenticate(request.headers.get("authorization"), client_ip(request))
         owners = _owners(svc.settings)
-        data = [_card(m, svc.started_at, owners.get(m, "seekport")) for m in svc.chat.model_ids()]
+        data = [
+            _card(m, svc.started_at, owners.get(m, "seekport"))
+            for m in svc.chat.model_ids()
+            if who.policy.allows_model(m)  # a key limited to some models sees only those
+        ]
         return _json(ModelList(data=data).model_dump_json(), scope)
 
     return await scope.run(handle)
@@ -52,8 +56,8 @@ async def get_model(request: Request, model_id: str) -> Response:
 
     async def handle() -> Response:
         svc = scope.services
-        await svc.keys.authenticate(request.headers.get("authorization"), client_ip(request))
-        if model_id not in svc.chat.model_ids():
+        who = await svc.keys.authenticate(request.headers.get("authorization"), client_ip(request))
+        if model_id not in svc.chat.model_ids() or not who.policy.allows_model(model_id):
             raise ModelNotFoundError(
                 f"Model Not Exist: the model '{model_id}' does not exist", param="model"
             )

@@ -11,9 +11,15 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from seekport.protocol.keys import KeyPolicy
 from seekport.store.protocols import ApiKeyRecord, DuplicateRecordError
 from seekport.store.sql.db import Database
 from seekport.store.sql.tables import api_keys, usage_records
+
+
+def _utc(t: dt.datetime | None) -> dt.datetime | None:
+    """SQLite gives back naive datetimes; they were stored in UTC."""
+    return t.replace(tzinfo=dt.UTC) if t is not None and t.tzinfo is None else t
 
 
 def _key_row(row: Any) -> ApiKeyRecord:
@@ -24,6 +30,8 @@ def _key_row(row: Any) -> ApiKeyRecord:
         prefix=row.prefix,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        expires_at=_utc(row.expires_at),
+        policy=KeyPolicy.model_validate(row.policy or {}),
     )
 
 
@@ -32,9 +40,18 @@ class KeyRepository:
         self._db = db
 
     async def insert(
-        self, *, key_id: str, name: str, role: str, secret_hash: str, prefix: str
+        self,
+        *,
+        key_id: str,
+        name: str,
+        role: str,
+        secret_hash: str,
+        prefix: str,
+        expires_at: dt.datetime | None = None,
+        policy: KeyPolicy | None = None,
     ) -> ApiKeyRecord:
         now = dt.datetime.now(dt.UTC)
+        policy = policy or KeyPolicy()
         async with self._db.engine.begin() as conn:
             await conn.execute(
                 insert(api_keys).values(
@@ -45,9 +62,11 @@ class KeyRepository:
                     prefix=prefix,
                     created_at=now,
                     revoked_at=None,
+                    expires_at=expires_at,
+                    policy=policy.stored() or None,
                 )
             )
-        return ApiKeyRecord(key_id, name, role, prefix, now, None)
+        return ApiKeyRecord(key_id, name, role, prefix, now, None, expires_at, policy)
 
     async def find_active_by_hash(self, secret_hash: str) -> ApiKeyRecord | None:
         async with self._db.engine.connect() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -27,6 +28,8 @@ api_keys = Table(
     Column("prefix", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("policy", JSON, nullable=True),  # KeyPolicy.stored(); NULL: no restriction
 )
 
 usage_records = Table(
