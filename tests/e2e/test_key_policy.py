@@ -7,27 +7,33 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.harness import Server, run_chaos, run_cli, run_server, write_config
+from tests.harness import Chaos, Server, run_chaos, run_cli, run_server, write_config
 
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
+    with run_chaos(tmp_path_factory.mktemp("key-policy-chaos")) as chaos:
+        yield chaos
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, upstream: Chaos) -> Iterator[Server]:
     tmp: Path = tmp_path_factory.mktemp("key-policy")
-    with run_chaos(tmp) as chaos:
-        models = [
-            {"name": name, "backend": "openai", "base_url": chaos.url, "upstream_model": "x"}
-            for name in ("m1", "m2")
-        ]
-        with run_server(write_config(tmp, models, log_level="warning")) as s:
-            yield s
+    models = [
+        {"name": name, "backend": "openai", "base_url": upstream.url, "upstream_model": "x"}
+        for name in ("m1", "m2")
+    ]
+    with run_server(write_config(tmp, models, log_level="warning")) as s:
+        yield s
 
 
 def key(server: Server, *flags: str) -> str:
@@ -119,3 +125,34 @@ def test_bad_terms_are_refused_by_the_cli(
 ) -> None:
     out = run_cli(server.config, "keys", "create", "--name", "k", *flags, check=False)
     assert out.returncode != 0 and says in out.stderr
+
+
+def test_calls_at_once_are_capped_and_a_finished_one_frees_its_slot(
+    server: Server, upstream: Chaos
+) -> None:
+    secret = key(server, "--max-concurrent", "2")
+    auth = {"Authorization": f"Bearer {secret}"}
+    sent = {"model": "m1", "messages": MESSAGES}
+    upstream.control(latency_ms=800)  # each answer takes a while: three overlap
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(
+                        server.url + "/v1/chat/completions", json=sent, headers=auth, timeout=30
+                    ),
+                    range(3),
+                )
+            )
+    finally:
+        upstream.control(reset=True)
+    assert sorted(r.status_code for r in answers) == [200, 200, 429]
+    refused = next(r for r in answers if r.status_code == 429)
+    assert "at a time" in refused.json()["error"]["message"]
+    assert refused.headers["retry-after"] == "1"
+    # a stream holds its slot until it ends, then gives it back
+    c = client(secret, server)
+    for _ in range(3):
+        with c.chat.completions.stream(model="m1", messages=MESSAGES) as s:
+            assert s.get_final_completion().choices[0].message.content
+    assert c.chat.completions.create(model="m1", messages=MESSAGES).choices

@@ -179,7 +179,11 @@ def serve(
 
 
 def _policy(
-    models: str | None, ip_allow: str | None, rpm: int | None, max_tokens: int | None
+    models: str | None,
+    ip_allow: str | None,
+    rpm: int | None,
+    max_concurrent: int | None,
+    max_tokens: int | None,
 ) -> KeyPolicy:
     def items(text: str | None) -> list[str]:
         return [x.strip() for x in (text or "").split(",") if x.strip()]
@@ -189,6 +193,7 @@ def _policy(
             models=tuple(items(models)),
             ip_allow=tuple(items(ip_allow)),  # pydantic parses the CIDRs
             rpm=rpm,
+            max_concurrent=max_concurrent,
             max_tokens=max_tokens,
         )
     except ValidationError as exc:
@@ -219,6 +224,9 @@ def keys_create(
         str | None, typer.Option(help="Client address ranges it may call from (CIDR, ...).")
     ] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute at most.")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="Requests under way at once at most.")
+    ] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="Output tokens per call at most (a cap on max_tokens).")
     ] = None,
@@ -230,7 +238,7 @@ def keys_create(
     database_url: DbOpt = None,
 ) -> None:
     """Create a key; its secret is printed alone on the last line (shown once)."""
-    policy = _policy(models, ip_allow, rpm, max_tokens)
+    policy = _policy(models, ip_allow, rpm, max_concurrent, max_tokens)
     expires_at = _when(expires)
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     record, secret = _run(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,9 @@ def meter(stats: CallStats, ev: Event) -> None:
         stats.usage_seen = True
 
 
+SLOT_LEASE_S = 3600.0  # the longest a concurrency slot outlives a replica that died holding it
+
+
 class ChatService:
     def __init__(
         self,
@@ -159,6 +162,23 @@ class ChatService:
         if ctx.principal is not None:
             limits = await self._admit(ctx.principal, req.model)
             req, body = _capped(req, body, ctx.principal.policy.max_tokens)
+        release = await self._hold_slot(ctx)
+        try:
+            return await self._open(ctx, endpoint, req, body, limits, release)
+        except BaseException:
+            if release is not None:
+                await release()
+            raise
+
+    async def _open(
+        self,
+        ctx: RequestContext,
+        endpoint: Endpoint,
+        req: ChatCompletionRequest | CompletionRequest,
+        body: dict[str, object],
+        limits: dict[str, str],
+        release: Callable[[], Awaitable[None]] | None,
+    ) -> ChatResult:
         alias = self._aliases.get(req.model)
         if alias is not None:
             req, body = _through_alias(alias, req, body)
@@ -181,7 +201,28 @@ class ChatService:
         if routed.attempts > 1:
             headers["x-seekport-attempts"] = str(routed.attempts)
         headers.update(limits)
-        return ChatResult(call, dep, _Metered(call.stats, routed.events), headers)
+        return ChatResult(call, dep, _Metered(call.stats, routed.events, release), headers)
+
+    async def _hold_slot(self, ctx: RequestContext) -> Callable[[], Awaitable[None]] | None:
+        """One of the key's ``max_concurrent`` slots for this call (429 when all are taken);
+        returns what gives it back (when the answer's events are closed). The slot is a lease:
+        a replica that dies holding it frees it within ``SLOT_LEASE_S``."""
+        who = ctx.principal
+        cap = who.policy.max_concurrent if who is not None else None
+        if who is None or cap is None or self._limiter is None:
+            return None
+        limiter, key, token = self._limiter, f"cc:key:{who.key_id}", ctx.request_id
+        if not await limiter.acquire_slot(key, token, limit=cap, ttl_s=SLOT_LEASE_S):
+            raise RateLimitError(
+                f"Rate limit reached: this API key may make {cap} requests at a time; retry "
+                "when one has finished",
+                retry_after=1,
+            )
+
+        async def release() -> None:
+            await limiter.release_slot(key, token)
+
+        return release
 
     async def _admit(self, who: Principal, model: str) -> dict[str, str]:
         """The key's policy for this call: the model it may call (403), its requests per
@@ -328,11 +369,17 @@ class _Metered:
     """The backend's events, metered into ``stats`` as they pass; ``aclose`` always reaches the
     backend's iterator (a generator here would skip it if never started)."""
 
-    __slots__ = ("_events", "_stats")
+    __slots__ = ("_events", "_release", "_stats")
 
-    def __init__(self, stats: CallStats, events: AsyncIterator[Event]) -> None:
+    def __init__(
+        self,
+        stats: CallStats,
+        events: AsyncIterator[Event],
+        release: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._stats = stats
         self._events = events
+        self._release = release  # a concurrency slot, given back when the events are closed
 
     def __aiter__(self) -> _Metered:
         return self
@@ -343,6 +390,11 @@ class _Metered:
         return ev
 
     async def aclose(self) -> None:
-        aclose = getattr(self._events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        release, self._release = self._release, None
+        try:
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            if release is not None:
+                await release()

@@ -22,6 +22,9 @@ class KeyPolicy(BaseModel):
     rpm: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
         default=None, description="Requests per minute (GCRA; a full minute's burst)."
     )
+    max_concurrent: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None, description="Calls under way at once at most."
+    )
     max_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
         default=None, description="Output tokens per call at most (lower asks pass as asked)."
     )
