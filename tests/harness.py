@@ -168,7 +168,7 @@ def run_server(
     """Start ``seekport serve`` on a free loopback port and wait until it is ready."""
     env = {**os.environ, **(extra_env or {})}
     data_dir = Path(yaml.safe_load(config.read_text())["data_dir"])
-    created = run_cli(config, "keys", "create", "--name", "tests", "--role", "admin", env=env)
+    created = run_cli(config, "keys", "create", "--name", "tests", "--role", "superadmin", env=env)
     key = created.stdout.strip().splitlines()[-1]
     port = free_port()
     log = open(log_path or (config.parent / "server.log"), "wb")  # noqa: SIM115

@@ -65,7 +65,9 @@ def in_process_server(tmp: Path) -> Iterator[tuple[str, str, Fault]]:
         "max_waiting": 4,
     }
     config = write_config(tmp, [model], log_level="warning")
-    key = run_cli(config, "keys", "create", "--name", "t", "--role", "admin").stdout.split()[-1]
+    key = run_cli(config, "keys", "create", "--name", "t", "--role", "superadmin").stdout.split()[
+        -1
+    ]
     app = create_app(load_settings(config))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -156,3 +156,40 @@ def test_calls_at_once_are_capped_and_a_finished_one_frees_its_slot(
         with c.chat.completions.stream(model="m1", messages=MESSAGES) as s:
             assert s.get_final_completion().choices[0].message.content
     assert c.chat.completions.create(model="m1", messages=MESSAGES).choices
+
+
+def test_tokens_per_minute_reserve_an_estimate_and_settle_with_real_usage(
+    server: Server,
+) -> None:
+    """Each call reserves ~115 tokens (its size / 4 + max_tokens 100) and really uses ~17
+    (1 prompt word + 16 answer tokens): with 200 tokens per minute, one call would fit if
+    reservations stood, while settling them with real usage admits about five."""
+    secret = key(server, "--tpm", "200")
+    sent = {"model": "m1", "messages": MESSAGES, "max_tokens": 100}
+    auth = {"Authorization": f"Bearer {secret}"}
+    answers: list[httpx.Response] = []
+    for _ in range(12):
+        answers.append(httpx.post(server.url + "/v1/chat/completions", json=sent, headers=auth))
+        if answers[-1].status_code != 200:
+            break
+    admitted = [r for r in answers if r.status_code == 200]
+    assert 4 <= len(admitted) <= 7, [r.status_code for r in answers]
+    used = sum(r.json()["usage"]["total_tokens"] for r in admitted)
+    assert used <= 200  # never more than the minute's tokens spent
+    refused = answers[-1]
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert "tokens per minute" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["x-ratelimit-limit-tokens"] == "200"
+    assert all(r.headers["x-ratelimit-limit-tokens"] == "200" for r in admitted)
+    remaining = [int(r.headers["x-ratelimit-remaining-tokens"]) for r in admitted]
+    assert remaining == sorted(remaining, reverse=True)  # settled usage piles up
+    # a refused call reserved nothing: after the real usage drains, calls are admitted again
+    # (no wait here: the same key's settled total stays under the limit for a small call)
+    small = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={**sent, "max_tokens": 1},
+        headers=auth,
+    )
+    assert small.status_code == 200, small.text

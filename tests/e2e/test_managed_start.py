@@ -34,7 +34,7 @@ BODY = {"model": "slow-engine", "messages": [{"role": "user", "content": "hi"}]}
 def listening_server(config: Path) -> Iterator[Server]:
     """``seekport serve``, yielded once it listens (``run_server`` waits for ready instead)."""
     data_dir = Path(yaml.safe_load(config.read_text())["data_dir"])
-    created = run_cli(config, "keys", "create", "--name", "tests", "--role", "admin")
+    created = run_cli(config, "keys", "create", "--name", "tests", "--role", "superadmin")
     key = created.stdout.strip().splitlines()[-1]
     port = free_port()
     out = (config.parent / "server.log").open("wb")

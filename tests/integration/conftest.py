@@ -38,7 +38,7 @@ async def app(tmp_path: Path, chaos: Chaos) -> AsyncIterator[App]:
     fastapi_app = create_app(settings)
     async with fastapi_app.router.lifespan_context(fastapi_app):
         services = fastapi_app.state.services
-        _record, key = await services.keys.create("integration", "admin")
+        _record, key = await services.keys.create("integration", "superadmin")
         transport = httpx.ASGITransport(app=fastapi_app, client=("10.1.2.3", 5555))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield App(client, key, services, tmp_path / "data")

@@ -29,11 +29,18 @@ from seekport.gateway.backends.base import ChatBackend
 from seekport.gateway.backends.local import LocalBackend
 from seekport.gateway.backends.managed import ManagedBackend
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
+from seekport.gateway.directory import Directory
 from seekport.gateway.routing.breaker import Breaker
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.service import ChatService
 from seekport.store.kv import limiter_for
-from seekport.store.sql import Database, KeyRepository, UsageRepository
+from seekport.store.sql import (
+    Database,
+    KeyRepository,
+    TenantRepository,
+    UsageRepository,
+    UserRepository,
+)
 from seekport.telemetry.metrics import Metrics
 
 log = logging.getLogger("seekport")
@@ -132,7 +139,8 @@ def create_app(
                 deployments.append(build_deployment(dep_id, cfg, backend, settings))
             table = RoutingTable.of(deployments, settings.routing)
             chat = ChatService(table, recorder, metrics, settings.aliases, limiter)
-            services = Services(settings, keys, chat, metrics, int(time.time()))
+            directory = Directory(TenantRepository(db), UserRepository(db), keys)
+            services = Services(settings, keys, chat, metrics, int(time.time()), directory)
             if reload_settings is not None:
                 services.reloader = Reloader(
                     services,

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 from seekport.config import Settings
-from seekport.errors import PermissionDeniedError
-from seekport.gateway.auth import KeyService, Principal
+from seekport.gateway.auth import KeyService, Permission, Principal
+from seekport.gateway.directory import Directory
 from seekport.gateway.service import ChatService
 from seekport.telemetry.metrics import Metrics
 
@@ -24,6 +24,7 @@ class Services:
     chat: ChatService
     metrics: Metrics
     started_at: int
+    directory: Directory
     draining: bool = False  # SIGTERM came: new requests get 503
     reloader: Reloader | None = None  # None: no config source to re-read (an app built in code)
 
@@ -40,14 +41,17 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def require_admin(services: Services, request: Request) -> Principal:
-    """The caller's principal if its key has the admin role; 401 without a valid key, 403 for
-    any other role. Every admin route calls this first."""
+async def authorize(
+    services: Services,
+    request: Request,
+    permission: Permission,
+    header: str | None = None,
+) -> Principal:
+    """The caller's principal if its role grants ``permission``: 401 without a valid key, 403
+    for a role without it. Every route calls this first (``header``: the key when it came in
+    another header than ``Authorization``, as Anthropic's ``x-api-key``)."""
     principal = await services.keys.authenticate(
-        request.headers.get("authorization"), client_ip(request)
+        header if header is not None else request.headers.get("authorization"),
+        client_ip(request),
     )
-    if principal.role != "admin":
-        raise PermissionDeniedError(
-            f"this route needs an admin key; key '{principal.name}' has the role '{principal.role}'"
-        )
-    return principal
+    return principal.require(permission)

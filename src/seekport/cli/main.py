@@ -1,4 +1,6 @@
-"""``seekport serve`` and ``seekport keys create|list|revoke``."""
+"""``seekport serve``, ``seekport keys create|list|revoke|rotate``, ``seekport tenants
+create|list`` and ``seekport users create|list``. The CLI works on the database directly, as a
+superadmin."""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys (stored hashed).")
 app.add_typer(keys_app, name="keys")
+tenants_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
+app.add_typer(tenants_app, name="tenants")
+users_app = typer.Typer(no_args_is_help=True, help="Manage users (a tenant's people or apps).")
+app.add_typer(users_app, name="users")
 
 T = TypeVar("T")
 
@@ -66,6 +72,33 @@ async def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T
         return await fn(KeyService(KeyRepository(db)))
     finally:
         await db.close()
+
+
+async def _with_directory(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``fn(directory)`` over the configured database (the CLI acts as a superadmin)."""
+    from seekport.gateway.auth import KeyService
+    from seekport.gateway.directory import Directory
+    from seekport.store.sql import Database, KeyRepository, TenantRepository, UserRepository
+
+    db = Database(settings.resolved_database_url)
+    await db.open()
+    try:
+        keys = KeyService(KeyRepository(db))
+        return await fn(Directory(TenantRepository(db), UserRepository(db), keys))
+    finally:
+        await db.close()
+
+
+def _limits(rpm: int | None, tpm: int | None, max_concurrent: int | None) -> Any:
+    from seekport.protocol.keys import Limits
+
+    try:
+        return Limits(rpm=rpm, tpm=tpm, max_concurrent=max_concurrent)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = "--" + str(err["loc"][0]).replace("_", "-")
+        typer.echo(f"error: {where}: {err['msg']} (got {err.get('input')!r})", err=True)
+        raise typer.Exit(2) from exc
 
 
 def _check_models(settings: Settings) -> None:
@@ -133,12 +166,12 @@ def serve(
         async def bootstrap(keys: Any) -> str | None:
             if await keys.count_all() > 0:
                 return None
-            _record, secret = await keys.create("bootstrap-admin", "admin")
+            _record, secret = await keys.create("bootstrap-admin", "superadmin")
             return str(secret)
 
         secret = _run(lambda: _with_keys(settings, bootstrap))
         if secret:
-            typer.echo("Created the first admin API key. It is shown only this once:")
+            typer.echo("Created the first superadmin API key. It is shown only this once:")
             typer.echo(f"  {secret}")
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"seekport serving {', '.join(settings.model_names())} on {base}/v1")
@@ -182,6 +215,7 @@ def _policy(
     models: str | None,
     ip_allow: str | None,
     rpm: int | None,
+    tpm: int | None,
     max_concurrent: int | None,
     max_tokens: int | None,
 ) -> KeyPolicy:
@@ -193,6 +227,7 @@ def _policy(
             models=tuple(items(models)),
             ip_allow=tuple(items(ip_allow)),  # pydantic parses the CIDRs
             rpm=rpm,
+            tpm=tpm,
             max_concurrent=max_concurrent,
             max_tokens=max_tokens,
         )
@@ -216,7 +251,11 @@ def _when(text: str | None) -> dt.datetime | None:
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")],
-    role: Annotated[str, typer.Option(help="admin or user.")] = "user",
+    role: Annotated[str, typer.Option(help="superadmin, admin, user, auditor or viewer.")] = "user",
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant id or name (default: the default tenant).")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="The user (usr_…) it belongs to.")] = None,
     models: Annotated[
         str | None, typer.Option(help="Models (or aliases) it may call, comma-separated.")
     ] = None,
@@ -224,6 +263,9 @@ def keys_create(
         str | None, typer.Option(help="Client address ranges it may call from (CIDR, ...).")
     ] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute at most.")] = None,
+    tpm: Annotated[
+        int | None, typer.Option(help="Tokens (prompt + completion) per minute at most.")
+    ] = None,
     max_concurrent: Annotated[
         int | None, typer.Option(help="Requests under way at once at most.")
     ] = None,
@@ -238,12 +280,23 @@ def keys_create(
     database_url: DbOpt = None,
 ) -> None:
     """Create a key; its secret is printed alone on the last line (shown once)."""
-    policy = _policy(models, ip_allow, rpm, max_concurrent, max_tokens)
+    policy = _policy(models, ip_allow, rpm, tpm, max_concurrent, max_tokens)
     expires_at = _when(expires)
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    from seekport.gateway.directory import CLI_ACTOR
+
     record, secret = _run(
-        lambda: _with_keys(
-            settings, lambda k: k.create(name, role, expires_at=expires_at, policy=policy)
+        lambda: _with_directory(
+            settings,
+            lambda d: d.create_key(
+                CLI_ACTOR,
+                name,
+                role,
+                tenant_id=tenant,
+                user_id=user,
+                expires_at=expires_at,
+                policy=policy,
+            ),
         )
     )
     terms = [
@@ -252,7 +305,10 @@ def keys_create(
     ]
     if record.expires_at:
         terms.append(f"expires {record.expires_at:%Y-%m-%d %H:%M:%S} UTC")
-    typer.echo(f"created key {record.id} ({', '.join([record.name, record.role, *terms])})")
+    who = [record.name, record.role, f"tenant {record.tenant_id}"]
+    if record.user_id:
+        who.append(f"user {record.user_id}")
+    typer.echo(f"created key {record.id} ({', '.join([*who, *terms])})")
     typer.echo(secret)
 
 
@@ -263,10 +319,12 @@ def keys_list(
     """List keys (id, name, role, prefix, state); secrets are never shown again."""
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     rows = _run(lambda: _with_keys(settings, lambda k: k.list()))
-    typer.echo(f"{'id':22} {'name':20} {'role':6} {'prefix':12} state")
+    typer.echo(f"{'id':22} {'name':20} {'role':10} {'tenant':20} {'prefix':12} state")
     for r in rows:
         state = "revoked" if r.revoked_at else "active"
-        typer.echo(f"{r.id:22} {r.name[:20]:20} {r.role:6} {r.prefix + '…':12} {state}")
+        typer.echo(
+            f"{r.id:22} {r.name[:20]:20} {r.role:10} {r.tenant_id:20} {r.prefix + '…':12} {state}"
+        )
 
 
 @keys_app.command("revoke")
@@ -282,6 +340,106 @@ def keys_revoke(
         typer.echo(f"error: no active key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key id (key_…).")],
+    grace: Annotated[float, typer.Option(help="Seconds the previous secret keeps working.")] = 3600,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """A new secret for the key (same id and terms); the new secret is the last line."""
+    from seekport.gateway.directory import CLI_ACTOR
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    record, secret = _run(
+        lambda: _with_directory(settings, lambda d: d.rotate_key(CLI_ACTOR, key_id, grace_s=grace))
+    )
+    typer.echo(f"rotated key {record.id}; the previous secret works for {grace:g} s more")
+    typer.echo(secret)
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: Annotated[str, typer.Option(help="A unique name.")],
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute, all keys.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute, all keys.")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Calls at once, all keys.")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Create a tenant; its id is the last line."""
+    from seekport.gateway.directory import CLI_ACTOR
+
+    limits = _limits(rpm, tpm, max_concurrent)
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    made = _run(
+        lambda: _with_directory(settings, lambda d: d.create_tenant(CLI_ACTOR, name, limits))
+    )
+    typer.echo(f"created tenant {made.name}")
+    typer.echo(made.id)
+
+
+@tenants_app.command("list")
+def tenants_list(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
+) -> None:
+    """List tenants."""
+    from seekport.gateway.directory import CLI_ACTOR
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    rows = _run(lambda: _with_directory(settings, lambda d: d.list_tenants(CLI_ACTOR)))
+    typer.echo(f"{'id':22} {'name':24} state")
+    for t in rows:
+        typer.echo(f"{t.id:22} {t.name[:24]:24} {'disabled' if t.disabled_at else 'active'}")
+
+
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Option(help="Unique within its tenant.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant id or name (default: the default tenant).")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute, all its keys.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute, all its keys.")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Calls at once, all keys.")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Create a user; its id is the last line."""
+    from seekport.gateway.directory import CLI_ACTOR
+
+    limits = _limits(rpm, tpm, max_concurrent)
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    made = _run(
+        lambda: _with_directory(
+            settings, lambda d: d.create_user(CLI_ACTOR, name, tenant_id=tenant, limits=limits)
+        )
+    )
+    typer.echo(f"created user {made.name} in tenant {made.tenant_id}")
+    typer.echo(made.id)
+
+
+@users_app.command("list")
+def users_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's (id or name).")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """List users."""
+    from seekport.gateway.directory import CLI_ACTOR
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    rows = _run(lambda: _with_directory(settings, lambda d: d.list_users(CLI_ACTOR, tenant)))
+    typer.echo(f"{'id':22} {'name':24} {'tenant':22} state")
+    for u in rows:
+        state = "disabled" if u.disabled_at else "active"
+        typer.echo(f"{u.id:22} {u.name[:24]:24} {u.tenant_id:22} {state}")
 
 
 def main() -> None:

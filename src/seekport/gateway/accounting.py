@@ -40,6 +40,8 @@ class UsageEvent:
     client_ip: str | None
     created_at: dt.datetime
     deployment: str | None = None  # the deployment of served_model's group that answered
+    tenant_id: str | None = None
+    user_id: str | None = None
 
 
 _Item = tuple[UsageEvent, asyncio.Future[None] | None]

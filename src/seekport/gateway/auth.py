@@ -19,19 +19,70 @@ from typing import Literal
 from seekport.errors import (
     AuthenticationError,
     InvalidRequestError,
+    NotFoundError,
     PermissionDeniedError,
     RateLimitError,
 )
-from seekport.protocol.keys import KeyPolicy
+from seekport.protocol.keys import ROLES, KeyPolicy, Limits
 from seekport.store.kv import Limiter
-from seekport.store.protocols import ApiKeyRecord, KeyStore
+from seekport.store.protocols import (
+    DEFAULT_TENANT_ID,
+    ActiveKey,
+    ApiKeyRecord,
+    KeyStore,
+    MissingRecordError,
+)
 from seekport.telemetry.metrics import Metrics
 
 SECRET_PREFIX = "sk-sp-"  # noqa: S105 - a format marker, not a secret
 MAX_AUTH_HEADER = 512
-Role = Literal["admin", "user"]
-ROLES: tuple[str, ...] = ("admin", "user")
+MAX_ROTATION_GRACE_S = 30 * 86_400
 _CACHE_MAX = 10_000
+
+Permission = Literal[
+    "infer",  # call models
+    "models",  # list them
+    "balance",  # read its own balance
+    "metrics",  # scrape /metrics (gateway-wide)
+    "usage",  # read usage records and totals (its tenant's)
+    "audit",  # read and export the audit log (its tenant's)
+    "users",  # manage users (its tenant's)
+    "keys",  # manage keys (its tenant's)
+    "tenants",  # manage tenants
+    "system",  # routing, reload: the gateway itself
+]
+GRANTS: dict[str, frozenset[str]] = {
+    "superadmin": frozenset(
+        (
+            "infer",
+            "models",
+            "balance",
+            "metrics",
+            "usage",
+            "audit",
+            "users",
+            "keys",
+            "tenants",
+            "system",
+        )
+    ),
+    "admin": frozenset(("infer", "models", "balance", "usage", "audit", "users", "keys")),
+    "user": frozenset(("infer", "models", "balance")),
+    "auditor": frozenset(("models", "balance", "usage", "audit")),
+    "viewer": frozenset(("models", "balance", "metrics")),
+}
+WHAT: dict[str, str] = {
+    "infer": "call models",
+    "models": "list models",
+    "balance": "read a balance",
+    "metrics": "read /metrics (use a viewer or superadmin key)",
+    "usage": "read usage",
+    "audit": "read the audit log",
+    "users": "manage users",
+    "keys": "manage keys",
+    "tenants": "manage tenants",
+    "system": "manage the gateway",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +92,42 @@ class Principal:
     role: str
     policy: KeyPolicy = field(default_factory=KeyPolicy)
     expires_at: dt.datetime | None = None
+    tenant_id: str = DEFAULT_TENANT_ID
+    user_id: str | None = None
+    user_limits: Limits | None = None
+    tenant_limits: Limits = field(default_factory=Limits)
 
     @classmethod
-    def of(cls, record: ApiKeyRecord) -> Principal:
-        return cls(record.id, record.name, record.role, record.policy, record.expires_at)
+    def of(cls, found: ActiveKey) -> Principal:
+        k = found.key
+        return cls(
+            k.id,
+            k.name,
+            k.role,
+            k.policy,
+            k.expires_at,
+            k.tenant_id,
+            k.user_id,
+            found.user_limits,
+            found.tenant_limits,
+        )
+
+    @property
+    def tenant_scope(self) -> str | None:
+        """The tenant whose objects it sees; None: every tenant (a superadmin)."""
+        return None if self.role == "superadmin" else self.tenant_id
+
+    def can(self, permission: Permission) -> bool:
+        return permission in GRANTS.get(self.role, frozenset())
+
+    def require(self, permission: Permission) -> Principal:
+        """Itself, or 403 naming what its role may not do."""
+        if not self.can(permission):
+            raise PermissionDeniedError(
+                f"the key '{self.name}' has the role '{self.role}', which may not "
+                f"{WHAT[permission]}"
+            )
+        return self
 
 
 class _Refused(AuthenticationError):
@@ -53,6 +136,10 @@ class _Refused(AuthenticationError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def _new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_secret(secret: str) -> str:
@@ -84,6 +171,8 @@ class KeyService:
         *,
         expires_at: dt.datetime | None = None,
         policy: KeyPolicy | None = None,
+        tenant_id: str = DEFAULT_TENANT_ID,
+        user_id: str | None = None,
     ) -> tuple[ApiKeyRecord, str]:
         """Create a key; returns its record and the secret (shown once, never stored)."""
         if expires_at is not None:
@@ -97,25 +186,66 @@ class KeyService:
             raise InvalidRequestError(f"role must be one of {', '.join(ROLES)}", param="role")
         if not name or len(name) > 128:
             raise InvalidRequestError("name must be 1-128 characters", param="name")
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        record = await self._repo.insert(
-            key_id="key_" + secrets.token_hex(8),
-            name=name,
-            role=role,
-            secret_hash=hash_secret(secret),
-            prefix=secret[: len(SECRET_PREFIX) + 4],
-            expires_at=expires_at,
-            policy=policy,
-        )
+        secret = _new_secret()
+        try:
+            record = await self._repo.insert(
+                key_id="key_" + secrets.token_hex(8),
+                name=name,
+                role=role,
+                secret_hash=hash_secret(secret),
+                prefix=secret[: len(SECRET_PREFIX) + 4],
+                expires_at=expires_at,
+                policy=policy,
+                tenant_id=tenant_id,
+                user_id=user_id,
+            )
+        except MissingRecordError as exc:
+            raise NotFoundError("no such tenant or user", param="user_id") from exc
         return record, secret
 
-    async def list(self) -> list[ApiKeyRecord]:
-        return await self._repo.list()
+    async def list(
+        self, tenant_id: str | None = None, user_id: str | None = None
+    ) -> list[ApiKeyRecord]:
+        return await self._repo.list(tenant_id, user_id)
 
-    async def revoke(self, key_id: str) -> bool:
-        ok = await self._repo.revoke(key_id)
-        self._known.clear()
+    async def get(self, key_id: str, tenant_id: str | None = None) -> ApiKeyRecord:
+        """The key, or 404 (a key of another tenant is not found either)."""
+        record = await self._repo.get(key_id, tenant_id)
+        if record is None:
+            raise NotFoundError(f"no key {key_id}", param="key_id")
+        return record
+
+    async def revoke(self, key_id: str, tenant_id: str | None = None) -> bool:
+        ok = await self._repo.revoke(key_id, tenant_id)
+        self.forget()
         return ok
+
+    async def rotate(
+        self, key_id: str, tenant_id: str | None = None, *, grace_s: float = 3600
+    ) -> tuple[ApiKeyRecord, str]:
+        """A new secret for the key (same id, terms and records); the old one keeps working
+        for ``grace_s`` seconds so callers can switch over. 404 for an unknown or revoked key."""
+        if not 0 <= grace_s <= MAX_ROTATION_GRACE_S:
+            raise InvalidRequestError(
+                f"grace_s must be 0-{MAX_ROTATION_GRACE_S} seconds", param="grace_s"
+            )
+        secret = _new_secret()
+        record = await self._repo.rotate(
+            key_id,
+            tenant_id,
+            secret_hash=hash_secret(secret),
+            prefix=secret[: len(SECRET_PREFIX) + 4],
+            old_valid_until=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace_s),
+        )
+        if record is None:
+            raise NotFoundError(f"no active key {key_id}", param="key_id")
+        self.forget()
+        return record, secret
+
+    def forget(self) -> None:
+        """Drop cached lookups (this replica's; others' expire within the cache TTL)."""
+        self._known.clear()
+        self._unknown.clear()
 
     async def count_all(self) -> int:
         """Keys ever created, revoked ones included (bootstrap happens on an empty store only)."""
@@ -130,8 +260,8 @@ class KeyService:
             if hit is not None and hit[0] > now:
                 cache.move_to_end(digest)
                 return hit[1]
-        record = await self._repo.find_active_by_hash(digest)
-        principal = Principal.of(record) if record else None
+        found = await self._repo.find_active_by_hash(digest)
+        principal = Principal.of(found) if found else None
         cache = self._known if principal else self._unknown
         cache[digest] = (now + self._ttl, principal)
         cache.move_to_end(digest)

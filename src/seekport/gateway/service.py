@@ -10,12 +10,12 @@ cache slot in here in later issues, as policies over the same events.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from seekport.config import AliasConfig
@@ -23,11 +23,11 @@ from seekport.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     PermissionDeniedError,
-    RateLimitError,
 )
 from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import Principal
 from seekport.gateway.backends.base import BackendCall, CallStats, Endpoint
+from seekport.gateway.limits import Admission, Terms, Ticket, estimate_tokens
 from seekport.gateway.routing.router import Router
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.protocol.chat import ChatCompletionRequest
@@ -91,9 +91,6 @@ def meter(stats: CallStats, ev: Event) -> None:
         stats.usage_seen = True
 
 
-SLOT_LEASE_S = 3600.0  # the longest a concurrency slot outlives a replica that died holding it
-
-
 class ChatService:
     def __init__(
         self,
@@ -107,7 +104,7 @@ class ChatService:
         self._aliases = {a.name: a for a in aliases or ()}
         self._recorder = recorder
         self._metrics = metrics
-        self._limiter = limiter  # None: keys' requests per minute are not enforced
+        self._admission = Admission(limiter)  # no limiter: nothing is limited
 
     @property
     def _groups(self) -> dict[str, Any]:
@@ -158,16 +155,18 @@ class ChatService:
         """Admit the call; errors before the first event raise here. An alias becomes its
         served model here, its fixed parameters merged over the client's."""
         self.deployment_for(req.model)
-        limits: dict[str, str] = {}
+        ticket: Ticket | None = None
         if ctx.principal is not None:
-            limits = await self._admit(ctx.principal, req.model)
+            self._admit_model(ctx.principal, req.model)
             req, body = _capped(req, body, ctx.principal.policy.max_tokens)
-        release = await self._hold_slot(ctx)
+            ticket = await self._admission.admit(
+                scopes_of(ctx.principal), ctx.request_id, lambda: _estimate(req, body)
+            )
         try:
-            return await self._open(ctx, endpoint, req, body, limits, release)
+            return await self._open(ctx, endpoint, req, body, ticket)
         except BaseException:
-            if release is not None:
-                await release()
+            if ticket is not None:
+                await ticket.settle(0)  # nothing was spent: the reservation goes back whole
             raise
 
     async def _open(
@@ -176,8 +175,7 @@ class ChatService:
         endpoint: Endpoint,
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, object],
-        limits: dict[str, str],
-        release: Callable[[], Awaitable[None]] | None,
+        ticket: Ticket | None,
     ) -> ChatResult:
         alias = self._aliases.get(req.model)
         if alias is not None:
@@ -200,56 +198,18 @@ class ChatService:
         }
         if routed.attempts > 1:
             headers["x-seekport-attempts"] = str(routed.attempts)
-        headers.update(limits)
-        return ChatResult(call, dep, _Metered(call.stats, routed.events, release), headers)
+        if ticket is not None:
+            headers.update(ticket.headers)
+        return ChatResult(call, dep, _Metered(call.stats, routed.events, ticket), headers)
 
-    async def _hold_slot(self, ctx: RequestContext) -> Callable[[], Awaitable[None]] | None:
-        """One of the key's ``max_concurrent`` slots for this call (429 when all are taken);
-        returns what gives it back (when the answer's events are closed). The slot is a lease:
-        a replica that dies holding it frees it within ``SLOT_LEASE_S``."""
-        who = ctx.principal
-        cap = who.policy.max_concurrent if who is not None else None
-        if who is None or cap is None or self._limiter is None:
-            return None
-        limiter, key, token = self._limiter, f"cc:key:{who.key_id}", ctx.request_id
-        if not await limiter.acquire_slot(key, token, limit=cap, ttl_s=SLOT_LEASE_S):
-            raise RateLimitError(
-                f"Rate limit reached: this API key may make {cap} requests at a time; retry "
-                "when one has finished",
-                retry_after=1,
-            )
-
-        async def release() -> None:
-            await limiter.release_slot(key, token)
-
-        return release
-
-    async def _admit(self, who: Principal, model: str) -> dict[str, str]:
-        """The key's policy for this call: the model it may call (403), its requests per
-        minute (429); returns the ``x-ratelimit-*`` headers of the answer."""
-        policy = who.policy
-        if not policy.allows_model(model):
+    def _admit_model(self, who: Principal, model: str) -> None:
+        """403 for a model the key may not call."""
+        if not who.policy.allows_model(model):
             raise PermissionDeniedError(
                 f"this API key may not call the model '{model}' "
-                f"(it may call: {', '.join(policy.models)})",
+                f"(it may call: {', '.join(who.policy.models)})",
                 param="model",
             )
-        if policy.rpm is None or self._limiter is None:
-            return {}
-        d = await self._limiter.hit(f"rpm:key:{who.key_id}", limit=policy.rpm, period_s=60)
-        headers = {
-            "x-ratelimit-limit-requests": str(policy.rpm),
-            "x-ratelimit-remaining-requests": str(d.remaining),
-            "x-ratelimit-reset-requests": f"{math.ceil(d.reset_s)}s",
-        }
-        if not d.allowed:
-            raise RateLimitError(
-                f"Rate limit reached: this API key may make {policy.rpm} requests per minute; "
-                f"retry in {math.ceil(d.retry_after_s)} s",
-                retry_after=max(1, math.ceil(d.retry_after_s)),
-                headers=headers,
-            )
-        return headers
 
     # ---- accounting: the edge's request scope makes exactly one record per request
 
@@ -287,6 +247,8 @@ class ChatService:
             ttft_ms=ttft,
             client_ip=ctx.client_ip,
             created_at=dt.datetime.now(dt.UTC),
+            tenant_id=ctx.principal.tenant_id if ctx.principal else None,
+            user_id=ctx.principal.user_id if ctx.principal else None,
         )
         if result is not None:
             self._observe_tokens(ev)
@@ -310,6 +272,23 @@ class ChatService:
     def record_nowait(self, ev: UsageEvent) -> None:
         """For paths that cannot wait (the client is gone): commit in the background."""
         self._recorder.record_nowait(ev)
+
+
+def scopes_of(who: Principal) -> list[Terms]:
+    """The scopes a caller's call counts against, narrowest first."""
+    p, t = who.policy, who.tenant_limits
+    scopes = [Terms(f"key:{who.key_id}", "this API key", p.rpm, p.tpm, p.max_concurrent)]
+    if who.user_id is not None and who.user_limits is not None:
+        u = who.user_limits
+        scopes.append(Terms(f"user:{who.user_id}", "your user", u.rpm, u.tpm, u.max_concurrent))
+    scopes.append(Terms(f"tenant:{who.tenant_id}", "your tenant", t.rpm, t.tpm, t.max_concurrent))
+    return scopes
+
+
+def _estimate(req: ChatCompletionRequest | CompletionRequest, body: dict[str, Any]) -> int:
+    """Tokens to reserve for the call (tokens per minute settle with the real count after)."""
+    limit = req.output_limit if isinstance(req, ChatCompletionRequest) else req.max_tokens
+    return estimate_tokens(len(orjson.dumps(body)), limit)
 
 
 def _capped(
@@ -369,17 +348,14 @@ class _Metered:
     """The backend's events, metered into ``stats`` as they pass; ``aclose`` always reaches the
     backend's iterator (a generator here would skip it if never started)."""
 
-    __slots__ = ("_events", "_release", "_stats")
+    __slots__ = ("_events", "_stats", "_ticket")
 
     def __init__(
-        self,
-        stats: CallStats,
-        events: AsyncIterator[Event],
-        release: Callable[[], Awaitable[None]] | None = None,
+        self, stats: CallStats, events: AsyncIterator[Event], ticket: Ticket | None = None
     ) -> None:
         self._stats = stats
         self._events = events
-        self._release = release  # a concurrency slot, given back when the events are closed
+        self._ticket = ticket  # limits held: settled with the real tokens when events close
 
     def __aiter__(self) -> _Metered:
         return self
@@ -390,11 +366,12 @@ class _Metered:
         return ev
 
     async def aclose(self) -> None:
-        release, self._release = self._release, None
+        ticket, self._ticket = self._ticket, None
         try:
             aclose = getattr(self._events, "aclose", None)
             if aclose is not None:
                 await aclose()
         finally:
-            if release is not None:
-                await release()
+            if ticket is not None:
+                stats = self._stats
+                await ticket.settle(stats.prompt_tokens + stats.completion_tokens)

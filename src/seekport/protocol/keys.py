@@ -1,11 +1,34 @@
-"""What an API key may do: its policy, stored with the key and checked on every call."""
+"""What an API key may do (its policy, stored with the key and checked on every call), the
+limits a user or a tenant puts over all its keys, and the roles."""
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
+
+Role = Literal["superadmin", "admin", "user", "auditor", "viewer"]
+ROLES: tuple[Role, ...] = ("superadmin", "admin", "user", "auditor", "viewer")
+
+
+class Limits(BaseModel):
+    """Limits over every call of a user's or a tenant's keys together; unset: no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rpm: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
+        default=None, description="Requests per minute."
+    )
+    tpm: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
+        default=None, description="Tokens (prompt + completion) per minute."
+    )
+    max_concurrent: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None, description="Calls under way at once."
+    )
+
+    def stored(self) -> dict[str, object]:
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 class KeyPolicy(BaseModel):
@@ -21,6 +44,11 @@ class KeyPolicy(BaseModel):
     )
     rpm: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
         default=None, description="Requests per minute (GCRA; a full minute's burst)."
+    )
+    tpm: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
+        default=None,
+        description="Tokens (prompt + completion) per minute: an estimate is reserved at "
+        "admission and settled with the real count after.",
     )
     max_concurrent: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
         default=None, description="Calls under way at once at most."

@@ -8,11 +8,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from seekport.protocol.keys import KeyPolicy
+from seekport.protocol.keys import KeyPolicy, Limits
+
+DEFAULT_TENANT_ID = "ten_default"  # keys made before tenants existed live here
 
 
 class DuplicateRecordError(Exception):
     """A row with the same unique key exists already."""
+
+
+class MissingRecordError(Exception):
+    """A row the write refers to does not exist (or is not visible to the caller)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: str
+    name: str
+    created_at: dt.datetime
+    disabled_at: dt.datetime | None = None
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str
+    tenant_id: str
+    name: str
+    created_at: dt.datetime
+    disabled_at: dt.datetime | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +50,23 @@ class ApiKeyRecord:
     revoked_at: dt.datetime | None
     expires_at: dt.datetime | None = None
     policy: KeyPolicy = field(default_factory=KeyPolicy)
+    tenant_id: str = DEFAULT_TENANT_ID
+    user_id: str | None = None
+    prev_valid_until: dt.datetime | None = None  # a rotated key's old secret works till then
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveKey:
+    """What authentication finds: a usable key with its user's and tenant's limits."""
+
+    key: ApiKeyRecord
+    user_limits: Limits | None
+    tenant_limits: Limits
 
 
 class KeyStore(Protocol):
-    """API keys, looked up by the SHA-256 of their secret."""
+    """API keys, looked up by the SHA-256 of their secret. ``tenant_id`` None: every tenant
+    (a superadmin); otherwise a key of another tenant is not found."""
 
     async def insert(
         self,
@@ -40,15 +78,62 @@ class KeyStore(Protocol):
         prefix: str,
         expires_at: dt.datetime | None = None,
         policy: KeyPolicy | None = None,
+        tenant_id: str = DEFAULT_TENANT_ID,
+        user_id: str | None = None,
     ) -> ApiKeyRecord: ...
 
-    async def find_active_by_hash(self, secret_hash: str) -> ApiKeyRecord | None: ...
+    async def find_active_by_hash(self, secret_hash: str) -> ActiveKey | None: ...
 
-    async def list(self) -> list[ApiKeyRecord]: ...
+    async def list(
+        self, tenant_id: str | None = None, user_id: str | None = None
+    ) -> list[ApiKeyRecord]: ...
 
-    async def revoke(self, key_id: str) -> bool: ...
+    async def get(self, key_id: str, tenant_id: str | None = None) -> ApiKeyRecord | None: ...
+
+    async def revoke(self, key_id: str, tenant_id: str | None = None) -> bool: ...
+
+    async def rotate(
+        self,
+        key_id: str,
+        tenant_id: str | None,
+        *,
+        secret_hash: str,
+        prefix: str,
+        old_valid_until: dt.datetime,
+    ) -> ApiKeyRecord | None: ...
 
     async def count_all(self) -> int: ...
+
+
+class TenantStore(Protocol):
+    async def insert(self, *, tenant_id: str, name: str, limits: Limits) -> TenantRecord: ...
+
+    async def list(self) -> list[TenantRecord]: ...
+
+    async def get(self, tenant_id: str) -> TenantRecord | None: ...
+
+    async def update(
+        self, tenant_id: str, *, limits: Limits | None, disabled: bool | None
+    ) -> TenantRecord | None: ...
+
+
+class UserStore(Protocol):
+    async def insert(
+        self, *, user_id: str, tenant_id: str, name: str, limits: Limits
+    ) -> UserRecord: ...
+
+    async def list(self, tenant_id: str | None = None) -> list[UserRecord]: ...
+
+    async def get(self, user_id: str, tenant_id: str | None = None) -> UserRecord | None: ...
+
+    async def update(
+        self,
+        user_id: str,
+        tenant_id: str | None,
+        *,
+        limits: Limits | None,
+        disabled: bool | None,
+    ) -> UserRecord | None: ...
 
 
 class UsageStore(Protocol):

@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from seekport.api.deps import client_ip, services_or_none
+from seekport.api.deps import authorize, services_or_none
 from seekport.api.encoders.anthropic import MEDIA_JSON, AnthropicBody, AnthropicStream, MessageMeta
 from seekport.api.errors import anthropic_error_response
 from seekport.api.routes.inference import _parse as parse_body
@@ -50,7 +50,7 @@ async def _authenticate(scope: RequestScope, request: Request) -> Principal:
     if not header:
         key = request.headers.get("x-api-key")
         header = f"Bearer {key}" if key else None
-    return await scope.services.keys.authenticate(header, client_ip(request))
+    return await authorize(scope.services, request, "infer", header or "")
 
 
 def _scope(request: Request, route: str, *, record: bool = True) -> RequestScope:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from seekport.api.deps import client_ip, services_or_none
+from seekport.api.deps import authorize, services_or_none
 from seekport.api.encoders.openai import MEDIA_JSON, AnswerMeta, OpenAIBody, OpenAIStream
 from seekport.api.scope import RequestScope, aclose
 from seekport.errors import InvalidRequestError
@@ -79,9 +79,7 @@ async def _serve(
 
     async def handle() -> Response:
         svc = scope.services
-        scope.ctx.principal = await svc.keys.authenticate(
-            request.headers.get("authorization"), client_ip(request)
-        )
+        scope.ctx.principal = await authorize(svc, request, "infer")
         req, body = await _parse(request, model_cls)
         scope.model = req.model
         scope.stream = bool(req.stream)

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from seekport.api.deps import client_ip, services_or_none
+from seekport.api.deps import authorize, services_or_none
 from seekport.api.encoders.responses import MEDIA_JSON, ResponseMeta, ResponsesBody, ResponsesStream
 from seekport.api.routes.inference import _parse as parse_body
 from seekport.api.scope import RequestScope, aclose
@@ -44,9 +44,7 @@ async def responses(request: Request) -> Response:
 
     async def handle() -> Response:
         svc = scope.services
-        scope.ctx.principal = await svc.keys.authenticate(
-            request.headers.get("authorization"), client_ip(request)
-        )
+        scope.ctx.principal = await authorize(svc, request, "infer")
         req, _ = await parse_body(request, ResponsesRequest)
         assert isinstance(req, ResponsesRequest)
         scope.model = req.model

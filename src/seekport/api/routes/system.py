@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from seekport.api.deps import client_ip, services_or_none
+from seekport.api.deps import authorize, services_or_none
 from seekport.api.scope import RequestScope
 from seekport.config import Settings
 from seekport.errors import ModelNotFoundError, OverloadedError
@@ -37,7 +37,7 @@ async def list_models(request: Request) -> Response:
 
     async def handle() -> Response:
         svc = scope.services
-        who = await svc.keys.authenticate(request.headers.get("authorization"), client_ip(request))
+        who = await authorize(svc, request, "models")
         owners = _owners(svc.settings)
         data = [
             _card(m, svc.started_at, owners.get(m, "seekport"))
@@ -56,7 +56,7 @@ async def get_model(request: Request, model_id: str) -> Response:
 
     async def handle() -> Response:
         svc = scope.services
-        who = await svc.keys.authenticate(request.headers.get("authorization"), client_ip(request))
+        who = await authorize(svc, request, "models")
         if model_id not in svc.chat.model_ids() or not who.policy.allows_model(model_id):
             raise ModelNotFoundError(
                 f"Model Not Exist: the model '{model_id}' does not exist", param="model"
@@ -88,5 +88,5 @@ async def metrics(request: Request) -> Response:
     svc = services_or_none(request)
     if svc is None:
         raise OverloadedError("the server is starting or stopping; retry", retry_after=1)
-    await svc.keys.authenticate(request.headers.get("authorization"), client_ip(request))
+    await authorize(svc, request, "metrics")
     return Response(svc.metrics.render(), media_type=svc.metrics.content_type)

@@ -8,14 +8,38 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    Column("limits", JSON, nullable=True),  # Limits.stored(); NULL: none
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    Column("limits", JSON, nullable=True),
+    UniqueConstraint("tenant_id", "name", name="uq_users_tenant_name"),
+)
 
 api_keys = Table(
     "api_keys",
@@ -30,6 +54,11 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("policy", JSON, nullable=True),  # KeyPolicy.stored(); NULL: no restriction
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=True, index=True),
+    # a rotated key's previous secret, valid until prev_valid_until (the grace period)
+    Column("prev_secret_hash", String(64), nullable=True, index=True),
+    Column("prev_valid_until", DateTime(timezone=True), nullable=True),
 )
 
 usage_records = Table(
@@ -56,5 +85,8 @@ usage_records = Table(
     Column("latency_ms", Float, nullable=False),
     Column("ttft_ms", Float, nullable=True),
     Column("client_ip", String(64), nullable=True),
+    Column("tenant_id", String(32), nullable=True),
+    Column("user_id", String(32), nullable=True),
     Index("ix_usage_key_time", "key_id", "created_at"),
+    Index("ix_usage_tenant_time", "tenant_id", "created_at"),
 )

@@ -1,0 +1,110 @@
+"""The admin REST API's bodies (``/admin/tenants``, ``/admin/users``, ``/admin/keys``):
+pydantic models, so OpenAPI documents them. Times are Unix seconds, as OpenAI's ``created``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from seekport.protocol.keys import KeyPolicy, Limits, Role
+
+T = TypeVar("T")
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def unix(t: dt.datetime | None) -> int | None:
+    return int(t.timestamp()) if t is not None else None
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantCreate(_In):
+    name: Name
+    limits: Limits = Field(default_factory=Limits)
+
+
+class TenantUpdate(_In):
+    limits: Limits | None = None
+    disabled: bool | None = Field(
+        default=None, description="A disabled tenant's keys stop working (within 1 s)."
+    )
+
+
+class Tenant(BaseModel):
+    object: Literal["tenant"] = "tenant"
+    id: str
+    name: str
+    created_at: int
+    disabled: bool
+    limits: Limits
+
+
+class UserCreate(_In):
+    name: Name
+    tenant_id: Id | None = Field(default=None, description="Default: the caller's tenant.")
+    limits: Limits = Field(default_factory=Limits)
+
+
+class UserUpdate(_In):
+    limits: Limits | None = None
+    disabled: bool | None = Field(
+        default=None, description="A disabled user's keys stop working (within 1 s)."
+    )
+
+
+class User(BaseModel):
+    object: Literal["user"] = "user"
+    id: str
+    tenant_id: str
+    name: str
+    created_at: int
+    disabled: bool
+    limits: Limits
+
+
+class KeyCreate(KeyPolicy):
+    """A key's name, role, owner and terms (the terms as ``seekport keys create`` takes them)."""
+
+    name: Name
+    role: Role = "user"
+    tenant_id: Id | None = Field(default=None, description="Default: the caller's tenant.")
+    user_id: Id | None = None
+    expires_at: AwareDatetime | None = None
+
+    def policy(self) -> KeyPolicy:
+        return KeyPolicy.model_validate(self.model_dump(include=set(KeyPolicy.model_fields)))
+
+
+class KeyRotate(_In):
+    grace_s: Annotated[float, Field(ge=0, le=30 * 86_400)] = Field(
+        default=3600, description="How long the previous secret keeps working."
+    )
+
+
+class Key(BaseModel):
+    object: Literal["api_key"] = "api_key"
+    id: str
+    name: str
+    role: str
+    tenant_id: str
+    user_id: str | None
+    prefix: str
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    previous_secret_valid_until: int | None
+    policy: KeyPolicy
+
+
+class KeyWithSecret(Key):
+    secret: str = Field(description="Shown this once; only its hash is stored.")
+
+
+class ListOf(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
