@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from seekport.config.pricing import PriceTable, PriceWindow, PricingConfig
 from seekport.config.routing import BreakerConfig, RoutingConfig
 from seekport.config.settings import (
     MODEL_KINDS,
@@ -25,7 +26,10 @@ SPECIAL = {
     "params": "{}",
     "n_threads": "free cores − 1, at most 4",
     "max_num_seqs": "sized from memory",
-    "pricing": "all 0",
+    "pricing": "see below",
+    "windows": "[]",
+    "rates": "{}",
+    "days": "every day",
     "data_dir": "~/.seekport",
     "routing": "see below",
     "breaker": "see below",
@@ -46,7 +50,7 @@ Each `models[]` entry is one kind, chosen by `backend` (`local` when omitted): t
 every kind, then each kind's own. A field of another kind is an error naming the field and the
 kind (`` `n_threads` does not apply to backend 'openai' ``), never silently ignored.
 
-Not used yet, though accepted: `pricing` (no cost is computed); on remote and managed models
+Not used yet, though accepted: on remote and managed models
 `context_length`, `max_output_tokens` (`max_tokens` goes upstream as the client sent it) and
 `reasoning` (upstream reasoning is passed on as `reasoning_content` either way).
 """
@@ -84,6 +88,30 @@ routing:
 ```"""
 
 
+PRICING = """\
+What calls cost: every usage record gets its cost, budgets (`seekport keys|users|tenants
+create --budget 25 --budget-period monthly`) are reserved before a call and settled after, and
+`GET /user/balance` answers in DeepSeek's shape. Prices are per 1M tokens; `factor` applies
+outside the `windows` (DeepSeek: off-peak is half price). A `models[].pricing` entry is a
+flat table in `pricing.currency`. Models without a table are free (not charged, not refused).
+
+```yaml
+pricing:
+  currency: USD
+  rates: {CNY: 0.14}
+  models:
+    - model: deepseek-flash
+      currency: USD
+      input_cache_hit: 0.006
+      input_cache_miss: 0.30
+      output: 1.20
+      factor: 0.5                      # off-peak, everything outside the windows
+      windows:
+        - {days: [mon, tue, wed, thu, fri], start: "01:00", end: "04:00", factor: 1}
+        - {days: [mon, tue, wed, thu, fri], start: "06:00", end: "10:00", factor: 1}
+```"""
+
+
 def _table(cls: type[BaseModel], skip: frozenset[str] = frozenset()) -> list[str]:
     out = ["| field | default | description |", "|---|---|---|"]
     fields = sorted(cls.model_fields.items(), key=lambda item: item[0] != "backend")
@@ -108,6 +136,9 @@ def render() -> str:
         backends = " \\| ".join(backends_of(kind))
         out += [f"## `models[]` with `backend: {backends}`", "", *_table(kind, common)]
     out += ["## `models[].pricing` (per 1M tokens)", "", *_table(Pricing)]
+    out += ["## `pricing`", "", PRICING, "", *_table(PricingConfig)]
+    out += ["## `pricing.models[]`", "", *_table(PriceTable)]
+    out += ["## `pricing.models[].windows[]`", "", *_table(PriceWindow)]
     out += ["## `aliases[]`", "", ALIASES, "", *_table(AliasConfig)]
     out += ["## `routing`", "", ROUTING, "", *_table(RoutingConfig)]
     out += ["## `routing.breaker`", "", *_table(BreakerConfig)]

@@ -10,6 +10,7 @@ responses of the OpenAI shape ``{"error": {"message", "type", "param", "code"}}`
     ├── AuthenticationError            401 authentication_error
     ├── PermissionDeniedError          403 permission_denied
     ├── NotFoundError                  404 not_found
+    ├── InsufficientBalanceError       402 insufficient_balance: a budget is spent
     ├── PayloadTooLargeError           413 request_too_large
     ├── RateLimitError                 429 rate_limit_exceeded (Retry-After)
     ├── OverloadedError                503 server_overloaded (Retry-After)
@@ -99,6 +100,14 @@ class PayloadTooLargeError(SeekportError):
     status_code = 413
     error_type = "invalid_request_error"
     code = "request_too_large"
+
+
+class InsufficientBalanceError(SeekportError):
+    """A budget is spent (402, DeepSeek's "Insufficient Balance")."""
+
+    status_code = 402
+    error_type = "unknown_error"  # what DeepSeek's 402 body says
+    code = "insufficient_balance"
 
 
 class RateLimitError(SeekportError):

@@ -29,11 +29,12 @@ from seekport.gateway.backends.base import ChatBackend
 from seekport.gateway.backends.local import LocalBackend
 from seekport.gateway.backends.managed import ManagedBackend
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
+from seekport.gateway.budgets import Budgets
 from seekport.gateway.directory import Directory
 from seekport.gateway.routing.breaker import Breaker
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.service import ChatService
-from seekport.store.kv import limiter_for
+from seekport.store.kv import Limiter, limiter_for
 from seekport.store.sql import (
     Database,
     KeyRepository,
@@ -107,6 +108,26 @@ def _drainer(services: Services, backends: list[ChatBackend], grace_s: float) ->
     return begin
 
 
+def _key_service(
+    settings: Settings, db: Database, limiter: Limiter, metrics: Metrics
+) -> KeyService:
+    return KeyService(
+        KeyRepository(db),
+        cache_ttl_s=settings.auth_cache_ttl_s,
+        limiter=limiter,
+        failures_per_minute=settings.auth_failures_per_minute,
+        metrics=metrics,
+    )
+
+
+def _accounting(
+    settings: Settings, db: Database, limiter: Limiter, metrics: Metrics
+) -> tuple[UsageRecorder, Budgets]:
+    usage = UsageRepository(db)
+    recorder = UsageRecorder(usage, metrics, batch_max=settings.usage_batch_max)
+    return recorder, Budgets(limiter, usage, settings.pricing)
+
+
 def create_app(
     settings: Settings, reload_settings: Callable[[], Settings] | None = None
 ) -> FastAPI:
@@ -119,14 +140,8 @@ def create_app(
         db = Database(settings.resolved_database_url)
         await db.open()
         limiter = limiter_for(settings)
-        keys = KeyService(
-            KeyRepository(db),
-            cache_ttl_s=settings.auth_cache_ttl_s,
-            limiter=limiter,
-            failures_per_minute=settings.auth_failures_per_minute,
-            metrics=metrics,
-        )
-        recorder = UsageRecorder(UsageRepository(db), metrics, batch_max=settings.usage_batch_max)
+        keys = _key_service(settings, db, limiter, metrics)
+        recorder, budgets = _accounting(settings, db, limiter, metrics)
         await recorder.start()
         deployments: list[Deployment] = []
         started: list[ChatBackend] = []
@@ -138,9 +153,9 @@ def create_app(
                 started.append(backend)
                 deployments.append(build_deployment(dep_id, cfg, backend, settings))
             table = RoutingTable.of(deployments, settings.routing)
-            chat = ChatService(table, recorder, metrics, settings.aliases, limiter)
+            chat = ChatService(table, recorder, metrics, settings.aliases, limiter, budgets)
             directory = Directory(TenantRepository(db), UserRepository(db), keys)
-            services = Services(settings, keys, chat, metrics, int(time.time()), directory)
+            services = Services(settings, keys, chat, metrics, int(time.time()), directory, budgets)
             if reload_settings is not None:
                 services.reloader = Reloader(
                     services,

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from seekport.config import Settings
 from seekport.gateway.auth import KeyService, Permission, Principal
+from seekport.gateway.budgets import Budgets
 from seekport.gateway.directory import Directory
 from seekport.gateway.service import ChatService
 from seekport.telemetry.metrics import Metrics
@@ -25,6 +26,7 @@ class Services:
     metrics: Metrics
     started_at: int
     directory: Directory
+    budgets: Budgets | None = None  # None: no budgets (an app built without a limiter)
     draining: bool = False  # SIGTERM came: new requests get 503
     reloader: Reloader | None = None  # None: no config source to re-read (an app built in code)
 

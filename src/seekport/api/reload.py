@@ -94,7 +94,9 @@ class Reloader:
                 await backend.aclose()
             raise
         self._live.extend(started)
-        self._svc.chat.swap(RoutingTable.of(deployments, settings.routing), settings.aliases)
+        self._svc.chat.swap(
+            RoutingTable.of(deployments, settings.routing), settings.aliases, settings.pricing
+        )
         restart = [f for f in _AT_START if getattr(settings, f) != getattr(self._svc.settings, f)]
         self._svc.settings = settings
         keep = {id(d) for d in deployments}

@@ -89,11 +89,37 @@ async def _with_directory(settings: Settings, fn: Callable[[Any], Awaitable[T]])
         await db.close()
 
 
-def _limits(rpm: int | None, tpm: int | None, max_concurrent: int | None) -> Any:
+def _budget(amount: str | None, period: str) -> Any:
+    """``--budget AMOUNT --budget-period P`` as a Budget (None without an amount)."""
+    from seekport.protocol.keys import Budget
+
+    if amount is None:
+        return None
+    try:
+        return Budget.model_validate({"amount": amount, "period": period})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = "--budget" if err["loc"][0] == "amount" else "--budget-period"
+        typer.echo(f"error: {where}: {err['msg']} (got {err.get('input')!r})", err=True)
+        raise typer.Exit(2) from exc
+
+
+BudgetOpt = Annotated[
+    str | None,
+    typer.Option(help="Money it may spend per period, in pricing.currency (e.g. 25.00)."),
+]
+PeriodOpt = Annotated[
+    str, typer.Option(help="When the budget starts over: daily, weekly, monthly or total.")
+]
+
+
+def _limits(
+    rpm: int | None, tpm: int | None, max_concurrent: int | None, budget: Any = None
+) -> Any:
     from seekport.protocol.keys import Limits
 
     try:
-        return Limits(rpm=rpm, tpm=tpm, max_concurrent=max_concurrent)
+        return Limits(rpm=rpm, tpm=tpm, max_concurrent=max_concurrent, budget=budget)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = "--" + str(err["loc"][0]).replace("_", "-")
@@ -218,6 +244,7 @@ def _policy(
     tpm: int | None,
     max_concurrent: int | None,
     max_tokens: int | None,
+    budget: Any = None,
 ) -> KeyPolicy:
     def items(text: str | None) -> list[str]:
         return [x.strip() for x in (text or "").split(",") if x.strip()]
@@ -230,6 +257,7 @@ def _policy(
             tpm=tpm,
             max_concurrent=max_concurrent,
             max_tokens=max_tokens,
+            budget=budget,
         )
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -275,12 +303,16 @@ def keys_create(
     expires: Annotated[
         str | None, typer.Option(help="When it stops working, ISO 8601 with a zone.")
     ] = None,
+    budget: BudgetOpt = None,
+    budget_period: PeriodOpt = "monthly",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Create a key; its secret is printed alone on the last line (shown once)."""
-    policy = _policy(models, ip_allow, rpm, tpm, max_concurrent, max_tokens)
+    policy = _policy(
+        models, ip_allow, rpm, tpm, max_concurrent, max_tokens, _budget(budget, budget_period)
+    )
     expires_at = _when(expires)
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     from seekport.gateway.directory import CLI_ACTOR
@@ -302,7 +334,10 @@ def keys_create(
     terms = [
         f"{k} {','.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in policy.stored().items()
+        if k != "budget"
     ]
+    if policy.budget is not None:
+        terms.append(f"budget {policy.budget.amount} {policy.budget.period}")
     if record.expires_at:
         terms.append(f"expires {record.expires_at:%Y-%m-%d %H:%M:%S} UTC")
     who = [record.name, record.role, f"tenant {record.tenant_id}"]
@@ -367,6 +402,8 @@ def tenants_create(
     rpm: Annotated[int | None, typer.Option(help="Requests per minute, all keys.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute, all keys.")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Calls at once, all keys.")] = None,
+    budget: BudgetOpt = None,
+    budget_period: PeriodOpt = "monthly",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
@@ -374,7 +411,7 @@ def tenants_create(
     """Create a tenant; its id is the last line."""
     from seekport.gateway.directory import CLI_ACTOR
 
-    limits = _limits(rpm, tpm, max_concurrent)
+    limits = _limits(rpm, tpm, max_concurrent, _budget(budget, budget_period))
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     made = _run(
         lambda: _with_directory(settings, lambda d: d.create_tenant(CLI_ACTOR, name, limits))
@@ -406,6 +443,8 @@ def users_create(
     rpm: Annotated[int | None, typer.Option(help="Requests per minute, all its keys.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute, all its keys.")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Calls at once, all keys.")] = None,
+    budget: BudgetOpt = None,
+    budget_period: PeriodOpt = "monthly",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
@@ -413,7 +452,7 @@ def users_create(
     """Create a user; its id is the last line."""
     from seekport.gateway.directory import CLI_ACTOR
 
-    limits = _limits(rpm, tpm, max_concurrent)
+    limits = _limits(rpm, tpm, max_concurrent, _budget(budget, budget_period))
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     made = _run(
         lambda: _with_directory(

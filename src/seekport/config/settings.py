@@ -13,6 +13,7 @@ import functools
 import json
 import os
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, get_args
 
@@ -26,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seekport.config.pricing import PriceTable, PricingConfig
 from seekport.config.routing import RoutingConfig
 
 BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
@@ -46,21 +48,34 @@ def default_threads() -> int:
 
 
 class Pricing(BaseModel):
-    """Price in the currency of your choice per 1M tokens. Not used yet: usage records hold
-    token counts, and no cost is computed from these prices."""
+    """A model entry's prices per 1M tokens, in ``pricing.currency``: a shorthand for a flat
+    table under the top-level ``pricing.models`` (which wins when it names the model, and has
+    currencies and time-of-day windows). All 0: the model is not priced."""
 
     model_config = ConfigDict(extra="forbid")
     input_per_1m: Annotated[float, Field(ge=0)] = Field(
-        default=0.0, description="Not used yet. Price of 1M prompt tokens."
+        default=0.0, description="Price of 1M prompt tokens (cache misses)."
     )
     cached_input_per_1m: Annotated[float, Field(ge=0)] | None = Field(
         default=None,
-        description="Not used yet. Price of 1M prompt tokens served from the prefix cache "
+        description="Price of 1M prompt tokens served from the prefix cache "
         "(default: input_per_1m).",
     )
     output_per_1m: Annotated[float, Field(ge=0)] = Field(
-        default=0.0, description="Not used yet. Price of 1M completion tokens."
+        default=0.0, description="Price of 1M completion tokens."
     )
+
+    def table(self, model: str, currency: str) -> PriceTable | None:
+        if not (self.input_per_1m or self.output_per_1m or self.cached_input_per_1m):
+            return None
+        hit = self.cached_input_per_1m
+        return PriceTable(
+            model=model,
+            currency=currency,
+            input_cache_hit=Decimal(str(self.input_per_1m if hit is None else hit)),
+            input_cache_miss=Decimal(str(self.input_per_1m)),
+            output=Decimal(str(self.output_per_1m)),
+        )
 
 
 class ModelConfigBase(BaseModel):
@@ -115,7 +130,8 @@ class ModelConfigBase(BaseModel):
         "metrics label, a response header and a column of the usage record.",
     )
     pricing: Pricing = Field(
-        default_factory=Pricing, description="Not used yet (see `models[].pricing`)."
+        default_factory=Pricing,
+        description="Prices in pricing.currency (a flat table; see the top-level `pricing`).",
     )
 
     @model_validator(mode="before")
@@ -521,6 +537,11 @@ class Settings(BaseSettings):
         description="How requests pick among a group's deployments: strategy, retries, "
         "circuit breakers and fallbacks.",
     )
+    pricing: PricingConfig = Field(
+        default_factory=PricingConfig,
+        description="Prices per served model (per 1M tokens: cache-hit input, cache-miss "
+        "input, output; time-of-day factors), the currency of budgets, exchange rates.",
+    )
     aliases: list[AliasConfig] = Field(
         default_factory=list,
         description="Public names served by a model of `models` with fixed parameters, e.g. "
@@ -578,6 +599,11 @@ class Settings(BaseSettings):
             raise ValueError(f"models: deployment id {', '.join(dupes)} is used more than once")
         served = {m.name for m in self.models}
         self.routing.check_models(served)
+        self.pricing.check_models(served)
+        for m in self.models:  # entries' own prices: flat tables, where the section has none
+            table = m.pricing.table(m.name, self.pricing.currency)
+            if table is not None and self.pricing.table(m.name) is None:
+                self.pricing.models.append(table)
         seen: set[str] = set()
         for a in self.aliases:
             if a.name in served:

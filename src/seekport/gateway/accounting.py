@@ -42,6 +42,8 @@ class UsageEvent:
     deployment: str | None = None  # the deployment of served_model's group that answered
     tenant_id: str | None = None
     user_id: str | None = None
+    cost_nanos: int | None = None  # 1e-9 of currency; None: the model is not priced
+    currency: str | None = None
 
 
 _Item = tuple[UsageEvent, asyncio.Future[None] | None]

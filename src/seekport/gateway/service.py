@@ -19,6 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from seekport.config import AliasConfig
+from seekport.config.pricing import PricingConfig
 from seekport.errors import (
     InvalidRequestError,
     ModelNotFoundError,
@@ -27,6 +28,7 @@ from seekport.errors import (
 from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import Principal
 from seekport.gateway.backends.base import BackendCall, CallStats, Endpoint
+from seekport.gateway.budgets import Budgets, Hold, budget_scopes
 from seekport.gateway.limits import Admission, Terms, Ticket, estimate_tokens
 from seekport.gateway.routing.router import Router
 from seekport.gateway.routing.table import Deployment, RoutingTable
@@ -99,21 +101,31 @@ class ChatService:
         metrics: Metrics,
         aliases: list[AliasConfig] | None = None,
         limiter: Limiter | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.router = Router(table, metrics)
         self._aliases = {a.name: a for a in aliases or ()}
         self._recorder = recorder
         self._metrics = metrics
         self._admission = Admission(limiter)  # no limiter: nothing is limited
+        self._budgets = budgets  # None: no budgets, no costs
 
     @property
     def _groups(self) -> dict[str, Any]:
         return self.router.table.groups
 
-    def swap(self, table: RoutingTable, aliases: list[AliasConfig]) -> None:
-        """A reload: new requests route by the new table; those under way keep theirs."""
+    def swap(
+        self,
+        table: RoutingTable,
+        aliases: list[AliasConfig],
+        pricing: PricingConfig | None = None,
+    ) -> None:
+        """A reload: new requests route by the new table (and are priced by the new prices);
+        those under way keep theirs."""
         self.router.swap(table)
         self._aliases = {a.name: a for a in aliases}
+        if pricing is not None and self._budgets is not None:
+            self._budgets.pricing = pricing
 
     def model_ids(self) -> list[str]:
         """Served models, then aliases: what /models lists."""
@@ -155,19 +167,50 @@ class ChatService:
         """Admit the call; errors before the first event raise here. An alias becomes its
         served model here, its fixed parameters merged over the client's."""
         self.deployment_for(req.model)
-        ticket: Ticket | None = None
+        held = _Held(self._budgets)
         if ctx.principal is not None:
-            self._admit_model(ctx.principal, req.model)
-            req, body = _capped(req, body, ctx.principal.policy.max_tokens)
-            ticket = await self._admission.admit(
-                scopes_of(ctx.principal), ctx.request_id, lambda: _estimate(req, body)
+            who = ctx.principal
+            self._admit_model(who, req.model)
+            req, body = _capped(req, body, who.policy.max_tokens)
+            held.ticket = await self._admission.admit(
+                scopes_of(who), ctx.request_id, lambda: _estimate(req, body)
             )
+            try:
+                req, body = await self._reserve(ctx, who, req, body, held)
+            except BaseException:
+                await held.settle(None)
+                raise
         try:
-            return await self._open(ctx, endpoint, req, body, ticket)
+            return await self._open(ctx, endpoint, req, body, held)
         except BaseException:
-            if ticket is not None:
-                await ticket.settle(0)  # nothing was spent: the reservation goes back whole
+            await held.settle(None)  # nothing was spent: reservations go back whole
             raise
+
+    async def _reserve(
+        self,
+        ctx: RequestContext,
+        who: Principal,
+        req: ChatCompletionRequest | CompletionRequest,
+        body: dict[str, Any],
+        held: _Held,
+    ) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
+        """Reserve the call's most possible cost on the budgets over it (402 when one has
+        not enough left). Under a budget a call with no output limit gets one, so the
+        reservation is an upper bound."""
+        budgets = self._budgets
+        model = self.served_model(req.model)
+        if budgets is None or model is None or budgets.pricing.table(model) is None:
+            return req, body
+        if not budget_scopes(who):
+            return req, body
+        limit = _output_limit(req)
+        if limit is None:
+            limit = budgets.pricing.output_reserve_tokens
+            req, body = _capped(req, body, limit)
+        held.hold = await budgets.reserve(
+            who, ctx.request_id, model, len(orjson.dumps(body)), limit
+        )
+        return req, body
 
     async def _open(
         self,
@@ -175,7 +218,7 @@ class ChatService:
         endpoint: Endpoint,
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, object],
-        ticket: Ticket | None,
+        held: _Held,
     ) -> ChatResult:
         alias = self._aliases.get(req.model)
         if alias is not None:
@@ -198,9 +241,10 @@ class ChatService:
         }
         if routed.attempts > 1:
             headers["x-seekport-attempts"] = str(routed.attempts)
-        if ticket is not None:
-            headers.update(ticket.headers)
-        return ChatResult(call, dep, _Metered(call.stats, routed.events, ticket), headers)
+        if held.ticket is not None:
+            headers.update(held.ticket.headers)
+        held.model = call.model
+        return ChatResult(call, dep, _Metered(call.stats, routed.events, held), headers)
 
     def _admit_model(self, who: Principal, model: str) -> None:
         """403 for a model the key may not call."""
@@ -250,6 +294,16 @@ class ChatService:
             tenant_id=ctx.principal.tenant_id if ctx.principal else None,
             user_id=ctx.principal.user_id if ctx.principal else None,
         )
+        if result is not None and self._budgets is not None and stats is not None:
+            priced = self._budgets.cost(
+                result.call.model,
+                stats.prompt_tokens,
+                stats.cached_tokens,
+                stats.completion_tokens,
+                ev.created_at,
+            )
+            if priced is not None:
+                ev.cost_nanos, ev.currency = priced
         if result is not None:
             self._observe_tokens(ev)
         return ev
@@ -285,10 +339,49 @@ def scopes_of(who: Principal) -> list[Terms]:
     return scopes
 
 
+def _output_limit(req: ChatCompletionRequest | CompletionRequest) -> int | None:
+    return req.output_limit if isinstance(req, ChatCompletionRequest) else req.max_tokens
+
+
 def _estimate(req: ChatCompletionRequest | CompletionRequest, body: dict[str, Any]) -> int:
     """Tokens to reserve for the call (tokens per minute settle with the real count after)."""
-    limit = req.output_limit if isinstance(req, ChatCompletionRequest) else req.max_tokens
-    return estimate_tokens(len(orjson.dumps(body)), limit)
+    return estimate_tokens(len(orjson.dumps(body)), _output_limit(req))
+
+
+class _Held:
+    """What admission took for a call: its limits' ticket and its budgets' hold, settled
+    once when its events close (or given back whole when it never opened)."""
+
+    __slots__ = ("_budgets", "hold", "model", "ticket")
+
+    def __init__(self, budgets: Budgets | None) -> None:
+        self._budgets = budgets
+        self.ticket: Ticket | None = None
+        self.hold: Hold | None = None
+        self.model: str | None = None  # the model that served it (its price)
+
+    async def settle(self, stats: CallStats | None) -> None:
+        ticket, self.ticket = self.ticket, None
+        hold, self.hold = self.hold, None
+        try:
+            if ticket is not None:
+                await ticket.settle(stats.prompt_tokens + stats.completion_tokens if stats else 0)
+        finally:
+            if hold is not None:
+                await hold.settle(self._cost(stats))
+
+    def _cost(self, stats: CallStats | None) -> int:
+        if stats is None or self._budgets is None:
+            return 0
+        pricing = self._budgets.pricing
+        priced = self._budgets.cost(
+            self.model,
+            stats.prompt_tokens,
+            stats.cached_tokens,
+            stats.completion_tokens,
+            dt.datetime.now(dt.UTC),
+        )
+        return 0 if priced is None else pricing.to_accounting(*priced)
 
 
 def _capped(
@@ -348,14 +441,14 @@ class _Metered:
     """The backend's events, metered into ``stats`` as they pass; ``aclose`` always reaches the
     backend's iterator (a generator here would skip it if never started)."""
 
-    __slots__ = ("_events", "_stats", "_ticket")
+    __slots__ = ("_events", "_held", "_stats")
 
     def __init__(
-        self, stats: CallStats, events: AsyncIterator[Event], ticket: Ticket | None = None
+        self, stats: CallStats, events: AsyncIterator[Event], held: _Held | None = None
     ) -> None:
         self._stats = stats
         self._events = events
-        self._ticket = ticket  # limits held: settled with the real tokens when events close
+        self._held = held  # limits and budgets held: settled with real usage on close
 
     def __aiter__(self) -> _Metered:
         return self
@@ -366,12 +459,11 @@ class _Metered:
         return ev
 
     async def aclose(self) -> None:
-        ticket, self._ticket = self._ticket, None
+        held, self._held = self._held, None
         try:
             aclose = getattr(self._events, "aclose", None)
             if aclose is not None:
                 await aclose()
         finally:
-            if ticket is not None:
-                stats = self._stats
-                await ticket.settle(stats.prompt_tokens + stats.completion_tokens)
+            if held is not None:
+                await held.settle(self._stats)

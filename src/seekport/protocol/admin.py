@@ -108,3 +108,45 @@ class KeyWithSecret(Key):
 class ListOf(BaseModel, Generic[T]):
     object: Literal["list"] = "list"
     data: list[T]
+
+
+class UsageGroup(BaseModel):
+    """Totals of one group (a day, a served model or a key) in one currency."""
+
+    group: str | None = None
+    currency: str | None = Field(default=None, description="None: unpriced calls.")
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_nanos: int = Field(default=0, description="Cost in 1e-9 of the currency.")
+    cost: str = "0.000000"
+
+
+class UsageReport(BaseModel):
+    object: Literal["usage_report"] = "usage_report"
+    group_by: str | None
+    data: list[UsageGroup]
+    totals: list[UsageGroup] = Field(description="One per currency.")
+
+
+class AuditRow(BaseModel):
+    seq: int
+    id: str
+    at: str
+    action: str
+    outcome: str
+    actor_key_id: str | None
+    actor_role: str | None
+    tenant_id: str | None
+    target_type: str | None
+    target_id: str | None
+    client_ip: str | None
+    count: int = Field(description="More than 1: an aggregated row (refusals per minute).")
+    detail: dict[str, object] | None
+
+
+class AuditPage(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AuditRow]
+    next: int | None = Field(description="Pass as `after` for the next page; None: the end.")

@@ -3,13 +3,47 @@ limits a user or a tenant puts over all its keys, and the roles."""
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 Role = Literal["superadmin", "admin", "user", "auditor", "viewer"]
 ROLES: tuple[Role, ...] = ("superadmin", "admin", "user", "auditor", "viewer")
+
+
+Period = Literal["daily", "weekly", "monthly", "total"]
+
+
+class Budget(BaseModel):
+    """Money a key, user or tenant may spend per period (UTC calendar periods), in the
+    gateway's accounting currency (``pricing.currency``). Past it: 402 Insufficient Balance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: Annotated[Decimal, Field(gt=0, le=1_000_000_000, decimal_places=9)] = Field(
+        description="The amount per period."
+    )
+    period: Period = Field(default="monthly", description="When the spend starts over.")
+
+    def window(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime | None]:
+        """The current period's start and end (None: never ends)."""
+        day = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.period == "daily":
+            return day, day + dt.timedelta(days=1)
+        if self.period == "weekly":
+            start = day - dt.timedelta(days=day.weekday())
+            return start, start + dt.timedelta(days=7)
+        if self.period == "monthly":
+            start = day.replace(day=1)
+            nxt = (start + dt.timedelta(days=32)).replace(day=1)
+            return start, nxt
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC), None
+
+    def nanos(self) -> int:
+        return int(self.amount * 1_000_000_000)
 
 
 class Limits(BaseModel):
@@ -26,6 +60,7 @@ class Limits(BaseModel):
     max_concurrent: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
         default=None, description="Calls under way at once."
     )
+    budget: Budget | None = Field(default=None, description="Spend per period, all keys.")
 
     def stored(self) -> dict[str, object]:
         return self.model_dump(mode="json", exclude_defaults=True)
@@ -56,6 +91,7 @@ class KeyPolicy(BaseModel):
     max_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
         default=None, description="Output tokens per call at most (lower asks pass as asked)."
     )
+    budget: Budget | None = Field(default=None, description="Spend per period.")
 
     def allows_model(self, model: str) -> bool:
         return not self.models or model in self.models

@@ -141,3 +141,44 @@ class UsageStore(Protocol):
     ``DuplicateRecordError`` when a request id exists already."""
 
     async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
+    async def spent(self, scope: str, scope_id: str, since: dt.datetime) -> dict[str, int]:
+        """Cost since ``since`` of the records of a ``key``, ``user`` or ``tenant``, in
+        nano-units per currency."""
+        ...
+
+
+class AuditStore(Protocol):
+    """The append-only audit log: rows are inserted, read, and deleted only by retention."""
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
+    async def query(
+        self,
+        *,
+        tenant_id: str | None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        action: str | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]: ...
+
+    async def purge(self, before: dt.datetime) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    tenant_id: str | None = None  # None: every tenant
+    user_id: str | None = None
+    key_id: str | None = None
+    model: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    group_by: str | None = None  # day, model, key
+
+
+class UsageReader(Protocol):
+    async def totals(self, q: UsageQuery) -> list[dict[str, Any]]:
+        """Requests, tokens and cost per group (and currency), oldest group first."""
+        ...

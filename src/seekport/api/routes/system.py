@@ -1,6 +1,8 @@
-"""``/models``, health probes and ``/metrics``."""
+"""``/models``, ``/user/balance``, health probes and ``/metrics``."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -8,7 +10,10 @@ from starlette.responses import Response
 from seekport.api.deps import authorize, services_or_none
 from seekport.api.scope import RequestScope
 from seekport.config import Settings
+from seekport.config.pricing import decimal_string
 from seekport.errors import ModelNotFoundError, OverloadedError
+from seekport.protocol.admin import unix
+from seekport.protocol.balance import BalanceInfo, BudgetState, UserBalance
 from seekport.protocol.models import ModelCard, ModelList
 
 router = APIRouter()
@@ -63,6 +68,54 @@ async def get_model(request: Request, model_id: str) -> Response:
             )
         card = _card(model_id, svc.started_at, _owners(svc.settings).get(model_id, "seekport"))
         return _json(card.model_dump_json(), scope)
+
+    return await scope.run(handle)
+
+
+@router.get("/user/balance", response_model=UserBalance)
+@router.get("/v1/user/balance", include_in_schema=False)
+async def balance(request: Request) -> Response:
+    """What the key may still spend (DeepSeek's shape): the tightest of the budgets over it
+    (its own, its user's, its tenant's), each listed under ``budgets``."""
+    scope = RequestScope(services_or_none(request), request, "balance", record=False)
+
+    async def handle() -> Response:
+        svc = scope.services
+        who = await authorize(svc, request, "balance")
+        found = await svc.budgets.balances(who) if svc.budgets is not None else []
+        now = dt.datetime.now(dt.UTC)
+        currency = svc.settings.pricing.currency
+        states, left = [], []
+        for b in found:
+            limit = b.scope.budget.nanos()
+            remaining = max(0, limit - b.used)
+            left.append(remaining)
+            states.append(
+                BudgetState(
+                    scope=b.scope.scope,
+                    id=b.scope.id,
+                    period=b.scope.budget.period,
+                    amount=decimal_string(limit),
+                    spent=decimal_string(b.used),
+                    remaining=decimal_string(remaining),
+                    resets_at=unix(b.scope.budget.window(now)[1]),
+                )
+            )
+        infos = []
+        if left:
+            tightest = decimal_string(min(left))
+            infos.append(
+                BalanceInfo(
+                    currency=currency,
+                    total_balance=tightest,
+                    granted_balance=tightest,
+                    topped_up_balance="0.00",
+                )
+            )
+        out = UserBalance(
+            is_available=all(r > 0 for r in left), balance_infos=infos, budgets=states
+        )
+        return _json(out.model_dump_json(), scope)
 
     return await scope.run(handle)
 

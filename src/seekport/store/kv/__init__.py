@@ -4,10 +4,10 @@ concurrency slots today (``Limiter``), the response cache later."""
 from __future__ import annotations
 
 from seekport.config import Settings
-from seekport.store.kv.base import Decision, Gcra, Limiter
+from seekport.store.kv.base import Decision, Gcra, Limiter, Reservation
 from seekport.store.kv.memory import MemoryLimiter
 
-__all__ = ["Decision", "Gcra", "Limiter", "MemoryLimiter", "limiter_for"]
+__all__ = ["Decision", "Gcra", "Limiter", "MemoryLimiter", "Reservation", "limiter_for"]
 
 
 def limiter_for(settings: Settings) -> Limiter:

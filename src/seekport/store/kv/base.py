@@ -15,13 +15,19 @@ tokens already spent).
 
 Concurrency slots are leases: a slot expires after ``ttl_s`` if its holder never releases it (a
 crashed replica), so a limit cannot leak shut.
+
+Spend ledgers (budgets) hold an amount spent and the reservations of calls under way: a call
+is admitted when spent + reserved + its reservation stays within the limit, all in one atomic
+step; settling replaces its reservation with what it really cost. Reservations are leases as
+slots are. A ledger that does not exist yet answers ``unseeded``: the caller sums the period's
+durable records and reserves again with that ``seed`` (the first seed wins).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,13 @@ class Decision:
     retry_after_s: float  # 0 when allowed: when this cost would be admitted
     reset_s: float  # until the key is back to its full burst
     degraded: bool = False  # the shared store did not answer: fail-open/closed decided
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    status: Literal["admitted", "refused", "unseeded"]
+    used: int  # spent + reserved, this reservation included when admitted
+    degraded: bool = False
 
 
 class Limiter(Protocol):
@@ -51,6 +64,29 @@ class Limiter(Protocol):
         ...
 
     async def release_slot(self, key: str, token: str) -> None: ...
+
+    async def reserve(
+        self,
+        key: str,
+        token: str,
+        *,
+        amount: int,
+        limit: int,
+        lease_s: float,
+        ttl_s: float | None,
+        seed: int | None = None,
+    ) -> Reservation:
+        """Reserve ``amount`` on the ledger ``key`` under ``token`` if it fits ``limit``;
+        ``ttl_s``: how long the ledger lives (its period's end; None: for ever)."""
+        ...
+
+    async def settle(self, key: str, token: str, amount: int) -> None:
+        """Replace the reservation ``token`` by ``amount`` really spent."""
+        ...
+
+    async def used(self, key: str) -> int | None:
+        """Spent + reserved on the ledger; None while it does not exist."""
+        ...
 
     async def aclose(self) -> None: ...
 

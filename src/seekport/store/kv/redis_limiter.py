@@ -15,7 +15,7 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from seekport.store.kv.base import Decision, Gcra
+from seekport.store.kv.base import Decision, Gcra, Reservation
 
 log = logging.getLogger("seekport.kv")
 
@@ -61,6 +61,67 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
+# KEYS[1]: a hash {spent = n, r:<token> = "<amount>:<lease end ms>"}; ARGV: token, amount,
+# limit, lease ms, ttl ms (0: none), seed ('' when the caller has none). Returns {status, used}:
+# status 1 admitted, 0 refused, -1 unseeded (the hash does not exist and no seed was given).
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[6] == '' then return {-1, '0'} end
+  redis.call('HSET', KEYS[1], 'spent', ARGV[6])
+  if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5])) end
+end
+local all = redis.call('HGETALL', KEYS[1])
+local used = 0
+for i = 1, #all, 2 do
+  local f, v = all[i], all[i + 1]
+  if f == 'spent' then
+    used = used + tonumber(v)
+  else
+    local sep = string.find(v, ':', 1, true)
+    if tonumber(string.sub(v, sep + 1)) <= now then
+      redis.call('HDEL', KEYS[1], f)
+    else
+      used = used + tonumber(string.sub(v, 1, sep - 1))
+    end
+  end
+end
+local amount = tonumber(ARGV[2])
+if used + amount > tonumber(ARGV[3]) then return {0, tostring(used)} end
+redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2] .. ':' .. tostring(now + tonumber(ARGV[4])))
+return {1, tostring(used + amount)}
+"""
+
+# KEYS[1]: the ledger; ARGV: token, amount spent.
+_SETTLE = """
+redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'spent', ARGV[2])
+end
+return 1
+"""
+
+_USED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local all = redis.call('HGETALL', KEYS[1])
+local used = 0
+for i = 1, #all, 2 do
+  local f, v = all[i], all[i + 1]
+  if f == 'spent' then
+    used = used + tonumber(v)
+  else
+    local sep = string.find(v, ':', 1, true)
+    if tonumber(string.sub(v, sep + 1)) > now then
+      used = used + tonumber(string.sub(v, 1, sep - 1))
+    end
+  end
+end
+return tostring(used)
+"""
+
 WARN_EVERY_S = 60.0
 
 
@@ -88,6 +149,9 @@ class RedisLimiter:
         self._fail_open = fail_open
         self._gcra = self._redis.register_script(_GCRA)
         self._acquire = self._redis.register_script(_ACQUIRE)
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._settle = self._redis.register_script(_SETTLE)
+        self._used = self._redis.register_script(_USED)
         self._warned = -WARN_EVERY_S
 
     async def hit(
@@ -124,6 +188,49 @@ class RedisLimiter:
             await self._redis.zrem(self._prefix + "cc:" + key, token)
         except RedisError as exc:
             self._warn(exc)  # the lease runs out by itself
+
+    async def reserve(
+        self,
+        key: str,
+        token: str,
+        *,
+        amount: int,
+        limit: int,
+        lease_s: float,
+        ttl_s: float | None,
+        seed: int | None = None,
+    ) -> Reservation:
+        args: list[str | int] = [
+            token,
+            amount,
+            limit,
+            max(1, round(lease_s * 1000)),
+            0 if ttl_s is None else max(1, round(ttl_s * 1000)),
+            "" if seed is None else seed,
+        ]
+        try:
+            status, used = await self._reserve(keys=[self._prefix + "led:" + key], args=args)
+        except RedisError as exc:
+            self._warn(exc)
+            return Reservation("admitted" if self._fail_open else "refused", 0, degraded=True)
+        code, spent = int(status), int(float(used))
+        if code == 1:
+            return Reservation("admitted", spent)
+        return Reservation("refused", spent) if code == 0 else Reservation("unseeded", 0)
+
+    async def settle(self, key: str, token: str, amount: int) -> None:
+        try:
+            await self._settle(keys=[self._prefix + "led:" + key], args=[token, amount])
+        except RedisError as exc:
+            self._warn(exc)  # the reservation's lease runs out; the record holds the truth
+
+    async def used(self, key: str) -> int | None:
+        try:
+            got = await self._used(keys=[self._prefix + "led:" + key])
+        except RedisError as exc:
+            self._warn(exc)
+            return None
+        return None if got is None else int(float(got))
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -2,10 +2,20 @@
 
 from seekport.store.sql.db import Database
 from seekport.store.sql.repositories import (
+    AuditRepository,
     KeyRepository,
     TenantRepository,
     UsageRepository,
+    UsageTotals,
     UserRepository,
 )
 
-__all__ = ["Database", "KeyRepository", "TenantRepository", "UsageRepository", "UserRepository"]
+__all__ = [
+    "AuditRepository",
+    "Database",
+    "KeyRepository",
+    "TenantRepository",
+    "UsageRepository",
+    "UsageTotals",
+    "UserRepository",
+]

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -19,10 +19,11 @@ from seekport.store.protocols import (
     DuplicateRecordError,
     MissingRecordError,
     TenantRecord,
+    UsageQuery,
     UserRecord,
 )
 from seekport.store.sql.db import Database
-from seekport.store.sql.tables import api_keys, tenants, usage_records, users
+from seekport.store.sql.tables import api_keys, audit_log, tenants, usage_records, users
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:
@@ -329,6 +330,25 @@ class UsageRepository:
         with engine.begin() as conn:
             conn.execute(insert(usage_records), rows)
 
+    async def spent(self, scope: str, scope_id: str, since: dt.datetime) -> dict[str, int]:
+        column = {
+            "key": usage_records.c.key_id,
+            "user": usage_records.c.user_id,
+            "tenant": usage_records.c.tenant_id,
+        }[scope]
+        stmt = (
+            select(usage_records.c.currency, func.sum(usage_records.c.cost_nanos))
+            .where(
+                column == scope_id,
+                usage_records.c.created_at >= since,
+                usage_records.c.cost_nanos.is_not(None),
+            )
+            .group_by(usage_records.c.currency)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {str(cur): int(total or 0) for cur, total in rows}
+
     async def get(self, request_id: str) -> dict[str, Any] | None:
         async with self._db.engine.connect() as conn:
             row = (
@@ -343,3 +363,89 @@ class UsageRepository:
             return int(
                 (await conn.execute(select(func.count()).select_from(usage_records))).scalar_one()
             )
+
+
+class AuditRepository:
+    """The audit log's rows: inserted, read, purged by retention; never updated."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        async with self._db.engine.begin() as conn:
+            await conn.execute(insert(audit_log), list(rows))
+
+    async def query(
+        self,
+        *,
+        tenant_id: str | None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        action: str | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        stmt = _scoped(select(audit_log), audit_log.c.tenant_id, tenant_id).where(
+            audit_log.c.seq > after_seq
+        )
+        if since is not None:
+            stmt = stmt.where(audit_log.c.at >= since)
+        if until is not None:
+            stmt = stmt.where(audit_log.c.at < until)
+        if action is not None:
+            stmt = stmt.where(audit_log.c.action == action)
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(stmt.order_by(audit_log.c.seq).limit(limit))).all()
+        out = []
+        for r in rows:
+            row = dict(r._mapping)
+            row["at"] = _utc(row["at"])
+            out.append(row)
+        return out
+
+    async def purge(self, before: dt.datetime) -> int:
+        async with self._db.engine.begin() as conn:
+            res = await conn.execute(delete(audit_log).where(audit_log.c.at < before))
+        return int(res.rowcount or 0)
+
+
+class UsageTotals:
+    """``GET /admin/usage``: requests, tokens and cost per group, over the usage records."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def totals(self, q: UsageQuery) -> list[dict[str, Any]]:
+        u = usage_records.c
+        keys: list[Any] = []
+        if q.group_by == "day":
+            keys.append(func.date(u.created_at).label("day"))  # UTC: records are stored so
+        elif q.group_by == "model":
+            keys.append(u.served_model.label("model"))
+        elif q.group_by == "key":
+            keys.append(u.key_id.label("key_id"))
+        stmt = select(
+            *keys,
+            u.currency.label("currency"),
+            func.count().label("requests"),
+            func.sum(u.prompt_tokens).label("prompt_tokens"),
+            func.sum(u.completion_tokens).label("completion_tokens"),
+            func.sum(u.cached_tokens).label("cached_tokens"),
+            func.sum(u.cost_nanos).label("cost_nanos"),
+        )
+        stmt = _scoped(stmt, u.tenant_id, q.tenant_id)
+        for column, value in ((u.user_id, q.user_id), (u.key_id, q.key_id)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if q.model is not None:
+            stmt = stmt.where(or_(u.model == q.model, u.served_model == q.model))
+        if q.since is not None:
+            stmt = stmt.where(u.created_at >= q.since)
+        if q.until is not None:
+            stmt = stmt.where(u.created_at < q.until)
+        stmt = stmt.group_by(*keys, u.currency).order_by(*keys, u.currency)
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [dict(r._mapping) for r in rows]

@@ -87,6 +87,31 @@ usage_records = Table(
     Column("client_ip", String(64), nullable=True),
     Column("tenant_id", String(32), nullable=True),
     Column("user_id", String(32), nullable=True),
+    Column("cost_nanos", BigInteger, nullable=True),  # 1e-9 of `currency`; NULL: unpriced
+    Column("currency", String(3), nullable=True),
     Index("ix_usage_key_time", "key_id", "created_at"),
     Index("ix_usage_tenant_time", "tenant_id", "created_at"),
+    Index("ix_usage_user_time", "user_id", "created_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("actor_key_id", String(32), nullable=True),
+    Column("actor_role", String(16), nullable=True),
+    Column("tenant_id", String(32), nullable=True),
+    Column("target_type", String(32), nullable=True),
+    Column("target_id", String(64), nullable=True),
+    Column("client_ip", String(64), nullable=True),
+    Column("count", Integer, nullable=False, default=1),  # > 1: an aggregated row
+    Column("detail", JSON, nullable=True),
+    Index("ix_audit_tenant_at", "tenant_id", "at"),
+    Index("ix_audit_at", "at"),
 )
