@@ -624,7 +624,9 @@ def test_claude_code_on_the_bundled_model(claude_cli: Path, server: Server, tmp_
         "HOME": str(tmp_path),
         "ANTHROPIC_BASE_URL": server.url + "/anthropic",
         "ANTHROPIC_AUTH_TOKEN": server.key,
-        "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "64",
+        # as the README's setup: room for a rambling small model (Claude Code fails an answer
+        # that reaches its output ceiling)
+        "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "256",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
     }

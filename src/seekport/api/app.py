@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -17,13 +18,15 @@ from starlette.types import Receive, Scope, Send
 from seekport import __version__
 from seekport.api.deps import Services
 from seekport.api.errors import anthropic_error_response, error_response, install_error_handlers
+from seekport.api.jobs import Jobs
 from seekport.api.middleware import EdgeMiddleware
 from seekport.api.reload import Reloader
-from seekport.api.routes import admin, anthropic, inference, responses, system
+from seekport.api.routes import admin, anthropic, inference, records, responses, system
 from seekport.api.scope import RequestScope
 from seekport.config import LocalModelConfig, ManagedModelConfig, ModelConfig, Settings
 from seekport.errors import SeekportError
 from seekport.gateway.accounting import UsageRecorder
+from seekport.gateway.audit import AuditLog
 from seekport.gateway.auth import KeyService
 from seekport.gateway.backends.base import ChatBackend
 from seekport.gateway.backends.local import LocalBackend
@@ -36,10 +39,12 @@ from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.service import ChatService
 from seekport.store.kv import Limiter, limiter_for
 from seekport.store.sql import (
+    AuditRepository,
     Database,
     KeyRepository,
     TenantRepository,
     UsageRepository,
+    UsageTotals,
     UserRepository,
 )
 from seekport.telemetry.metrics import Metrics
@@ -108,24 +113,46 @@ def _drainer(services: Services, backends: list[ChatBackend], grace_s: float) ->
     return begin
 
 
-def _key_service(
-    settings: Settings, db: Database, limiter: Limiter, metrics: Metrics
-) -> KeyService:
-    return KeyService(
-        KeyRepository(db),
-        cache_ttl_s=settings.auth_cache_ttl_s,
-        limiter=limiter,
-        failures_per_minute=settings.auth_failures_per_minute,
-        metrics=metrics,
-    )
+@dataclass(slots=True)
+class _Parts:
+    """What the services stand on: the limiter, keys, accounting, the audit log, the jobs."""
 
+    limiter: Limiter
+    audit_store: AuditRepository
+    audit: AuditLog
+    keys: KeyService
+    recorder: UsageRecorder
+    budgets: Budgets
+    jobs: Jobs
 
-def _accounting(
-    settings: Settings, db: Database, limiter: Limiter, metrics: Metrics
-) -> tuple[UsageRecorder, Budgets]:
-    usage = UsageRepository(db)
-    recorder = UsageRecorder(usage, metrics, batch_max=settings.usage_batch_max)
-    return recorder, Budgets(limiter, usage, settings.pricing)
+    @classmethod
+    async def start(cls, settings: Settings, db: Database, metrics: Metrics) -> _Parts:
+        limiter = limiter_for(settings)
+        audit_store = AuditRepository(db)
+        audit = AuditLog(audit_store)
+        keys = KeyService(
+            KeyRepository(db),
+            cache_ttl_s=settings.auth_cache_ttl_s,
+            limiter=limiter,
+            failures_per_minute=settings.auth_failures_per_minute,
+            metrics=metrics,
+            audit=audit,
+        )
+        usage = UsageRepository(db)
+        recorder = UsageRecorder(usage, metrics, batch_max=settings.usage_batch_max)
+        await recorder.start()
+        await audit.start()
+        jobs = Jobs(settings, audit_store, asyncio.get_running_loop())
+        jobs.start()
+        budgets = Budgets(limiter, usage, settings.pricing)
+        return cls(limiter, audit_store, audit, keys, recorder, budgets, jobs)
+
+    async def stop(self) -> None:
+        """Commit what is queued (usage, aggregated audit rows), then let go."""
+        await self.recorder.stop()
+        await asyncio.to_thread(self.jobs.stop)
+        await self.audit.stop()
+        await self.limiter.aclose()
 
 
 def create_app(
@@ -139,10 +166,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
         await db.open()
-        limiter = limiter_for(settings)
-        keys = _key_service(settings, db, limiter, metrics)
-        recorder, budgets = _accounting(settings, db, limiter, metrics)
-        await recorder.start()
+        parts = await _Parts.start(settings, db, metrics)
         deployments: list[Deployment] = []
         started: list[ChatBackend] = []
         try:
@@ -153,9 +177,22 @@ def create_app(
                 started.append(backend)
                 deployments.append(build_deployment(dep_id, cfg, backend, settings))
             table = RoutingTable.of(deployments, settings.routing)
-            chat = ChatService(table, recorder, metrics, settings.aliases, limiter, budgets)
-            directory = Directory(TenantRepository(db), UserRepository(db), keys)
-            services = Services(settings, keys, chat, metrics, int(time.time()), directory, budgets)
+            chat = ChatService(
+                table, parts.recorder, metrics, settings.aliases, parts.limiter, parts.budgets
+            )
+            services = Services(
+                settings,
+                parts.keys,
+                chat,
+                metrics,
+                int(time.time()),
+                Directory(TenantRepository(db), UserRepository(db), parts.keys, parts.audit),
+                parts.budgets,
+                parts.audit,
+                parts.audit_store,
+                UsageTotals(db),
+                parts.jobs,
+            )
             if reload_settings is not None:
                 services.reloader = Reloader(
                     services,
@@ -176,8 +213,7 @@ def create_app(
             app.state.services = None
             for backend in started:
                 await backend.aclose()
-            await recorder.stop()
-            await limiter.aclose()
+            await parts.stop()
             await db.close()
 
     app = FastAPI(
@@ -197,6 +233,7 @@ def create_app(
     app.include_router(responses.router)
     app.include_router(system.router)
     app.include_router(admin.router)
+    app.include_router(records.router)
 
     async def refuse(
         scope: Scope, receive: Receive, send: Send, route: str, err: SeekportError

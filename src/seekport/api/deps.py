@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from seekport.config import Settings
+from seekport.gateway.audit import AuditLog
 from seekport.gateway.auth import KeyService, Permission, Principal
 from seekport.gateway.budgets import Budgets
 from seekport.gateway.directory import Directory
 from seekport.gateway.service import ChatService
+from seekport.store.protocols import AuditStore, UsageReader
 from seekport.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
+    from seekport.api.jobs import Jobs
     from seekport.api.reload import Reloader
 
 
@@ -27,6 +31,10 @@ class Services:
     started_at: int
     directory: Directory
     budgets: Budgets | None = None  # None: no budgets (an app built without a limiter)
+    audit: AuditLog | None = None
+    audit_store: AuditStore | None = None
+    usage: UsageReader | None = None
+    jobs: Jobs | None = None
     draining: bool = False  # SIGTERM came: new requests get 503
     reloader: Reloader | None = None  # None: no config source to re-read (an app built in code)
 
@@ -52,8 +60,11 @@ async def authorize(
     """The caller's principal if its role grants ``permission``: 401 without a valid key, 403
     for a role without it. Every route calls this first (``header``: the key when it came in
     another header than ``Authorization``, as Anthropic's ``x-api-key``)."""
+    address = client_ip(request)
     principal = await services.keys.authenticate(
-        header if header is not None else request.headers.get("authorization"),
-        client_ip(request),
+        header if header is not None else request.headers.get("authorization"), address
     )
-    return principal.require(permission)
+    principal.require(permission)
+    if permission in ("infer", "models"):
+        return principal
+    return dataclasses.replace(principal, client_ip=address)  # the audit's "from where"

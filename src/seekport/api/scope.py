@@ -23,7 +23,13 @@ from starlette.responses import Response, StreamingResponse
 
 from seekport.api.encoders import StreamEncoder, encoded
 from seekport.api.errors import error_response, internal_error
-from seekport.errors import OverloadedError, SeekportError
+from seekport.errors import (
+    AuthenticationError,
+    InsufficientBalanceError,
+    OverloadedError,
+    RateLimitError,
+    SeekportError,
+)
 from seekport.gateway.service import ChatResult, RequestContext
 from seekport.protocol.events import Event
 
@@ -102,7 +108,8 @@ class RequestScope:
         try:
             response = await handler()
         except SeekportError as exc:
-            await self.record(exc.status_code, exc.code, quiet=True)
+            if not self._refused(exc):
+                await self.record(exc.status_code, exc.code, quiet=True)
             response = self._render(exc, self.headers())
         except Exception:
             log.exception("request failed", extra={"fields": {"request_id": self.ctx.request_id}})
@@ -187,6 +194,31 @@ class RequestScope:
         return self._render(err, self.headers())
 
     # ---- the one usage record, and the request metrics
+
+    def _refused(self, exc: SeekportError) -> bool:
+        """A refusal before any work: a bad key (401, or the failed-authentication
+        throttle's 429) or a limit or budget at admission (429, 402). Floods of these must
+        not cost a durable write each: they are counted into the audit log's aggregated rows
+        (bad keys by the key service) and leave no usage record."""
+        if isinstance(exc, AuthenticationError):
+            return True
+        if not isinstance(exc, RateLimitError | InsufficientBalanceError) or self.result:
+            return False
+        who = self.ctx.principal
+        if who is None:
+            return True  # the failed-authentication throttle
+        audit = self._svc.audit if self._svc is not None else None
+        if audit is not None:
+            action = "budget.refused" if exc.status_code == 402 else "limit.refused"
+            audit.count(
+                action,
+                client_ip=self.ctx.client_ip,
+                key_id=who.key_id,
+                tenant_id=who.tenant_id,
+                role=who.role,
+                reason=exc.code,
+            )
+        return True
 
     async def record(self, status: int, code: str | None, *, quiet: bool = False) -> None:
         """Make this request's usage record (once) and wait for its commit. A failure to store

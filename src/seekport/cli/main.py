@@ -76,15 +76,23 @@ async def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T
 
 async def _with_directory(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``fn(directory)`` over the configured database (the CLI acts as a superadmin)."""
+    from seekport.gateway.audit import AuditLog
     from seekport.gateway.auth import KeyService
     from seekport.gateway.directory import Directory
-    from seekport.store.sql import Database, KeyRepository, TenantRepository, UserRepository
+    from seekport.store.sql import (
+        AuditRepository,
+        Database,
+        KeyRepository,
+        TenantRepository,
+        UserRepository,
+    )
 
     db = Database(settings.resolved_database_url)
     await db.open()
     try:
         keys = KeyService(KeyRepository(db))
-        return await fn(Directory(TenantRepository(db), UserRepository(db), keys))
+        audit = AuditLog(AuditRepository(db))  # the console's changes are audited too
+        return await fn(Directory(TenantRepository(db), UserRepository(db), keys, audit))
     finally:
         await db.close()
 
@@ -370,8 +378,18 @@ def keys_revoke(
     database_url: DbOpt = None,
 ) -> None:
     """Revoke a key; servers stop accepting it within the auth cache TTL (1 s)."""
+    from seekport.gateway.directory import CLI_ACTOR
+
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
-    if not _run(lambda: _with_keys(settings, lambda k: k.revoke(key_id))):
+
+    async def revoke(d: Any) -> bool:
+        found = await d.key(CLI_ACTOR, key_id)
+        if found.revoked_at is not None:
+            return False
+        await d.revoke_key(CLI_ACTOR, key_id)
+        return True
+
+    if not _run(lambda: _with_directory(settings, revoke)):
         typer.echo(f"error: no active key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")

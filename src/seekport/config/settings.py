@@ -511,6 +511,11 @@ class Settings(BaseSettings):
     auth_cache_ttl_s: Annotated[float, Field(ge=0, le=60)] = Field(
         default=1.0, description="How long a resolved key is cached (bounds revocation delay)."
     )
+    audit_retention_days: Annotated[int, Field(ge=1, le=36_500)] = Field(
+        default=180,
+        description="Audit rows older than this are deleted by a daily job (huey; 03:17 UTC) "
+        "or POST /admin/audit/purge.",
+    )
     auth_failures_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         default=20,
         description="Failed authentications one client address may make per minute (burst "

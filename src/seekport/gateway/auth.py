@@ -23,6 +23,7 @@ from seekport.errors import (
     PermissionDeniedError,
     RateLimitError,
 )
+from seekport.gateway.audit import AuditLog
 from seekport.protocol.keys import ROLES, KeyPolicy, Limits
 from seekport.store.kv import Limiter
 from seekport.store.protocols import (
@@ -96,6 +97,7 @@ class Principal:
     user_id: str | None = None
     user_limits: Limits | None = None
     tenant_limits: Limits = field(default_factory=Limits)
+    client_ip: str | None = None  # set per request on admin routes (the audit's "from where")
 
     @classmethod
     def of(cls, found: ActiveKey) -> Principal:
@@ -155,12 +157,14 @@ class KeyService:
         limiter: Limiter | None = None,
         failures_per_minute: int = 20,
         metrics: Metrics | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._repo = repo
         self._ttl = cache_ttl_s
         self._limiter = limiter  # None: failed authentications are not throttled
         self._failures_per_minute = failures_per_minute
         self._metrics = metrics
+        self._audit = audit  # failed authentications: one aggregated row per address a minute
         self._known: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         self._unknown: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
 
@@ -282,6 +286,8 @@ class KeyService:
                 known = self._cached(self._known, digest)
                 if known is None:
                     self._count("throttled")
+                    if self._audit is not None:
+                        self._audit.count("auth.failed", client_ip=client, reason="throttled")
                     raise refusal
                 return self._admitted(known, client)
             principal = await self._lookup(digest)
@@ -292,6 +298,8 @@ class KeyService:
             return self._admitted(principal, client)
         except _Refused as exc:
             self._count(exc.reason)
+            if self._audit is not None:
+                self._audit.count("auth.failed", client_ip=client, reason=exc.reason)
             if key is not None and self._limiter is not None:
                 await self._limiter.hit(
                     key, limit=self._failures_per_minute, period_s=60, force=True

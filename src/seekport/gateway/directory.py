@@ -12,6 +12,7 @@ import datetime as dt
 import secrets
 
 from seekport.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from seekport.gateway.audit import AuditEvent, AuditLog
 from seekport.gateway.auth import KeyService, Principal
 from seekport.protocol.keys import ROLES, KeyPolicy, Limits
 from seekport.store.protocols import (
@@ -34,10 +35,42 @@ def _name(name: str, what: str) -> str:
 
 
 class Directory:
-    def __init__(self, tenants: TenantStore, users: UserStore, keys: KeyService) -> None:
+    def __init__(
+        self,
+        tenants: TenantStore,
+        users: UserStore,
+        keys: KeyService,
+        audit: AuditLog | None = None,
+    ) -> None:
         self._tenants = tenants
         self._users = users
         self.keys = keys
+        self._audit = audit
+
+    async def _note(
+        self,
+        actor: Principal,
+        action: str,
+        target_type: str,
+        target_id: str,
+        tenant_id: str,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        """The audit row of a change, committed before the caller is answered."""
+        if self._audit is None:
+            return
+        await self._audit.record(
+            AuditEvent(
+                action,
+                actor_key_id=actor.key_id,
+                actor_role=actor.role,
+                tenant_id=tenant_id,
+                target_type=target_type,
+                target_id=target_id,
+                client_ip=actor.client_ip,
+                detail=detail or {},
+            )
+        )
 
     # ---- tenants
 
@@ -46,13 +79,22 @@ class Directory:
     ) -> TenantRecord:
         actor.require("tenants")
         try:
-            return await self._tenants.insert(
+            made = await self._tenants.insert(
                 tenant_id="ten_" + secrets.token_hex(8),
                 name=_name(name, "tenant"),
                 limits=limits or Limits(),
             )
         except DuplicateRecordError as exc:
             raise InvalidRequestError(str(exc), param="name", code="already_exists") from exc
+        await self._note(
+            actor,
+            "tenant.create",
+            "tenant",
+            made.id,
+            made.id,
+            {"name": made.name, "limits": made.limits.stored()},
+        )
+        return made
 
     async def list_tenants(self, actor: Principal) -> list[TenantRecord]:
         if actor.tenant_scope is None:
@@ -84,6 +126,9 @@ class Directory:
         updated = await self._tenants.update(found.id, limits=limits, disabled=disabled)
         self.keys.forget()
         assert updated is not None
+        await self._note(
+            actor, "tenant.update", "tenant", found.id, found.id, _changes(limits, disabled)
+        )
         return updated
 
     # ---- users
@@ -99,7 +144,7 @@ class Directory:
         actor.require("users")
         tenant = await self.tenant(actor, tenant_id or actor.tenant_id)
         try:
-            return await self._users.insert(
+            made = await self._users.insert(
                 user_id="usr_" + secrets.token_hex(8),
                 tenant_id=tenant.id,
                 name=_name(name, "user"),
@@ -107,6 +152,15 @@ class Directory:
             )
         except DuplicateRecordError as exc:
             raise InvalidRequestError(str(exc), param="name", code="already_exists") from exc
+        await self._note(
+            actor,
+            "user.create",
+            "user",
+            made.id,
+            tenant.id,
+            {"name": made.name, "limits": made.limits.stored()},
+        )
+        return made
 
     async def list_users(self, actor: Principal, tenant_id: str | None = None) -> list[UserRecord]:
         actor.require("users")
@@ -139,6 +193,9 @@ class Directory:
         )
         self.keys.forget()
         assert updated is not None
+        await self._note(
+            actor, "user.update", "user", found.id, found.tenant_id, _changes(limits, disabled)
+        )
         return updated
 
     # ---- keys
@@ -168,7 +225,7 @@ class Directory:
             tenant = await self.tenant(actor, user.tenant_id)
         else:
             tenant = await self.tenant(actor, tenant_id or actor.tenant_id)
-        return await self.keys.create(
+        record, secret = await self.keys.create(
             name,
             role,
             expires_at=expires_at,
@@ -176,6 +233,13 @@ class Directory:
             tenant_id=tenant.id,
             user_id=user_id,
         )
+        detail: dict[str, object] = {"name": name, "role": role, "terms": record.policy.stored()}
+        if user_id is not None:
+            detail["user_id"] = user_id
+        if expires_at is not None:
+            detail["expires_at"] = expires_at.isoformat()
+        await self._note(actor, "key.create", "key", record.id, tenant.id, detail)
+        return record, secret
 
     async def list_keys(
         self, actor: Principal, *, tenant_id: str | None = None, user_id: str | None = None
@@ -198,10 +262,24 @@ class Directory:
     async def revoke_key(self, actor: Principal, key_id: str) -> ApiKeyRecord:
         found = await self._changeable(actor, key_id)
         await self.keys.revoke(found.id, actor.tenant_scope)
+        await self._note(actor, "key.revoke", "key", found.id, found.tenant_id)
         return await self.keys.get(found.id, actor.tenant_scope)
 
     async def rotate_key(
         self, actor: Principal, key_id: str, *, grace_s: float = 3600
     ) -> tuple[ApiKeyRecord, str]:
         found = await self._changeable(actor, key_id)
-        return await self.keys.rotate(found.id, actor.tenant_scope, grace_s=grace_s)
+        rotated = await self.keys.rotate(found.id, actor.tenant_scope, grace_s=grace_s)
+        await self._note(
+            actor, "key.rotate", "key", found.id, found.tenant_id, {"grace_s": grace_s}
+        )
+        return rotated
+
+
+def _changes(limits: Limits | None, disabled: bool | None) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if limits is not None:
+        out["limits"] = limits.stored()
+    if disabled is not None:
+        out["disabled"] = disabled
+    return out

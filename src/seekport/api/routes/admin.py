@@ -16,6 +16,7 @@ from seekport.api.deps import Services, authorize, services_or_none
 from seekport.api.routes.inference import _parse as parse_body
 from seekport.api.scope import RequestScope
 from seekport.errors import InvalidRequestError
+from seekport.gateway.audit import AuditEvent
 from seekport.gateway.auth import Permission, Principal
 from seekport.protocol.admin import (
     Key,
@@ -268,6 +269,18 @@ async def reload(request: Request) -> Response:
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         if svc.reloader is None:
             raise InvalidRequestError("this server was not started from a config it can re-read")
-        return _json(await svc.reloader.reload(), scope)
+        done = await svc.reloader.reload()
+        if svc.audit is not None:
+            await svc.audit.record(
+                AuditEvent(
+                    "config.reload",
+                    actor_key_id=actor.key_id,
+                    actor_role=actor.role,
+                    tenant_id=actor.tenant_id,
+                    target_type="config",
+                    client_ip=actor.client_ip,
+                )
+            )
+        return _json(done, scope)
 
     return await _admin(request, "admin.reload", "system", work)

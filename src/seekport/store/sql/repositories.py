@@ -400,7 +400,7 @@ class AuditRepository:
             rows = (await conn.execute(stmt.order_by(audit_log.c.seq).limit(limit))).all()
         out = []
         for r in rows:
-            row = dict(r._mapping)
+            row = {str(k): v for k, v in r._mapping.items()}  # plain str keys (orjson)
             row["at"] = _utc(row["at"])
             out.append(row)
         return out
@@ -448,4 +448,4 @@ class UsageTotals:
         stmt = stmt.group_by(*keys, u.currency).order_by(*keys, u.currency)
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [dict(r._mapping) for r in rows]
+        return [{str(k): v for k, v in r._mapping.items()} for r in rows]

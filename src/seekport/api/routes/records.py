@@ -1,0 +1,263 @@
+"""Reading the records: ``GET /admin/usage`` (totals of requests, tokens and cost, grouped by
+day, model or key), ``GET /admin/audit`` (a page of the audit log), ``GET /admin/audit/export``
+(all of it in a time range, JSONL or CSV), and ``POST /admin/audit/purge`` (the retention job,
+now). Admins and auditors see their own tenant's records; a superadmin sees every tenant's."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from seekport.api.deps import Services, authorize, services_or_none
+from seekport.api.scope import RequestScope
+from seekport.config.pricing import decimal_string
+from seekport.errors import InvalidRequestError
+from seekport.gateway.auth import Principal
+from seekport.protocol.admin import AuditPage, UsageGroup, UsageReport
+from seekport.store.protocols import AuditStore, UsageQuery
+
+router = APIRouter()
+EXPORT_PAGE = 1000
+AUDIT_FIELDS = (
+    "seq",
+    "id",
+    "at",
+    "action",
+    "outcome",
+    "actor_key_id",
+    "actor_role",
+    "tenant_id",
+    "target_type",
+    "target_id",
+    "client_ip",
+    "count",
+    "detail",
+)
+
+
+def _when(value: str | None, name: str) -> dt.datetime | None:
+    """An ISO 8601 time or a Unix time; naive times are UTC."""
+    if value is None:
+        return None
+    try:
+        if value.replace(".", "", 1).isdigit():
+            return dt.datetime.fromtimestamp(float(value), dt.UTC)
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, OverflowError) as exc:
+        raise InvalidRequestError(
+            f"{name} must be an ISO 8601 time or Unix seconds, got {value[:64]!r}", param=name
+        ) from exc
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _tenant(actor: Principal, asked: str | None) -> str | None:
+    """The tenant whose records the actor reads: its own, or (a superadmin) any or all."""
+    return asked if actor.tenant_scope is None else actor.tenant_scope
+
+
+async def _guarded(
+    request: Request,
+    route: str,
+    permission: Literal["usage", "audit", "system"],
+    work: Callable[[Services, Principal, RequestScope], Awaitable[Response]],
+) -> Response:
+    scope = RequestScope(services_or_none(request), request, route, record=False)
+
+    async def handle() -> Response:
+        svc = scope.services
+        actor = await authorize(svc, request, permission)
+        scope.ctx.principal = actor
+        return await work(svc, actor, scope)
+
+    return await scope.run(handle)
+
+
+@router.get("/admin/usage", response_model=UsageReport)
+async def usage(
+    request: Request,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
+    key_id: str | None = None,
+    model: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    group_by: Literal["day", "model", "key"] | None = None,
+) -> Response:
+    """Requests, tokens and cost, filtered and grouped; ``totals`` sums them per currency."""
+
+    async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
+        q = UsageQuery(
+            tenant_id=_tenant(actor, tenant_id),
+            user_id=user_id,
+            key_id=key_id,
+            model=model,
+            since=_when(since, "since"),
+            until=_when(until, "until"),
+            group_by=group_by,
+        )
+        if svc.usage is None:
+            raise InvalidRequestError("this server keeps no usage records")
+        rows = await svc.usage.totals(q)
+        groups = [_group(r, group_by) for r in rows]
+        totals: dict[str | None, UsageGroup] = {}
+        for r in rows:
+            t = totals.setdefault(r["currency"], UsageGroup(currency=r["currency"]))
+            t.requests += int(r["requests"] or 0)
+            t.prompt_tokens += int(r["prompt_tokens"] or 0)
+            t.completion_tokens += int(r["completion_tokens"] or 0)
+            t.cached_tokens += int(r["cached_tokens"] or 0)
+            t.cost_nanos += int(r["cost_nanos"] or 0)
+        for t in totals.values():
+            t.cost = decimal_string(t.cost_nanos, 6)
+        report = UsageReport(data=groups, totals=list(totals.values()), group_by=group_by)
+        return Response(
+            report.model_dump_json(), media_type="application/json", headers=scope.headers()
+        )
+
+    return await _guarded(request, "admin.usage", "usage", work)
+
+
+def _group(r: dict[str, Any], group_by: str | None) -> UsageGroup:
+    key = None if group_by is None else r[{"key": "key_id"}.get(group_by, group_by)]
+    nanos = int(r["cost_nanos"] or 0)
+    return UsageGroup(
+        group=None if key is None else str(key),
+        currency=r["currency"],
+        requests=int(r["requests"] or 0),
+        prompt_tokens=int(r["prompt_tokens"] or 0),
+        completion_tokens=int(r["completion_tokens"] or 0),
+        cached_tokens=int(r["cached_tokens"] or 0),
+        cost_nanos=nanos,
+        cost=decimal_string(nanos, 6),
+    )
+
+
+def _audit_row(r: dict[str, Any]) -> dict[str, Any]:
+    at = r["at"]
+    return {**r, "at": at.isoformat() if isinstance(at, dt.datetime) else at}
+
+
+@router.get("/admin/audit", response_model=AuditPage)
+async def audit(
+    request: Request,
+    tenant_id: str | None = None,
+    action: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> Response:
+    """A page of the audit log, oldest first; ``next`` is the ``after`` of the next page."""
+
+    async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
+        if not 1 <= limit <= EXPORT_PAGE:
+            raise InvalidRequestError(f"limit must be 1-{EXPORT_PAGE}", param="limit")
+        store = _store(svc)
+        rows = await store.query(
+            tenant_id=_tenant(actor, tenant_id),
+            since=_when(since, "since"),
+            until=_when(until, "until"),
+            action=action,
+            after_seq=after,
+            limit=limit,
+        )
+        data = [_audit_row(r) for r in rows]
+        nxt = rows[-1]["seq"] if len(rows) == limit else None
+        return Response(
+            orjson.dumps({"object": "list", "data": data, "next": nxt}),
+            media_type="application/json",
+            headers=scope.headers(),
+        )
+
+    return await _guarded(request, "admin.audit", "audit", work)
+
+
+@router.get("/admin/audit/export")
+async def export(
+    request: Request,
+    format: Literal["jsonl", "csv"] = "jsonl",
+    tenant_id: str | None = None,
+    action: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Response:
+    """The audit log in a time range as JSON Lines or CSV, streamed page by page."""
+
+    async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
+        tenant = _tenant(actor, tenant_id)
+        start, end = _when(since, "since"), _when(until, "until")
+        store = _store(svc)
+
+        async def pages() -> AsyncIterator[bytes]:
+            after = 0
+            if format == "csv":
+                yield _csv_line(AUDIT_FIELDS)
+            while True:
+                rows = await store.query(
+                    tenant_id=tenant,
+                    since=start,
+                    until=end,
+                    action=action,
+                    after_seq=after,
+                    limit=EXPORT_PAGE,
+                )
+                for r in rows:
+                    row = _audit_row(r)
+                    if format == "csv":
+                        detail = orjson.dumps(row["detail"]).decode() if row["detail"] else ""
+                        yield _csv_line([*(row[f] for f in AUDIT_FIELDS[:-1]), detail])
+                    else:
+                        yield orjson.dumps(row) + b"\n"
+                if len(rows) < EXPORT_PAGE:
+                    return
+                after = rows[-1]["seq"]
+
+        media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+        name = f"audit.{format}"
+        return StreamingResponse(
+            pages(),
+            media_type=media,
+            headers={
+                **scope.headers(),
+                "content-disposition": f'attachment; filename="{name}"',
+            },
+        )
+
+    return await _guarded(request, "admin.audit", "audit", work)
+
+
+def _store(svc: Services) -> AuditStore:
+    if svc.audit_store is None:
+        raise InvalidRequestError("this server keeps no audit log")
+    return svc.audit_store
+
+
+def _csv_line(values: Any) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(["" if v is None else v for v in values])
+    return buf.getvalue().encode("utf-8")
+
+
+@router.post("/admin/audit/purge")
+async def purge(request: Request) -> Response:
+    """Run the retention job now (on the job queue, as its daily schedule does) and wait for
+    it: rows older than ``audit_retention_days`` are deleted."""
+
+    async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
+        if svc.jobs is None:
+            raise InvalidRequestError("this server runs no job queue")
+        deleted = await svc.jobs.purge_audit_now()
+        return Response(
+            orjson.dumps({"deleted": deleted}),
+            media_type="application/json",
+            headers=scope.headers(),
+        )
+
+    return await _guarded(request, "admin.audit.purge", "system", work)
