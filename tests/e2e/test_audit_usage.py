@@ -165,6 +165,10 @@ def test_usage_totals_by_key_model_and_day(server: Server) -> None:
     assert peek["data"] == []
     plain = make_key(server, root, tenant_id=t["id"])
     assert call(server, plain["secret"], "GET", "/admin/usage").status_code == 403
+    # the CLI reads the same totals
+    out = server.cli("usage", "--group-by", "key", "--tenant", t["id"]).stdout.splitlines()
+    line = next(x for x in out if x.startswith(a["id"]))
+    assert line.split()[1:5] == ["3", "3", "15", "0.033000"] and line.endswith("USD")
 
 
 def test_refusals_are_counted_into_one_row_a_minute_and_cost_no_write_each(

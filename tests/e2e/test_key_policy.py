@@ -32,7 +32,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream: Chaos) -> Iterato
         {"name": name, "backend": "openai", "base_url": upstream.url, "upstream_model": "x"}
         for name in ("m1", "m2")
     ]
-    with run_server(write_config(tmp, models, log_level="warning")) as s:
+    config = write_config(tmp, models, log_level="warning", model_limits={"m2": {"rpm": 2}})
+    with run_server(config) as s:
         yield s
 
 
@@ -193,3 +194,24 @@ def test_tokens_per_minute_reserve_an_estimate_and_settle_with_real_usage(
         headers=auth,
     )
     assert small.status_code == 200, small.text
+
+
+def test_a_models_limit_holds_over_every_caller(server: Server) -> None:
+    first, second = key(server), key(server)
+    sent = {"model": "m2", "messages": MESSAGES}
+    codes = [
+        httpx.post(
+            server.url + "/v1/chat/completions",
+            json=sent,
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        for secret in (first, second, first)
+    ]
+    assert [r.status_code for r in codes] == [200, 200, 429]
+    assert "the model 'm2'" in codes[-1].json()["error"]["message"]
+    other = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": "m1", "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {second}"},
+    )
+    assert other.status_code == 200  # another model is not held back

@@ -151,9 +151,13 @@ async def test_redis_down_fails_open_or_closed_as_configured(fail_open: bool) ->
         d = await lim.hit("k", limit=10, period_s=60)
         slot = await lim.acquire_slot("c", "t", limit=1, ttl_s=60)
         await lim.release_slot("c", "t")  # does not raise either
+        money = await lim.reserve("b", "t", amount=1, limit=10, lease_s=60, ttl_s=60, seed=0)
+        await lim.settle("b", "t", 1)  # nor does this
+        assert await lim.used("b") is None
     finally:
         await lim.aclose()
     assert d.degraded and d.allowed is fail_open and slot is fail_open
+    assert money.degraded and money.status == "refused"  # budgets fail closed either way
     if not fail_open:
         assert d.retry_after_s >= 1.0
 

@@ -178,7 +178,13 @@ def create_app(
                 deployments.append(build_deployment(dep_id, cfg, backend, settings))
             table = RoutingTable.of(deployments, settings.routing)
             chat = ChatService(
-                table, parts.recorder, metrics, settings.aliases, parts.limiter, parts.budgets
+                table,
+                parts.recorder,
+                metrics,
+                settings.aliases,
+                parts.limiter,
+                parts.budgets,
+                settings.model_limits,
             )
             services = Services(
                 settings,

@@ -95,7 +95,10 @@ class Reloader:
             raise
         self._live.extend(started)
         self._svc.chat.swap(
-            RoutingTable.of(deployments, settings.routing), settings.aliases, settings.pricing
+            RoutingTable.of(deployments, settings.routing),
+            settings.aliases,
+            settings.pricing,
+            settings.model_limits,
         )
         restart = [f for f in _AT_START if getattr(settings, f) != getattr(self._svc.settings, f)]
         self._svc.settings = settings

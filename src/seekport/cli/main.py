@@ -499,5 +499,68 @@ def users_list(
         typer.echo(f"{u.id:22} {u.name[:24]:24} {u.tenant_id:22} {state}")
 
 
+@app.command("usage")
+def usage(
+    group_by: Annotated[str | None, typer.Option(help="day, model or key.")] = None,
+    since: Annotated[str | None, typer.Option(help="From (ISO 8601, UTC if no zone).")] = None,
+    until: Annotated[str | None, typer.Option(help="Until (exclusive).")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (id).")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user (usr_…).")] = None,
+    key: Annotated[str | None, typer.Option(help="Only this key (key_…).")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Requests, tokens and cost from the usage records (what GET /admin/usage answers)."""
+    from seekport.config.pricing import decimal_string
+    from seekport.store.protocols import UsageQuery
+    from seekport.store.sql import Database, UsageTotals
+
+    if group_by not in (None, "day", "model", "key"):
+        typer.echo("error: --group-by: day, model or key", err=True)
+        raise typer.Exit(2)
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    q = UsageQuery(
+        tenant_id=tenant,
+        user_id=user,
+        key_id=key,
+        model=model,
+        since=_time_option(since, "--since"),
+        until=_time_option(until, "--until"),
+        group_by=group_by,
+    )
+
+    async def read() -> list[dict[str, Any]]:
+        db = Database(settings.resolved_database_url)
+        await db.open()
+        try:
+            return await UsageTotals(db).totals(q)
+        finally:
+            await db.close()
+
+    rows = _run(read)
+    head = group_by or "all"
+    typer.echo(f"{head:24} {'requests':>9} {'prompt':>10} {'completion':>10} {'cost':>14} cur")
+    for r in rows:
+        name = str(r.get({"key": "key_id"}.get(head, head), "") or "-") if group_by else "all"
+        cost = decimal_string(int(r["cost_nanos"] or 0), 6) if r["currency"] else "-"
+        typer.echo(
+            f"{name[:24]:24} {r['requests']:>9} {r['prompt_tokens'] or 0:>10} "
+            f"{r['completion_tokens'] or 0:>10} {cost:>14} {r['currency'] or ''}"
+        )
+
+
+def _time_option(text: str | None, flag: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        typer.echo(f"error: {flag}: not an ISO 8601 time: {text!r}", err=True)
+        raise typer.Exit(2) from exc
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
 def main() -> None:
     app()

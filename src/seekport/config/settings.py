@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seekport.config.pricing import PriceTable, PricingConfig
 from seekport.config.routing import RoutingConfig
+from seekport.protocol.keys import Limits
 
 BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
 _ASYNC_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -542,6 +543,11 @@ class Settings(BaseSettings):
         description="How requests pick among a group's deployments: strategy, retries, "
         "circuit breakers and fallbacks.",
     )
+    model_limits: dict[str, Limits] = Field(
+        default_factory=dict,
+        description="Limits over every call of a served model, whoever makes it: "
+        "`{deepseek-v4-pro: {rpm: 600, tpm: 2000000, max_concurrent: 64}}` (no budget here).",
+    )
     pricing: PricingConfig = Field(
         default_factory=PricingConfig,
         description="Prices per served model (per 1M tokens: cache-hit input, cache-miss "
@@ -605,6 +611,14 @@ class Settings(BaseSettings):
         served = {m.name for m in self.models}
         self.routing.check_models(served)
         self.pricing.check_models(served)
+        for name, lim in self.model_limits.items():
+            if name not in served:
+                raise ValueError(
+                    f"model_limits: '{name}' is not a served model "
+                    f"(models: {', '.join(sorted(served))})"
+                )
+            if lim.budget is not None:
+                raise ValueError(f"model_limits: '{name}': budgets belong to keys, users, tenants")
         for m in self.models:  # entries' own prices: flat tables, where the section has none
             table = m.pricing.table(m.name, self.pricing.currency)
             if table is not None and self.pricing.table(m.name) is None:

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from seekport.config.pricing import PriceTable, PricingConfig, decimal_string
-from seekport.errors import InsufficientBalanceError
+from seekport.errors import InsufficientBalanceError, RateLimitError
 from seekport.gateway.auth import Principal
 from seekport.protocol.keys import Budget
 from seekport.store.kv import Limiter
@@ -122,6 +122,11 @@ class Budgets:
                         lease_s=RESERVATION_LEASE_S,
                         ttl_s=ttl,
                         seed=seed,
+                    )
+                if r.degraded:
+                    raise RateLimitError(
+                        "the budget ledger did not answer, and budgets fail closed; retry shortly",
+                        retry_after=1,
                     )
                 if r.status != "admitted":
                     raise self._refusal(s, r.used, amount, end)

@@ -42,6 +42,7 @@ from seekport.protocol.events import (
     ToolCallDelta,
     UsageReport,
 )
+from seekport.protocol.keys import Limits
 from seekport.store.kv import Limiter
 from seekport.telemetry.metrics import Metrics
 
@@ -102,6 +103,7 @@ class ChatService:
         aliases: list[AliasConfig] | None = None,
         limiter: Limiter | None = None,
         budgets: Budgets | None = None,
+        model_limits: dict[str, Limits] | None = None,
     ) -> None:
         self.router = Router(table, metrics)
         self._aliases = {a.name: a for a in aliases or ()}
@@ -109,6 +111,7 @@ class ChatService:
         self._metrics = metrics
         self._admission = Admission(limiter)  # no limiter: nothing is limited
         self._budgets = budgets  # None: no budgets, no costs
+        self._model_limits = model_limits or {}
 
     @property
     def _groups(self) -> dict[str, Any]:
@@ -119,6 +122,7 @@ class ChatService:
         table: RoutingTable,
         aliases: list[AliasConfig],
         pricing: PricingConfig | None = None,
+        model_limits: dict[str, Limits] | None = None,
     ) -> None:
         """A reload: new requests route by the new table (and are priced by the new prices);
         those under way keep theirs."""
@@ -126,6 +130,8 @@ class ChatService:
         self._aliases = {a.name: a for a in aliases}
         if pricing is not None and self._budgets is not None:
             self._budgets.pricing = pricing
+        if model_limits is not None:
+            self._model_limits = model_limits
 
     def model_ids(self) -> list[str]:
         """Served models, then aliases: what /models lists."""
@@ -172,8 +178,21 @@ class ChatService:
             who = ctx.principal
             self._admit_model(who, req.model)
             req, body = _capped(req, body, who.policy.max_tokens)
+            scopes = scopes_of(who)
+            served = self.served_model(req.model)
+            lim = self._model_limits.get(served) if served is not None else None
+            if lim is not None:
+                scopes.append(
+                    Terms(
+                        f"model:{served}",
+                        f"the model '{served}'",
+                        lim.rpm,
+                        lim.tpm,
+                        lim.max_concurrent,
+                    )
+                )
             held.ticket = await self._admission.admit(
-                scopes_of(who), ctx.request_id, lambda: _estimate(req, body)
+                scopes, ctx.request_id, lambda: _estimate(req, body)
             )
             try:
                 req, body = await self._reserve(ctx, who, req, body, held)

@@ -210,9 +210,9 @@ class RedisLimiter:
         ]
         try:
             status, used = await self._reserve(keys=[self._prefix + "led:" + key], args=args)
-        except RedisError as exc:
+        except RedisError as exc:  # money fails closed, whatever fail_open says of rates
             self._warn(exc)
-            return Reservation("admitted" if self._fail_open else "refused", 0, degraded=True)
+            return Reservation("refused", 0, degraded=True)
         code, spent = int(status), int(float(used))
         if code == 1:
             return Reservation("admitted", spent)
