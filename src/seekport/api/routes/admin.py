@@ -37,6 +37,30 @@ from seekport.store.protocols import ApiKeyRecord, TenantRecord, UserRecord
 router = APIRouter()
 
 
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """The schema with its ``$defs`` references replaced by what they name."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """OpenAPI's requestBody for a route that parses its own body (errors in our shape)."""
+    schema = model.model_json_schema()
+    inlined = _inline(schema, schema.get("$defs", {}))
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": inlined}},
+        }
+    }
+
+
 def _json(data: object, scope: RequestScope, status: int = 200) -> Response:
     body = data.model_dump_json().encode() if isinstance(data, BaseModel) else orjson.dumps(data)
     return Response(body, status, media_type="application/json", headers=scope.headers())
@@ -101,7 +125,9 @@ def _key(k: ApiKeyRecord) -> dict[str, Any]:
 # ---- tenants
 
 
-@router.post("/admin/tenants", response_model=Tenant, status_code=201)
+@router.post(
+    "/admin/tenants", response_model=Tenant, status_code=201, openapi_extra=body(TenantCreate)
+)
 async def create_tenant(request: Request) -> Response:
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         spec, _ = await parse_body(request, TenantCreate)
@@ -128,7 +154,7 @@ async def get_tenant(request: Request, tenant_id: str) -> Response:
     return await _admin(request, "admin.tenants", "users", work)
 
 
-@router.patch("/admin/tenants/{tenant_id}", response_model=Tenant)
+@router.patch("/admin/tenants/{tenant_id}", response_model=Tenant, openapi_extra=body(TenantUpdate))
 async def update_tenant(request: Request, tenant_id: str) -> Response:
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         spec, _ = await parse_body(request, TenantUpdate)
@@ -143,7 +169,7 @@ async def update_tenant(request: Request, tenant_id: str) -> Response:
 # ---- users
 
 
-@router.post("/admin/users", response_model=User, status_code=201)
+@router.post("/admin/users", response_model=User, status_code=201, openapi_extra=body(UserCreate))
 async def create_user(request: Request) -> Response:
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         spec, _ = await parse_body(request, UserCreate)
@@ -172,7 +198,7 @@ async def get_user(request: Request, user_id: str) -> Response:
     return await _admin(request, "admin.users", "users", work)
 
 
-@router.patch("/admin/users/{user_id}", response_model=User)
+@router.patch("/admin/users/{user_id}", response_model=User, openapi_extra=body(UserUpdate))
 async def update_user(request: Request, user_id: str) -> Response:
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         spec, _ = await parse_body(request, UserUpdate)
@@ -187,7 +213,9 @@ async def update_user(request: Request, user_id: str) -> Response:
 # ---- keys
 
 
-@router.post("/admin/keys", response_model=KeyWithSecret, status_code=201)
+@router.post(
+    "/admin/keys", response_model=KeyWithSecret, status_code=201, openapi_extra=body(KeyCreate)
+)
 async def create_key(request: Request) -> Response:
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         spec, _ = await parse_body(request, KeyCreate)
@@ -234,7 +262,11 @@ async def revoke_key(request: Request, key_id: str) -> Response:
     return await _admin(request, "admin.keys", "keys", work)
 
 
-@router.post("/admin/keys/{key_id}/rotate", response_model=KeyWithSecret)
+@router.post(
+    "/admin/keys/{key_id}/rotate",
+    response_model=KeyWithSecret,
+    openapi_extra=body(KeyRotate, required=False),
+)
 async def rotate_key(request: Request, key_id: str) -> Response:
     """A new secret for the key; the previous one works for ``grace_s`` more seconds."""
 
