@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from seekport.config.cache import CacheConfig
+from seekport.config.guard import GuardConfig, PiiConfig, WordsConfig
 from seekport.config.pricing import PriceTable, PriceWindow, PricingConfig
 from seekport.config.routing import BreakerConfig, RoutingConfig
 from seekport.config.settings import (
@@ -30,6 +32,12 @@ SPECIAL = {
     "windows": "[]",
     "rates": "{}",
     "days": "every day",
+    "cache": "see below",
+    "guard": "see below",
+    "pii": "see below",
+    "words": "see below",
+    "tenants": "{}",
+    "kinds": "all six",
     "data_dir": "~/.seekport",
     "routing": "see below",
     "breaker": "see below",
@@ -88,6 +96,38 @@ routing:
 ```"""
 
 
+CACHE = """\
+The exact response cache, off by default. A repeated request of the same tenant (the same
+messages and every parameter that shapes the answer, `max_tokens` included) is answered from
+memory, or from Redis when `redis_url` is set, as a stream or a body whichever way it is asked,
+with `X-Cache: hit` (else `miss`); `Cache-Control: no-cache` asks the model again. Errors and
+streams cut short are never stored. A hit still leaves its usage record (backend `cache`).
+
+```yaml
+cache:
+  enabled: true
+  models: [deepseek-flash]
+  ttl_s: 3600
+```"""
+
+GUARD = """\
+Personal data and sensitive words, off by default. On a request: personal data is allowed,
+redacted (`[EMAIL_1]`, `[PHONE_CN_1]`…, the same value the same placeholder) or blocked (400
+`pii_blocked` naming the kind, never the value); a listed word blocks it (400
+`content_blocked`). On the answer, as it streams: personal data the model writes is redacted
+(`[PHONE_CN]`), the caller's own values can be restored, a listed word ends the answer with
+`finish_reason: "content_filter"`. Resident ID numbers need a valid check character, bank
+cards the Luhn digit. `tenants` (by id) and `models` hold whole policies of their own.
+
+```yaml
+guard:
+  enabled: true
+  pii: {input: redact, actions: {id_cn: block}, output: redact}
+  words: {lists: {banned: [违禁词, forbidden thing]}, files: [/etc/seekport/words.txt]}
+  tenants:
+    ten_0123456789abcdef: {pii: {input: allow}}
+```"""
+
 PRICING = """\
 What calls cost: every usage record gets its cost, budgets (`seekport keys|users|tenants
 create --budget 25 --budget-period monthly`) are reserved before a call and settled after, and
@@ -136,6 +176,10 @@ def render() -> str:
         backends = " \\| ".join(backends_of(kind))
         out += [f"## `models[]` with `backend: {backends}`", "", *_table(kind, common)]
     out += ["## `models[].pricing` (per 1M tokens)", "", *_table(Pricing)]
+    out += ["## `cache`", "", CACHE, "", *_table(CacheConfig)]
+    out += ["## `guard`", "", GUARD, "", *_table(GuardConfig)]
+    out += ["## `guard.pii`", "", *_table(PiiConfig)]
+    out += ["## `guard.words`", "", *_table(WordsConfig)]
     out += ["## `pricing`", "", PRICING, "", *_table(PricingConfig)]
     out += ["## `pricing.models[]`", "", *_table(PriceTable)]
     out += ["## `pricing.models[].windows[]`", "", *_table(PriceWindow)]

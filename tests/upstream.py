@@ -182,6 +182,12 @@ def _script(v: Any) -> list[str]:
     return items
 
 
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise Invalid("expected true or false")
+    return v
+
+
 def _reset_mode(v: Any) -> str:
     if v not in ("rst", "fin"):
         raise Invalid("expected 'rst' or 'fin'")
@@ -193,6 +199,7 @@ FIELDS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "name": ("chaos", _text, "x-chaos-upstream header, fp_<name> fingerprint, chatcmpl-<name>-N"),
     "models": (["deepseek-chat", "deepseek-reasoner"], _names, "ids listed by /v1/models"),
     "tokens": (16, _integer(0, 1_000_000), "completion tokens per answer"),
+    "echo": (False, _flag, "answer with the last user message's text, 3 characters a token"),
     "latency_ms": (0.0, _number(0, 600_000), "delay before the first response byte"),
     "jitter_ms": (0.0, _number(0, 600_000), "plus a seeded uniform(0, jitter_ms)"),
     "drip_ms": (0.0, _number(0, 600_000), "delay between stream chunks"),
@@ -627,6 +634,8 @@ class Upstream:
     def answer(self, body: dict[str, Any], model: str, seq: int) -> Answer:
         n = self.settings["tokens"]
         finish = "stop"
+        if self.settings["echo"]:
+            return self.echo(body, model, seq)
         limit = body.get("max_tokens", body.get("max_completion_tokens"))
         if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < n:
             n, finish = limit, "length"
@@ -640,6 +649,24 @@ class Upstream:
             tokens=[f"tok{i}" if i == 0 else f" tok{i}" for i in range(n)],
             finish=finish,
             prompt_tokens=max(1, prompt),
+        )
+
+    def echo(self, body: dict[str, Any], model: str, seq: int) -> Answer:
+        """The last user message again, cut into 3-character tokens (so that any word or
+        number in it is split across stream chunks)."""
+        users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        text = users[-1].get("content") if users else ""
+        text = text if isinstance(text, str) else ""
+        tokens = [text[i : i + 3] for i in range(0, len(text), 3)]
+        name = self.settings["name"]
+        return Answer(
+            id=f"chatcmpl-{name}-{seq}",
+            model=model,
+            fingerprint=f"fp_{name}",
+            created=int(time.time()),
+            tokens=tokens,
+            finish="stop",
+            prompt_tokens=max(1, _words(text)),
         )
 
     async def plain(self, ex: Exchange, answer: Answer, kind: str) -> web.StreamResponse:

@@ -122,7 +122,10 @@ def test_a_key_revoked_by_the_cli_is_refused_by_every_server_within_the_auth_cac
     server that had the key cached accepts it until its cache entry ends and refuses it
     afterwards; the server that had not seen it refuses it at once."""
     models = [{"name": "m", "backend": "openai", "base_url": f"http://127.0.0.1:{free_port()}"}]
-    config = write_config(tmp_path, models, auth_cache_ttl_s=AUTH_TTL_S)
+    # polling a revoked key fails on purpose: no failed-authentication throttle here
+    config = write_config(
+        tmp_path, models, auth_cache_ttl_s=AUTH_TTL_S, auth_failures_per_minute=100_000
+    )
     with (
         run_server(config, log_path=tmp_path / "a.log") as a,
         run_server(config, log_path=tmp_path / "b.log") as b,

@@ -207,3 +207,25 @@ async def test_two_replicas_sharing_redis_never_overspend_a_ledger(prefix: str) 
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_replicas_share_cached_answers_through_redis(prefix: str) -> None:
+    from seekport.store.kv.cache import MemoryCache, TieredCache
+
+    a = TieredCache(MemoryCache(1024), REDIS_URL, prefix=prefix)
+    b = TieredCache(MemoryCache(1024), REDIS_URL, prefix=prefix)
+    try:
+        await a.set("k", b"answer", 60)
+        assert await b.get("k") == b"answer"  # from Redis, then held in b's memory
+        assert b.bytes_held() == len(b"answer")
+        assert await b.get("other") is None
+    finally:
+        await a.aclose()
+        await b.aclose()
+    down = TieredCache(MemoryCache(1024), f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    try:
+        await down.set("k", b"v", 60)  # Redis down: kept in memory, no error
+        assert await down.get("k") == b"v"
+        assert await down.get("nothing") is None  # a miss, not an error
+    finally:
+        await down.aclose()

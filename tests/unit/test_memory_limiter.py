@@ -48,3 +48,11 @@ async def test_idle_keys_are_forgotten() -> None:
     assert lim.keys_held() == 1  # the idle ones were swept before the new key went in
     await lim.hit("new", limit=10, period_s=1, cost=-1)
     assert lim.keys_held() == 0  # back to a full burst: nothing kept
+
+
+async def test_a_rounding_error_never_refuses_a_full_burst() -> None:
+    """(now + T) - T can come out a hair above now: a limit of 1 must still admit its one."""
+    now = next(x / 7 for x in range(10_000, 10_000_000) if (x / 7 + 60.0) - 60.0 > x / 7)
+    limiter = MemoryLimiter(lambda: now)
+    assert (await limiter.hit("k", limit=1, period_s=60)).allowed
+    assert not (await limiter.hit("k", limit=1, period_s=60)).allowed

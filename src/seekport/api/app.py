@@ -33,11 +33,14 @@ from seekport.gateway.backends.local import LocalBackend
 from seekport.gateway.backends.managed import ManagedBackend
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
 from seekport.gateway.budgets import Budgets
+from seekport.gateway.cache import ResponseCacher
 from seekport.gateway.directory import Directory
+from seekport.gateway.guard.policy import Guard
 from seekport.gateway.routing.breaker import Breaker
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.service import ChatService
 from seekport.store.kv import Limiter, limiter_for
+from seekport.store.kv.cache import ResponseCache, cache_for
 from seekport.store.sql import (
     AuditRepository,
     Database,
@@ -124,6 +127,8 @@ class _Parts:
     recorder: UsageRecorder
     budgets: Budgets
     jobs: Jobs
+    cache: ResponseCache
+    cacher: ResponseCacher
 
     @classmethod
     async def start(cls, settings: Settings, db: Database, metrics: Metrics) -> _Parts:
@@ -145,7 +150,9 @@ class _Parts:
         jobs = Jobs(settings, audit_store, asyncio.get_running_loop())
         jobs.start()
         budgets = Budgets(limiter, usage, settings.pricing)
-        return cls(limiter, audit_store, audit, keys, recorder, budgets, jobs)
+        cache = cache_for(settings.redis_url, settings.cache.max_bytes)
+        cacher = ResponseCacher(cache, settings.cache, metrics)
+        return cls(limiter, audit_store, audit, keys, recorder, budgets, jobs, cache, cacher)
 
     async def stop(self) -> None:
         """Commit what is queued (usage, aggregated audit rows), then let go."""
@@ -153,6 +160,7 @@ class _Parts:
         await asyncio.to_thread(self.jobs.stop)
         await self.audit.stop()
         await self.limiter.aclose()
+        await self.cache.aclose()
 
 
 def create_app(
@@ -185,6 +193,8 @@ def create_app(
                 parts.limiter,
                 parts.budgets,
                 settings.model_limits,
+                parts.cacher,
+                Guard(settings.guard),
             )
             services = Services(
                 settings,

@@ -99,6 +99,8 @@ class Reloader:
             settings.aliases,
             settings.pricing,
             settings.model_limits,
+            settings.cache,
+            settings.guard,
         )
         restart = [f for f in _AT_START if getattr(settings, f) != getattr(self._svc.settings, f)]
         self._svc.settings = settings

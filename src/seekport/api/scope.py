@@ -78,6 +78,7 @@ class RequestScope:
             started=time.perf_counter(),
             beta=request.scope["path"].startswith("/beta/"),
             region=client_request_id(request.headers.get("x-seekport-region")),
+            cache_refresh="no-cache" in request.headers.get("cache-control", "").lower(),
         )
         self.echo_id = client_id or self.ctx.request_id
         self.model: str | None = None  # what the client asked for (the usage record's model)

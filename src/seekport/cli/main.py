@@ -196,14 +196,15 @@ def serve(
     _check_port(settings.host, settings.port)
     _check_models(settings)
     if settings.bootstrap_admin_key:
+        from seekport.gateway.directory import CLI_ACTOR
 
-        async def bootstrap(keys: Any) -> str | None:
-            if await keys.count_all() > 0:
+        async def bootstrap(d: Any) -> str | None:
+            if await d.keys.count_all() > 0:
                 return None
-            _record, secret = await keys.create("bootstrap-admin", "superadmin")
+            _record, secret = await d.create_key(CLI_ACTOR, "bootstrap-admin", "superadmin")
             return str(secret)
 
-        secret = _run(lambda: _with_keys(settings, bootstrap))
+        secret = _run(lambda: _with_directory(settings, bootstrap))
         if secret:
             typer.echo("Created the first superadmin API key. It is shown only this once:")
             typer.echo(f"  {secret}")

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seekport.config.cache import CacheConfig
+from seekport.config.guard import GuardConfig
 from seekport.config.pricing import PriceTable, PricingConfig
 from seekport.config.routing import RoutingConfig
 from seekport.protocol.keys import Limits
@@ -543,6 +545,14 @@ class Settings(BaseSettings):
         description="How requests pick among a group's deployments: strategy, retries, "
         "circuit breakers and fallbacks.",
     )
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig,
+        description="The exact response cache (off by default); see `cache`.",
+    )
+    guard: GuardConfig = Field(
+        default_factory=GuardConfig,
+        description="Personal data and sensitive words (off by default); see `guard`.",
+    )
     model_limits: dict[str, Limits] = Field(
         default_factory=dict,
         description="Limits over every call of a served model, whoever makes it: "
@@ -611,6 +621,12 @@ class Settings(BaseSettings):
         served = {m.name for m in self.models}
         self.routing.check_models(served)
         self.pricing.check_models(served)
+        unknown = sorted(m for m in self.guard.models if m not in served)
+        if unknown:
+            raise ValueError(f"guard.models: {', '.join(unknown)} is not a served model")
+        unknown = sorted(m for m in self.cache.models if m not in served)
+        if unknown:
+            raise ValueError(f"cache.models: {', '.join(unknown)} is not a served model")
         for name, lim in self.model_limits.items():
             if name not in served:
                 raise ValueError(

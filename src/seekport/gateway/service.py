@@ -9,6 +9,7 @@ cache slot in here in later issues, as policies over the same events.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,8 @@ import orjson
 from pydantic import ValidationError
 
 from seekport.config import AliasConfig
+from seekport.config.cache import CacheConfig
+from seekport.config.guard import GuardConfig
 from seekport.config.pricing import PricingConfig
 from seekport.errors import (
     InvalidRequestError,
@@ -29,6 +32,8 @@ from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import Principal
 from seekport.gateway.backends.base import BackendCall, CallStats, Endpoint
 from seekport.gateway.budgets import Budgets, Hold, budget_scopes
+from seekport.gateway.cache import ResponseCacher
+from seekport.gateway.guard.policy import Compiled, Guard, Redaction
 from seekport.gateway.limits import Admission, Terms, Ticket, estimate_tokens
 from seekport.gateway.routing.router import Router
 from seekport.gateway.routing.table import Deployment, RoutingTable
@@ -59,6 +64,7 @@ class RequestContext:
     principal: Principal | None = None
     beta: bool = False  # the request came in under /beta
     region: str | None = None  # x-seekport-region: tag-aware routing prefers it
+    cache_refresh: bool = False  # Cache-Control: no-cache: skip the cached answer, store anew
 
 
 @dataclass(slots=True)
@@ -71,6 +77,7 @@ class ChatResult:
     events: AsyncIterator[Event]
     headers: dict[str, str] = field(default_factory=dict)
     passthrough: bool = True  # no policy changed the events: upstream bytes may go out as-is
+    cache_hit: bool = False  # replayed from the response cache: no backend was called
 
 
 def meter(stats: CallStats, ev: Event) -> None:
@@ -104,6 +111,8 @@ class ChatService:
         limiter: Limiter | None = None,
         budgets: Budgets | None = None,
         model_limits: dict[str, Limits] | None = None,
+        cache: ResponseCacher | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.router = Router(table, metrics)
         self._aliases = {a.name: a for a in aliases or ()}
@@ -112,6 +121,8 @@ class ChatService:
         self._admission = Admission(limiter)  # no limiter: nothing is limited
         self._budgets = budgets  # None: no budgets, no costs
         self._model_limits = model_limits or {}
+        self._cache = cache  # None: no response cache
+        self._guard = guard  # None: no guard
 
     @property
     def _groups(self) -> dict[str, Any]:
@@ -123,6 +134,8 @@ class ChatService:
         aliases: list[AliasConfig],
         pricing: PricingConfig | None = None,
         model_limits: dict[str, Limits] | None = None,
+        cache: CacheConfig | None = None,
+        guard: GuardConfig | None = None,
     ) -> None:
         """A reload: new requests route by the new table (and are priced by the new prices);
         those under way keep theirs."""
@@ -132,6 +145,10 @@ class ChatService:
             self._budgets.pricing = pricing
         if model_limits is not None:
             self._model_limits = model_limits
+        if cache is not None and self._cache is not None:
+            self._cache.config = cache
+        if guard is not None:
+            self._guard = Guard(guard)
 
     def model_ids(self) -> list[str]:
         """Served models, then aliases: what /models lists."""
@@ -178,6 +195,7 @@ class ChatService:
             who = ctx.principal
             self._admit_model(who, req.model)
             req, body = _capped(req, body, who.policy.max_tokens)
+            req, body = self._guard_request(who, req, body, held)
             scopes = scopes_of(who)
             served = self.served_model(req.model)
             lim = self._model_limits.get(served) if served is not None else None
@@ -204,6 +222,35 @@ class ChatService:
         except BaseException:
             await held.settle(None)  # nothing was spent: reservations go back whole
             raise
+
+    def _guard_request(
+        self,
+        who: Principal,
+        req: ChatCompletionRequest | CompletionRequest,
+        body: dict[str, Any],
+        held: _Held,
+    ) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
+        """The guard's policy for this caller and model: a blocked request is a 400; personal
+        data is redacted in the body the model gets (and the request revalidated from it)."""
+        model = self.served_model(req.model)
+        policy = self._guard.policy_for(who.tenant_id, model or req.model) if self._guard else None
+        if policy is None:
+            return req, body
+        held.guard = policy
+        body = copy.deepcopy(body)
+        held.redaction = self._guard.check_request(policy, body) if self._guard else None
+        if held.redaction is None:
+            return req, body
+        ceiling = isinstance(req, ChatCompletionRequest) and req.output_ceiling
+        redacted = type(req).model_validate(body)
+        if ceiling and isinstance(redacted, ChatCompletionRequest):
+            redacted.as_ceiling()
+        return redacted, body
+
+    def _guarded(self, held: _Held, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        if self._guard is None or held.guard is None or not held.guard.guards_output:
+            return events
+        return self._guard.answer(held.guard, events, held.redaction)
 
     async def _reserve(
         self,
@@ -251,6 +298,11 @@ class ChatService:
             r, b = (req, body) if model == req.model else _retargeted(req, body, model)
             return BackendCall(endpoint, model, r, b, ctx.request_id, stream=stream, beta=ctx.beta)
 
+        key = self._cache_key(ctx, endpoint, req, body)
+        if key is not None and self._cache is not None and not ctx.cache_refresh:
+            cached = await self._cache.replay(key, req.model)
+            if cached is not None:
+                return self._replayed(ctx, call_for(req.model), cached, held)
         routed = await self.router.open(req.model, call_for, stream=stream, region=ctx.region)
         call, dep = routed.call, routed.deployment
         headers = {
@@ -263,7 +315,49 @@ class ChatService:
         if held.ticket is not None:
             headers.update(held.ticket.headers)
         held.model = call.model
-        return ChatResult(call, dep, _Metered(call.stats, routed.events, held), headers)
+        events: AsyncIterator[Event] = routed.events
+        if key is not None and self._cache is not None:
+            headers["x-cache"] = "miss"
+            if call.model == req.model:  # a fallback's answer is not the asked model's
+                events = self._cache.recording(key, events)
+        guarded = self._guarded(held, events)  # after the cache: it keeps the model's words
+        return ChatResult(
+            call,
+            dep,
+            _Metered(call.stats, guarded, held),
+            headers,
+            passthrough=guarded is events,
+        )
+
+    def _cache_key(
+        self,
+        ctx: RequestContext,
+        endpoint: Endpoint,
+        req: ChatCompletionRequest | CompletionRequest,
+        body: dict[str, Any],
+    ) -> str | None:
+        if self._cache is None or ctx.principal is None:
+            return None
+        kind = f"{endpoint}{'+beta' if ctx.beta else ''}"
+        return self._cache.key_for(
+            ctx.principal.tenant_id, req.model, kind, body, _output_limit(req)
+        )
+
+    def _replayed(
+        self, ctx: RequestContext, call: BackendCall, events: list[Event], held: _Held
+    ) -> ChatResult:
+        """A cache hit: the stored events, through the same metering and settlement."""
+        headers = {
+            "x-request-id": ctx.client_request_id or ctx.request_id,
+            "x-seekport-model": call.model,
+            "x-cache": "hit",
+        }
+        if held.ticket is not None:
+            headers.update(held.ticket.headers)
+        held.model = call.model
+        dep = self.deployment_for(call.model)
+        replay = _Metered(call.stats, self._guarded(held, _from_list(events)), held)
+        return ChatResult(call, dep, replay, headers, passthrough=False, cache_hit=True)
 
     def _admit_model(self, who: Principal, model: str) -> None:
         """403 for a model the key may not call."""
@@ -298,8 +392,8 @@ class ChatService:
             route=ctx.route,
             model=model,
             served_model=result.call.model if result else self.served_model(model),
-            backend=result.deployment.backend.kind if result else None,
-            deployment=result.deployment.id if result else None,
+            backend=_backend_of(result),
+            deployment=result.deployment.id if result and not result.cache_hit else None,
             stream=int(stream),
             status=status,
             error_code=code,
@@ -347,6 +441,17 @@ class ChatService:
         self._recorder.record_nowait(ev)
 
 
+def _backend_of(result: ChatResult | None) -> str | None:
+    if result is None:
+        return None
+    return "cache" if result.cache_hit else result.deployment.backend.kind
+
+
+async def _from_list(events: list[Event]) -> AsyncIterator[Event]:
+    for ev in events:
+        yield ev
+
+
 def scopes_of(who: Principal) -> list[Terms]:
     """The scopes a caller's call counts against, narrowest first."""
     p, t = who.policy, who.tenant_limits
@@ -371,13 +476,15 @@ class _Held:
     """What admission took for a call: its limits' ticket and its budgets' hold, settled
     once when its events close (or given back whole when it never opened)."""
 
-    __slots__ = ("_budgets", "hold", "model", "ticket")
+    __slots__ = ("_budgets", "guard", "hold", "model", "redaction", "ticket")
 
     def __init__(self, budgets: Budgets | None) -> None:
         self._budgets = budgets
         self.ticket: Ticket | None = None
         self.hold: Hold | None = None
         self.model: str | None = None  # the model that served it (its price)
+        self.guard: Compiled | None = None  # the guard's policy for this call
+        self.redaction: Redaction | None = None  # the request's placeholders
 
     async def settle(self, stats: CallStats | None) -> None:
         ticket, self.ticket = self.ticket, None

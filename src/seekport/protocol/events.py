@@ -121,3 +121,59 @@ def logprob_dict(lp: TokenLogprob, top_n: int) -> dict[str, Any]:
             {"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))} for t, v in lp.top[:top_n]
         ],
     }
+
+
+# ---- a call's events as bytes (the response cache stores them; ``raw`` is never kept)
+
+_KINDS: dict[str, type] = {
+    "role": RoleDelta,
+    "content": ContentDelta,
+    "reasoning": ReasoningDelta,
+    "tool": ToolCallDelta,
+    "finish": Finish,
+    "usage": UsageReport,
+}
+_NAMES = {cls: name for name, cls in _KINDS.items()}
+
+
+def _lp(lp: TokenLogprob) -> list[Any]:
+    return [lp.token, lp.logprob, [list(t) for t in lp.top]]
+
+
+def dump_events(events: list[Event]) -> list[dict[str, Any]]:
+    """JSON-ready dicts of the events (keep-alives and ``raw`` left out)."""
+    out: list[dict[str, Any]] = []
+    for ev in events:
+        name = _NAMES.get(type(ev))
+        if name is None:
+            continue
+        if isinstance(ev, UsageReport):
+            out.append({"k": name, "usage": ev.usage.model_dump(exclude_none=True)})
+            continue
+        d: dict[str, Any] = {"k": name}
+        for f in ev.__slots__:
+            if f == "raw":
+                continue
+            value = getattr(ev, f)
+            if f == "logprobs" and value is not None:
+                value = [_lp(lp) for lp in value]
+            d[f] = value
+        out.append(d)
+    return out
+
+
+def load_events(items: list[dict[str, Any]]) -> list[Event]:
+    """The events ``dump_events`` made (``raw`` None: an encoder serialises them itself)."""
+    events: list[Event] = []
+    for d in items:
+        fields = dict(d)
+        cls = _KINDS[fields.pop("k")]
+        if cls is UsageReport:
+            events.append(UsageReport(Usage.model_validate(fields["usage"])))
+            continue
+        if fields.get("logprobs") is not None:
+            fields["logprobs"] = [
+                TokenLogprob(t, lp, [(a, b) for a, b in top]) for t, lp, top in fields["logprobs"]
+            ]
+        events.append(cls(**fields))
+    return events

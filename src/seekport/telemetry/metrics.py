@@ -77,6 +77,23 @@ class Metrics:
             ["model", "to"],
             registry=r,
         )
+        self.cache_lookups = Counter(
+            "seekport_cache_lookups",
+            "Response cache lookups by model and result (hit, miss).",
+            ["model", "result"],
+            registry=r,
+        )
+        self.cache_bytes = Counter(
+            "seekport_cache_bytes",
+            "Bytes of answers stored in (stored) and served from (served) the response cache.",
+            ["direction"],
+            registry=r,
+        )
+        self.cache_memory_bytes = Gauge(
+            "seekport_cache_memory_bytes",
+            "Bytes the response cache holds in this process's memory.",
+            registry=r,
+        )
         self.auth_failures = Counter(
             "seekport_auth_failures",
             "Failed authentications: missing, malformed, invalid (unknown or revoked key), "

@@ -29,6 +29,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+EPSILON_S = 1e-6  # (now + T) - T can exceed now by a rounding error: never refuse for that
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -110,9 +112,9 @@ class Gcra:
         charging: would one more unit be admitted now?"""
         tat = max(tat, now)
         if cost == 0:
-            return tat + self.interval - self.tolerance <= now, tat
+            return tat + self.interval - self.tolerance <= now + EPSILON_S, tat
         new_tat = max(now, tat + cost * self.interval)
-        if not force and cost > 0 and new_tat - self.tolerance > now:
+        if not force and cost > 0 and new_tat - self.tolerance > now + EPSILON_S:
             return False, tat
         return True, new_tat
 

@@ -30,12 +30,12 @@ local cost = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 if cost == 0 then
-  if tat + interval - tolerance > now then return {'0', tostring(tat - now)} end
+  if tat + interval - tolerance > now + 1e-6 then return {'0', tostring(tat - now)} end
   return {'1', tostring(tat - now)}
 end
 local new_tat = tat + cost * interval
 if new_tat < now then new_tat = now end
-if ARGV[4] ~= '1' and cost > 0 and new_tat - tolerance > now then
+if ARGV[4] ~= '1' and cost > 0 and new_tat - tolerance > now + 1e-6 then
   return {'0', tostring(tat - now)}
 end
 local ttl = math.ceil((new_tat - now) * 1000)

@@ -1,0 +1,142 @@
+"""Cache and guard benchmark: the gateway's CPU per request with the response cache and the
+guard on, for cache misses and hits, against both off (issue 16).
+
+Method
+------
+* One chaos upstream (16-token answers). Two ``seekport serve`` processes in turn: *off*
+  (no cache, no guard) and *on* (``cache.enabled``, the guard on with its defaults: input
+  redaction of every kind, a 1,000-word list on input and output, output redaction).
+* Non-stream chat calls with ``temperature: 0``, a one-line message holding an e-mail
+  address (redacted on the way out), 16 concurrent clients, 2,000 calls per phase after 200
+  warm-up calls: *miss* — every call's message differs (a new entry each), *hit* — one
+  message repeated (served from memory).
+* Gateway CPU = utime + stime of the server process over the phase / calls.
+
+Run: ``.venv/bin/python bench/cache_guard.py [--no-docs]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import httpx  # noqa: E402
+from gateway_overhead import (  # noqa: E402
+    command_line,
+    machine,
+    proc_cpu_s,
+    revision,
+    write_section,
+)
+from tests.harness import Chaos, Server, run_chaos, run_server, write_config  # noqa: E402
+
+DOCS = REPO / "docs" / "benchmarks.md"
+START, END = "<!-- cache_guard:start -->", "<!-- cache_guard:end -->"
+CALLS, WARMUP, CONC = 2000, 200, 16
+
+
+def config(tmp: Path, upstream: Chaos, on: bool) -> Path:
+    models = [{"name": "m1", "backend": "openai", "base_url": upstream.url, "upstream_model": "x"}]
+    extra: dict[str, Any] = {}
+    if on:
+        extra["cache"] = {"enabled": True}
+        extra["guard"] = {
+            "enabled": True,
+            "pii": {"output": "redact"},
+            "words": {"lists": {"big": [f"禁词{i}" for i in range(1000)]}},
+        }
+    return write_config(tmp, models, log_level="warning", **extra)
+
+
+async def fire(server: Server, bodies: list[dict[str, Any]]) -> list[int]:
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    statuses: list[int] = []
+    headers = {"Authorization": f"Bearer {server.key}"}
+    limits = httpx.Limits(max_connections=CONC, max_keepalive_connections=CONC)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                body = queue.get_nowait()
+                r = await client.post(
+                    server.url + "/v1/chat/completions", json=body, headers=headers
+                )
+                statuses.append(r.status_code)
+
+        await asyncio.gather(*(worker() for _ in range(CONC)))
+    return statuses
+
+
+def body(i: int | None) -> dict[str, Any]:
+    text = f"please summarise ticket {i if i is not None else 'same'} for li.lei@example.com"
+    return {"model": "m1", "messages": [{"role": "user", "content": text}], "temperature": 0}
+
+
+def phase(server: Server, bodies: list[dict[str, Any]]) -> float:
+    before = proc_cpu_s(server.proc.pid)
+    statuses = asyncio.run(fire(server, bodies))
+    assert statuses.count(200) == len(bodies), set(statuses)
+    return (proc_cpu_s(server.proc.pid) - before) * 1000 / len(bodies)
+
+
+def measure(tmp: Path, upstream: Chaos, on: bool, offset: int) -> dict[str, float]:
+    with run_server(config(tmp, upstream, on)) as server:
+        asyncio.run(fire(server, [body(offset - 1 - i) for i in range(WARMUP)]))
+        miss = phase(server, [body(offset + i) for i in range(CALLS)])
+        asyncio.run(fire(server, [body(None)]))  # the one entry the hits read
+        hit = phase(server, [body(None) for _ in range(CALLS)])
+    return {"miss": miss, "hit": hit}
+
+
+def render(off: dict[str, float], on: dict[str, float]) -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join(
+        [
+            START,
+            "## Cache and guard: gateway CPU per request (issue 16)",
+            "",
+            f"Machine: {machine()}. Date: {now}. Revision: {revision()}.",
+            f"Command: `{command_line()}`. Method: the docstring of `bench/cache_guard.py`.",
+            "",
+            "| calls | cache and guard off, CPU ms/req | on, CPU ms/req | on / off |",
+            "|---|--:|--:|--:|",
+            f"| new message each (miss when on) | {off['miss']:.2f} | {on['miss']:.2f} "
+            f"| {on['miss'] / off['miss']:.2f}x |",
+            f"| one message repeated (hit when on) | {off['hit']:.2f} | {on['hit']:.2f} "
+            f"| {on['hit'] / off['hit']:.2f}x |",
+            "",
+            END,
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--no-docs", action="store_true", help="print only")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="results page to update")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as d, run_chaos(Path(d)) as upstream:
+        off_dir, on_dir = Path(d) / "off", Path(d) / "on"
+        off_dir.mkdir()
+        on_dir.mkdir()
+        off = measure(off_dir, upstream, False, 0)
+        on = measure(on_dir, upstream, True, 10**6)
+    section = render(off, on)
+    print(section)
+    if not args.no_docs:
+        write_section(args.docs, section, START, END)
+
+
+if __name__ == "__main__":
+    main()

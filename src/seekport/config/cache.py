@@ -1,0 +1,54 @@
+"""The ``cache:`` section: the exact response cache (off by default)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class CacheConfig(BaseModel):
+    """An answer is reused for the same request (same tenant, model, messages and every
+    parameter that shapes the output) within ``ttl_s``: from this process's memory, or from
+    Redis when ``redis_url`` is set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=False, description="Cache answers at all.")
+    models: list[str] = Field(
+        default_factory=list, description="Only these served models (empty: every model)."
+    )
+    ttl_s: Annotated[float, Field(gt=0, le=30 * 86_400)] = Field(
+        default=3600.0, description="How long an answer is reused."
+    )
+    max_bytes: Annotated[int, Field(ge=1024, le=64 * 2**30)] = Field(
+        default=64 * 2**20, description="Memory the in-process tier may hold (LRU beyond)."
+    )
+    max_entry_bytes: Annotated[int, Field(ge=256, le=64 * 2**20)] = Field(
+        default=2**20, description="Larger answers are not cached."
+    )
+    deterministic_only: bool = Field(
+        default=True,
+        description="Only requests that ask for one answer: temperature 0, or a seed. Off: "
+        "any request (a sampled answer is then replayed as it was).",
+    )
+    billing: Literal["cache_hit", "full"] = Field(
+        default="cache_hit",
+        description="What a cached answer's usage says: its prompt as cache-hit tokens (as "
+        "DeepSeek bills its context cache), or as first served.",
+    )
+    semantic: bool = Field(
+        default=False,
+        description="Nearest-question reuse by embedding: arrives with the knowledge "
+        "issue's embedder; only false is accepted today.",
+    )
+
+    @field_validator("semantic")
+    @classmethod
+    def _no_semantic_yet(cls, v: bool) -> bool:
+        if v:
+            raise ValueError(
+                "the semantic cache needs the knowledge base's embedder, which is not built "
+                "yet; set cache.semantic: false"
+            )
+        return v

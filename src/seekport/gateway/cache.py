@@ -1,0 +1,177 @@
+"""The exact response cache: the same request, from the same tenant, gets the same answer
+again without calling the model.
+
+The key is ``<tenant>:<model>:<endpoint>:<sha256 of the canonical request>:<max_tokens>``:
+the tenant first, so two tenants never share an entry even for identical requests (the
+failure of GHSA-h9ww-f95j-h54c); the canonical request is the body with sorted keys, minus
+what does not shape the output (``stream``, ``stream_options``, ``user``, ``metadata``,
+``store``). An entry holds the call's typed events, so a stream is replayed as a stream and a
+body as a body, with the same event shapes, whichever way it was first asked. Only a call that
+ended cleanly is stored: an error, a stream cut short or a client gone stores nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from seekport.config.cache import CacheConfig
+from seekport.protocol.common import PromptTokensDetails
+from seekport.protocol.events import (
+    Event,
+    Finish,
+    KeepAlive,
+    UsageReport,
+    dump_events,
+    load_events,
+)
+from seekport.store.kv.cache import ResponseCache
+from seekport.telemetry.metrics import Metrics
+
+log = logging.getLogger("seekport.cache")
+
+IGNORED = frozenset(
+    {
+        "model",
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "store",
+        "max_tokens",
+        "max_completion_tokens",
+    }
+)
+STORED_FINISHES = frozenset({"stop", "length", "tool_calls"})
+FORMAT = 1  # bump when the stored shape changes: old entries then miss
+
+
+def cache_key(
+    tenant: str, model: str, endpoint: str, body: dict[str, Any], max_tokens: int | None
+) -> str:
+    canonical = {k: v for k, v in body.items() if k not in IGNORED}
+    digest = hashlib.sha256(
+        orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    ).hexdigest()
+    return f"{tenant}:{model}:{endpoint}:{digest}:{max_tokens if max_tokens else '-'}"
+
+
+def deterministic(body: dict[str, Any]) -> bool:
+    """One answer is asked for: temperature 0 or a seed (and one choice)."""
+    if (body.get("n") or 1) != 1:
+        return False
+    return body.get("temperature") == 0 or body.get("seed") is not None
+
+
+class ResponseCacher:
+    def __init__(self, store: ResponseCache, config: CacheConfig, metrics: Metrics) -> None:
+        self._store = store
+        self.config = config
+        self._metrics = metrics
+
+    def key_for(
+        self,
+        tenant: str,
+        model: str,
+        endpoint: str,
+        body: dict[str, Any],
+        max_tokens: int | None,
+    ) -> str | None:
+        """The request's cache key, or None when it is not to be cached."""
+        c = self.config
+        if not c.enabled or (c.models and model not in c.models):
+            return None
+        if c.deterministic_only and not deterministic(body):
+            return None
+        return cache_key(tenant, model, endpoint, body, max_tokens)
+
+    async def replay(self, key: str, model: str) -> list[Event] | None:
+        """The stored events for ``key`` (their usage as ``billing`` says), or None."""
+        raw = await self._store.get(key)
+        if raw is None:
+            self._metrics.cache_lookups.labels(model, "miss").inc()
+            return None
+        try:
+            stored = orjson.loads(raw)
+            if stored.get("v") != FORMAT:
+                raise ValueError("an entry of another format")
+            events = load_events(stored["events"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable cache entry: a miss", extra={"fields": {"model": model}})
+            self._metrics.cache_lookups.labels(model, "miss").inc()
+            return None
+        self._metrics.cache_lookups.labels(model, "hit").inc()
+        self._metrics.cache_bytes.labels("served").inc(len(raw))
+        if self.config.billing == "cache_hit":
+            for ev in events:
+                if isinstance(ev, UsageReport):
+                    _as_cache_hit(ev)
+        return events
+
+    def recording(self, key: str, events: AsyncIterator[Event]) -> _Recording:
+        return _Recording(self, key, events)
+
+    async def store(self, key: str, events: list[Event]) -> None:
+        value = orjson.dumps({"v": FORMAT, "events": dump_events(events)})
+        if len(value) > self.config.max_entry_bytes:
+            return
+        await self._store.set(key, value, self.config.ttl_s)
+        self._metrics.cache_bytes.labels("stored").inc(len(value))
+        self._metrics.cache_memory_bytes.set(self._store.bytes_held())
+
+
+def _as_cache_hit(ev: UsageReport) -> None:
+    """DeepSeek's billing of a context-cache hit: the whole prompt came from the cache."""
+    u = ev.usage.model_copy()
+    u.prompt_cache_hit_tokens = u.prompt_tokens
+    u.prompt_cache_miss_tokens = 0
+    u.prompt_tokens_details = PromptTokensDetails(cached_tokens=u.prompt_tokens)
+    ev.usage = u
+
+
+class _Recording:
+    """The backend's events, passed on unchanged and kept; stored when they end cleanly."""
+
+    __slots__ = ("_cacher", "_events", "_finished", "_kept", "_key", "_stored")
+
+    def __init__(self, cacher: ResponseCacher, key: str, events: AsyncIterator[Event]) -> None:
+        self._cacher = cacher
+        self._key = key
+        self._events = events
+        self._kept: list[Event] = []
+        self._finished = True  # every Finish seen so far was one worth keeping
+        self._stored = False
+
+    def __aiter__(self) -> _Recording:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            ev = await anext(self._events)
+        except StopAsyncIteration:
+            await self._store()
+            raise
+        if isinstance(ev, Finish) and ev.reason not in STORED_FINISHES:
+            self._finished = False
+        if not isinstance(ev, KeepAlive):
+            self._kept.append(ev)
+        return ev
+
+    async def _store(self) -> None:
+        done = any(isinstance(ev, Finish) for ev in self._kept)
+        if self._stored or not done or not self._finished:
+            return
+        self._stored = True
+        try:
+            await self._cacher.store(self._key, self._kept)
+        except Exception:  # a cache that cannot store is a cache that misses
+            log.exception("answer not cached")
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._events, "aclose", None)
+        if aclose is not None:
+            await aclose()
