@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from seekport.config.cache import CacheConfig
+from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig, PiiConfig, WordsConfig
 from seekport.config.pricing import PriceTable, PriceWindow, PricingConfig
 from seekport.config.routing import BreakerConfig, RoutingConfig
@@ -110,6 +111,21 @@ cache:
   ttl_s: 3600
 ```"""
 
+CONTENT = """\
+What was asked and answered, kept apart from usage records, per tenant: `off` (the default),
+`redacted` (personal data replaced by its kind, `[EMAIL]`) or `full`. Entries are written in
+the background when an answer ends; admins and auditors read their tenant's as JSON Lines
+(`GET /admin/content`); `POST /admin/users/{id}/erase` hides a user's entries at once (audited)
+and the daily retention job deletes them after `erasure_grace_days`, and every entry after
+`retention_days`.
+
+```yaml
+content_log:
+  mode: off
+  tenants: {ten_0123456789abcdef: redacted}
+  retention_days: 30
+```"""
+
 GUARD = """\
 Personal data and sensitive words, off by default. On a request: personal data is allowed,
 redacted (`[EMAIL_1]`, `[PHONE_CN_1]`…, the same value the same placeholder) or blocked (400
@@ -177,6 +193,7 @@ def render() -> str:
         out += [f"## `models[]` with `backend: {backends}`", "", *_table(kind, common)]
     out += ["## `models[].pricing` (per 1M tokens)", "", *_table(Pricing)]
     out += ["## `cache`", "", CACHE, "", *_table(CacheConfig)]
+    out += ["## `content_log`", "", CONTENT, "", *_table(ContentLogConfig)]
     out += ["## `guard`", "", GUARD, "", *_table(GuardConfig)]
     out += ["## `guard.pii`", "", *_table(PiiConfig)]
     out += ["## `guard.words`", "", *_table(WordsConfig)]

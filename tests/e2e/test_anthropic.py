@@ -631,15 +631,18 @@ def test_claude_code_on_the_bundled_model(claude_cli: Path, server: Server, tmp_
         "DISABLE_AUTOUPDATER": "1",
     }
     args = ["-p", "--bare", "--tools", "", "--system-prompt", "Answer in one sentence."]
-    p = subprocess.run(
-        [str(claude_cli), *args, "Say hello."],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    for _ in range(3):  # a 135M model samples: now and then it rambles past the ceiling
+        p = subprocess.run(
+            [str(claude_cli), *args, "Say hello."],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if "output token maximum" not in p.stdout + p.stderr:
+            break  # any other outcome is judged below
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip() and "API Error" not in p.stdout

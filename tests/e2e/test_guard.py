@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import yaml
 
 from tests.harness import Chaos, Server, run_chaos, run_server, write_config
 
@@ -151,3 +152,16 @@ def test_sensitive_words_block_requests_and_end_answers(server: Server, upstream
             text = choice["message"]["content"]
             assert choice["finish_reason"] == "content_filter"
         assert text == "好的，这里有"
+
+
+def test_word_lists_reload_without_a_restart(server: Server) -> None:
+    assert chat(server, "a brand new badword").status_code == 200
+    cfg = yaml.safe_load(server.config.read_text())
+    cfg["guard"]["words"]["lists"]["banned"].append("badword")
+    server.config.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    r = httpx.post(
+        server.url + "/admin/reload", headers={"Authorization": f"Bearer {server.key}"}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    blocked = chat(server, "a brand new badword")
+    assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "content_blocked"

@@ -10,7 +10,7 @@ from pathlib import Path
 from seekport.api.jobs import Jobs
 from seekport.config import Settings
 from seekport.gateway.audit import AuditEvent, AuditLog
-from seekport.store.sql import AuditRepository, Database
+from seekport.store.sql import AuditRepository, ContentRepository, Database
 
 
 async def test_retention_is_a_daily_job_that_deletes_only_old_rows(tmp_path: Path) -> None:
@@ -28,17 +28,17 @@ async def test_retention_is_a_daily_job_that_deletes_only_old_rows(tmp_path: Pat
     now = dt.datetime.now(dt.UTC)
     for days in (31, 29, 0):
         await log.record(AuditEvent("key.create", at=now - dt.timedelta(days=days)))
-    jobs = Jobs(settings, store, asyncio.get_running_loop())
+    jobs = Jobs(settings, store, ContentRepository(db), asyncio.get_running_loop())
     jobs.start()
     try:
         when = dt.datetime(2026, 12, 2, 3, 17)  # huey's periodic schedule, at 03:17
         due = [t.name for t in jobs.huey.read_periodic(when)]
         assert due == ["purge_audit_daily"]
         assert jobs.huey.read_periodic(when.replace(minute=18)) == []
-        assert await jobs.purge_audit_now() == 1
+        assert await jobs.purge_now() == {"audit": 1, "content": 0}
         left = await store.query(tenant_id=None)
         assert len(left) == 2
-        assert await jobs.purge_audit_now() == 0  # idempotent: replicas may each run it
+        assert await jobs.purge_now() == {"audit": 0, "content": 0}  # idempotent
     finally:
         await asyncio.to_thread(jobs.stop)
         await db.close()

@@ -34,6 +34,7 @@ from seekport.gateway.backends.managed import ManagedBackend
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
 from seekport.gateway.budgets import Budgets
 from seekport.gateway.cache import ResponseCacher
+from seekport.gateway.content_log import ContentLogger
 from seekport.gateway.directory import Directory
 from seekport.gateway.guard.policy import Guard
 from seekport.gateway.routing.breaker import Breaker
@@ -43,6 +44,7 @@ from seekport.store.kv import Limiter, limiter_for
 from seekport.store.kv.cache import ResponseCache, cache_for
 from seekport.store.sql import (
     AuditRepository,
+    ContentRepository,
     Database,
     KeyRepository,
     TenantRepository,
@@ -129,6 +131,8 @@ class _Parts:
     jobs: Jobs
     cache: ResponseCache
     cacher: ResponseCacher
+    content: ContentLogger
+    content_store: ContentRepository
 
     @classmethod
     async def start(cls, settings: Settings, db: Database, metrics: Metrics) -> _Parts:
@@ -147,16 +151,32 @@ class _Parts:
         recorder = UsageRecorder(usage, metrics, batch_max=settings.usage_batch_max)
         await recorder.start()
         await audit.start()
-        jobs = Jobs(settings, audit_store, asyncio.get_running_loop())
+        jobs = Jobs(settings, audit_store, ContentRepository(db), asyncio.get_running_loop())
         jobs.start()
         budgets = Budgets(limiter, usage, settings.pricing)
         cache = cache_for(settings.redis_url, settings.cache.max_bytes)
         cacher = ResponseCacher(cache, settings.cache, metrics)
-        return cls(limiter, audit_store, audit, keys, recorder, budgets, jobs, cache, cacher)
+        content_store = ContentRepository(db)
+        content = ContentLogger(content_store, settings.content_log)
+        await content.start()
+        return cls(
+            limiter,
+            audit_store,
+            audit,
+            keys,
+            recorder,
+            budgets,
+            jobs,
+            cache,
+            cacher,
+            content,
+            content_store,
+        )
 
     async def stop(self) -> None:
         """Commit what is queued (usage, aggregated audit rows), then let go."""
         await self.recorder.stop()
+        await self.content.stop()
         await asyncio.to_thread(self.jobs.stop)
         await self.audit.stop()
         await self.limiter.aclose()
@@ -195,6 +215,7 @@ def create_app(
                 settings.model_limits,
                 parts.cacher,
                 Guard(settings.guard),
+                parts.content,
             )
             services = Services(
                 settings,
@@ -208,6 +229,7 @@ def create_app(
                 parts.audit_store,
                 UsageTotals(db),
                 parts.jobs,
+                parts.content_store,
             )
             if reload_settings is not None:
                 services.reloader = Reloader(

@@ -14,7 +14,7 @@ from seekport.gateway.auth import KeyService, Permission, Principal
 from seekport.gateway.budgets import Budgets
 from seekport.gateway.directory import Directory
 from seekport.gateway.service import ChatService
-from seekport.store.protocols import AuditStore, UsageReader
+from seekport.store.protocols import AuditStore, ContentStore, UsageReader
 from seekport.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ class Services:
     audit_store: AuditStore | None = None
     usage: UsageReader | None = None
     jobs: Jobs | None = None
+    content: ContentStore | None = None
     draining: bool = False  # SIGTERM came: new requests get 503
     reloader: Reloader | None = None  # None: no config source to re-read (an app built in code)
 

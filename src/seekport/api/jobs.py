@@ -1,5 +1,6 @@
-"""The server's background jobs, on the huey queue (``store/jobs.py``): the audit log's
-retention, daily at 03:17 UTC and on demand (``POST /admin/audit/purge``).
+"""The server's background jobs, on the huey queue (``store/jobs.py``): retention of the
+audit log and the content log (with erased entries past their grace), daily at 03:17 UTC
+and on demand (``POST /admin/audit/purge``).
 
 A job runs in huey's worker thread and does its database work on the server's event loop
 (the same async engine as everything else). Replicas that share a database share a queue
@@ -18,7 +19,7 @@ from huey import crontab
 
 from seekport.config import Settings
 from seekport.store.jobs import JobRunner, huey_for
-from seekport.store.protocols import AuditStore
+from seekport.store.protocols import AuditStore, ContentStore
 
 log = logging.getLogger("seekport.jobs")
 JOB_TIMEOUT_S = 300.0
@@ -26,22 +27,35 @@ JOB_TIMEOUT_S = 300.0
 
 class Jobs:
     def __init__(
-        self, settings: Settings, audit: AuditStore, loop: asyncio.AbstractEventLoop
+        self,
+        settings: Settings,
+        audit: AuditStore,
+        content: ContentStore,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         digest = hashlib.sha256(settings.resolved_database_url.encode()).hexdigest()[:12]
         self.huey = huey_for(settings.data_dir, settings.redis_url, name=f"seekport-{digest}")
         days = settings.audit_retention_days
+        kept = settings.content_log
 
-        def purge_audit() -> int:
-            before = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+        def purge_audit() -> dict[str, int]:
+            now = dt.datetime.now(dt.UTC)
+            before = now - dt.timedelta(days=days)
             deleted = asyncio.run_coroutine_threadsafe(audit.purge(before), loop).result(
                 timeout=JOB_TIMEOUT_S
             )
+            content_deleted = asyncio.run_coroutine_threadsafe(
+                content.purge(
+                    now - dt.timedelta(days=kept.retention_days),
+                    now - dt.timedelta(days=kept.erasure_grace_days),
+                ),
+                loop,
+            ).result(timeout=JOB_TIMEOUT_S)
             log.info(
-                "audit retention ran",
-                extra={"fields": {"deleted": deleted, "older_than_days": days}},
+                "retention ran",
+                extra={"fields": {"audit_deleted": deleted, "content_deleted": content_deleted}},
             )
-            return deleted
+            return {"audit": deleted, "content": content_deleted}
 
         self._purge = self.huey.task(name="purge_audit")(purge_audit)
         self.huey.periodic_task(crontab(minute="17", hour="3"), name="purge_audit_daily")(
@@ -55,8 +69,9 @@ class Jobs:
     def stop(self) -> None:
         self._runner.stop()
 
-    async def purge_audit_now(self) -> int:
-        """Queue the retention job and wait for a worker to run it; the rows it deleted."""
+    async def purge_now(self) -> dict[str, int]:
+        """Queue the retention job and wait for a worker to run it; the rows it deleted, per
+        log (``audit``, ``content``)."""
         result = self._purge()
         deleted = await asyncio.to_thread(result.get, blocking=True, timeout=JOB_TIMEOUT_S)
-        return int(deleted)
+        return {str(k): int(v) for k, v in dict(deleted).items()}

@@ -101,6 +101,7 @@ class Reloader:
             settings.model_limits,
             settings.cache,
             settings.guard,
+            settings.content_log,
         )
         restart = [f for f in _AT_START if getattr(settings, f) != getattr(self._svc.settings, f)]
         self._svc.settings = settings

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seekport.config.cache import CacheConfig
+from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig
 from seekport.config.pricing import PriceTable, PricingConfig
 from seekport.config.routing import RoutingConfig
@@ -548,6 +549,11 @@ class Settings(BaseSettings):
     cache: CacheConfig = Field(
         default_factory=CacheConfig,
         description="The exact response cache (off by default); see `cache`.",
+    )
+    content_log: ContentLogConfig = Field(
+        default_factory=ContentLogConfig,
+        description="What was asked and answered, per tenant off, redacted or full; see "
+        "`content_log`.",
     )
     guard: GuardConfig = Field(
         default_factory=GuardConfig,

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from seekport.config import AliasConfig
 from seekport.config.cache import CacheConfig
+from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig
 from seekport.config.pricing import PricingConfig
 from seekport.errors import (
@@ -33,6 +34,7 @@ from seekport.gateway.auth import Principal
 from seekport.gateway.backends.base import BackendCall, CallStats, Endpoint
 from seekport.gateway.budgets import Budgets, Hold, budget_scopes
 from seekport.gateway.cache import ResponseCacher
+from seekport.gateway.content_log import ContentLogger
 from seekport.gateway.guard.policy import Compiled, Guard, Redaction
 from seekport.gateway.limits import Admission, Terms, Ticket, estimate_tokens
 from seekport.gateway.routing.router import Router
@@ -113,6 +115,7 @@ class ChatService:
         model_limits: dict[str, Limits] | None = None,
         cache: ResponseCacher | None = None,
         guard: Guard | None = None,
+        content: ContentLogger | None = None,
     ) -> None:
         self.router = Router(table, metrics)
         self._aliases = {a.name: a for a in aliases or ()}
@@ -123,6 +126,7 @@ class ChatService:
         self._model_limits = model_limits or {}
         self._cache = cache  # None: no response cache
         self._guard = guard  # None: no guard
+        self._content = content  # None: no content log
 
     @property
     def _groups(self) -> dict[str, Any]:
@@ -136,6 +140,7 @@ class ChatService:
         model_limits: dict[str, Limits] | None = None,
         cache: CacheConfig | None = None,
         guard: GuardConfig | None = None,
+        content_log: ContentLogConfig | None = None,
     ) -> None:
         """A reload: new requests route by the new table (and are priced by the new prices);
         those under way keep theirs."""
@@ -149,6 +154,8 @@ class ChatService:
             self._cache.config = cache
         if guard is not None:
             self._guard = Guard(guard)
+        if content_log is not None and self._content is not None:
+            self._content.config = content_log
 
     def model_ids(self) -> list[str]:
         """Served models, then aliases: what /models lists."""
@@ -247,6 +254,31 @@ class ChatService:
             redacted.as_ceiling()
         return redacted, body
 
+    def _logged(
+        self,
+        ctx: RequestContext,
+        model: str,
+        body: dict[str, Any],
+        events: AsyncIterator[Event],
+    ) -> AsyncIterator[Event]:
+        """The content log's transcript of the answer, when the caller's tenant keeps one."""
+        who = ctx.principal
+        if self._content is None or who is None:
+            return events
+        mode = self._content.mode_for(who.tenant_id)
+        if mode == "off":
+            return events
+        return self._content.transcribe(
+            events,
+            mode=mode,
+            request_id=ctx.request_id,
+            tenant_id=who.tenant_id,
+            user_id=who.user_id,
+            key_id=who.key_id,
+            model=model,
+            body=body,
+        )
+
     def _guarded(self, held: _Held, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         if self._guard is None or held.guard is None or not held.guard.guards_output:
             return events
@@ -302,7 +334,9 @@ class ChatService:
         if key is not None and self._cache is not None and not ctx.cache_refresh:
             cached = await self._cache.replay(key, req.model)
             if cached is not None:
-                return self._replayed(ctx, call_for(req.model), cached, held)
+                replay = self._guarded(held, _from_list(cached))
+                replay = self._logged(ctx, req.model, body, replay)
+                return self._replayed(ctx, call_for(req.model), replay, held)
         routed = await self.router.open(req.model, call_for, stream=stream, region=ctx.region)
         call, dep = routed.call, routed.deployment
         headers = {
@@ -321,10 +355,11 @@ class ChatService:
             if call.model == req.model:  # a fallback's answer is not the asked model's
                 events = self._cache.recording(key, events)
         guarded = self._guarded(held, events)  # after the cache: it keeps the model's words
+        logged = self._logged(ctx, req.model, body, guarded)
         return ChatResult(
             call,
             dep,
-            _Metered(call.stats, guarded, held),
+            _Metered(call.stats, logged, held),
             headers,
             passthrough=guarded is events,
         )
@@ -344,7 +379,7 @@ class ChatService:
         )
 
     def _replayed(
-        self, ctx: RequestContext, call: BackendCall, events: list[Event], held: _Held
+        self, ctx: RequestContext, call: BackendCall, events: AsyncIterator[Event], held: _Held
     ) -> ChatResult:
         """A cache hit: the stored events, through the same metering and settlement."""
         headers = {
@@ -356,7 +391,7 @@ class ChatService:
             headers.update(held.ticket.headers)
         held.model = call.model
         dep = self.deployment_for(call.model)
-        replay = _Metered(call.stats, self._guarded(held, _from_list(events)), held)
+        replay = _Metered(call.stats, events, held)
         return ChatResult(call, dep, replay, headers, passthrough=False, cache_hit=True)
 
     def _admit_model(self, who: Principal, model: str) -> None:

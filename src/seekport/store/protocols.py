@@ -182,3 +182,25 @@ class UsageReader(Protocol):
     async def totals(self, q: UsageQuery) -> list[dict[str, Any]]:
         """Requests, tokens and cost per group (and currency), oldest group first."""
         ...
+
+
+class ContentStore(Protocol):
+    """The content log: entries inserted in batches, read per tenant, erased per user
+    (hidden at once), and deleted by retention."""
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
+    async def query(
+        self,
+        *,
+        tenant_id: str | None,
+        user_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]: ...
+
+    async def erase_user(self, user_id: str, tenant_id: str | None) -> int: ...
+
+    async def purge(self, before: dt.datetime, erased_before: dt.datetime) -> int: ...

@@ -19,6 +19,7 @@ from seekport.api.deps import Services, authorize, services_or_none
 from seekport.api.scope import RequestScope
 from seekport.config.pricing import decimal_string
 from seekport.errors import InvalidRequestError
+from seekport.gateway.audit import AuditEvent
 from seekport.gateway.auth import Principal
 from seekport.protocol.admin import AuditPage, UsageGroup, UsageReport
 from seekport.store.protocols import AuditStore, UsageQuery
@@ -65,7 +66,7 @@ def _tenant(actor: Principal, asked: str | None) -> str | None:
 async def _guarded(
     request: Request,
     route: str,
-    permission: Literal["usage", "audit", "system"],
+    permission: Literal["usage", "audit", "system", "users"],
     work: Callable[[Services, Principal, RequestScope], Awaitable[Response]],
 ) -> Response:
     scope = RequestScope(services_or_none(request), request, route, record=False)
@@ -245,6 +246,79 @@ def _csv_line(values: Any) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+@router.get("/admin/content")
+async def content(
+    request: Request,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Response:
+    """The content log as JSON Lines (what was asked and answered; erased entries never),
+    streamed page by page; admins and auditors read their own tenant's."""
+
+    async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
+        if svc.content is None:
+            raise InvalidRequestError("this server keeps no content log")
+        store = svc.content
+        tenant = _tenant(actor, tenant_id)
+        start, end = _when(since, "since"), _when(until, "until")
+
+        async def pages() -> AsyncIterator[bytes]:
+            after = 0
+            while True:
+                rows = await store.query(
+                    tenant_id=tenant,
+                    user_id=user_id,
+                    since=start,
+                    until=end,
+                    after_seq=after,
+                    limit=EXPORT_PAGE,
+                )
+                for r in rows:
+                    entry = {**r, "created_at": r["created_at"].isoformat()}
+                    yield orjson.dumps(entry) + b"\n"
+                if len(rows) < EXPORT_PAGE:
+                    return
+                after = rows[-1]["seq"]
+
+        return StreamingResponse(
+            pages(), media_type="application/x-ndjson", headers=scope.headers()
+        )
+
+    return await _guarded(request, "admin.content", "audit", work)
+
+
+@router.post("/admin/users/{user_id}/erase")
+async def erase(request: Request, user_id: str) -> Response:
+    """The right to erasure: the user's content log entries are hidden from every read now
+    and deleted by the retention job after ``content_log.erasure_grace_days``; audited."""
+
+    async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
+        user = await svc.directory.user(actor, user_id)  # 404 for another tenant's
+        if svc.content is None:
+            raise InvalidRequestError("this server keeps no content log")
+        erased = await svc.content.erase_user(user.id, actor.tenant_scope)
+        if svc.audit is not None:
+            await svc.audit.record(
+                AuditEvent(
+                    "user.erase",
+                    actor_key_id=actor.key_id,
+                    actor_role=actor.role,
+                    tenant_id=user.tenant_id,
+                    target_type="user",
+                    target_id=user.id,
+                    client_ip=actor.client_ip,
+                    detail={"entries": erased},
+                )
+            )
+        grace = svc.settings.content_log.erasure_grace_days
+        body = {"user_id": user.id, "erased": erased, "deleted_within_days": grace}
+        return Response(orjson.dumps(body), media_type="application/json", headers=scope.headers())
+
+    return await _guarded(request, "admin.users.erase", "users", work)
+
+
 @router.post("/admin/audit/purge")
 async def purge(request: Request) -> Response:
     """Run the retention job now (on the job queue, as its daily schedule does) and wait for
@@ -253,9 +327,9 @@ async def purge(request: Request) -> Response:
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         if svc.jobs is None:
             raise InvalidRequestError("this server runs no job queue")
-        deleted = await svc.jobs.purge_audit_now()
+        deleted = await svc.jobs.purge_now()
         return Response(
-            orjson.dumps({"deleted": deleted}),
+            orjson.dumps({"deleted": deleted["audit"], "content_deleted": deleted["content"]}),
             media_type="application/json",
             headers=scope.headers(),
         )

@@ -3,6 +3,7 @@
 from seekport.store.sql.db import Database
 from seekport.store.sql.repositories import (
     AuditRepository,
+    ContentRepository,
     KeyRepository,
     TenantRepository,
     UsageRepository,
@@ -12,6 +13,7 @@ from seekport.store.sql.repositories import (
 
 __all__ = [
     "AuditRepository",
+    "ContentRepository",
     "Database",
     "KeyRepository",
     "TenantRepository",

@@ -23,7 +23,14 @@ from seekport.store.protocols import (
     UserRecord,
 )
 from seekport.store.sql.db import Database
-from seekport.store.sql.tables import api_keys, audit_log, tenants, usage_records, users
+from seekport.store.sql.tables import (
+    api_keys,
+    audit_log,
+    content_log,
+    tenants,
+    usage_records,
+    users,
+)
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:
@@ -449,3 +456,66 @@ class UsageTotals:
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [{str(k): v for k, v in r._mapping.items()} for r in rows]
+
+
+class ContentRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        try:
+            async with self._db.engine.begin() as conn:
+                await conn.execute(insert(content_log), list(rows))
+        except IntegrityError as exc:
+            raise DuplicateRecordError(str(exc.orig)) from exc
+
+    async def query(
+        self,
+        *,
+        tenant_id: str | None,
+        user_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        c = content_log.c
+        stmt = _scoped(select(content_log), c.tenant_id, tenant_id).where(
+            c.seq > after_seq, c.erased_at.is_(None)
+        )
+        if user_id is not None:
+            stmt = stmt.where(c.user_id == user_id)
+        if since is not None:
+            stmt = stmt.where(c.created_at >= since)
+        if until is not None:
+            stmt = stmt.where(c.created_at < until)
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(stmt.order_by(c.seq).limit(limit))).all()
+        out = []
+        for r in rows:
+            row = {str(k): v for k, v in r._mapping.items()}
+            row["created_at"] = _utc(row["created_at"])
+            out.append(row)
+        return out
+
+    async def erase_user(self, user_id: str, tenant_id: str | None) -> int:
+        c = content_log.c
+        stmt = _scoped(
+            update(content_log).where(c.user_id == user_id, c.erased_at.is_(None)),
+            c.tenant_id,
+            tenant_id,
+        )
+        async with self._db.engine.begin() as conn:
+            res = await conn.execute(stmt.values(erased_at=dt.datetime.now(dt.UTC)))
+        return int(res.rowcount or 0)
+
+    async def purge(self, before: dt.datetime, erased_before: dt.datetime) -> int:
+        c = content_log.c
+        stmt = delete(content_log).where(
+            or_(c.created_at < before, and_(c.erased_at.is_not(None), c.erased_at < erased_before))
+        )
+        async with self._db.engine.begin() as conn:
+            res = await conn.execute(stmt)
+        return int(res.rowcount or 0)

@@ -115,3 +115,23 @@ audit_log = Table(
     Index("ix_audit_tenant_at", "tenant_id", "at"),
     Index("ix_audit_at", "at"),
 )
+
+content_log = Table(
+    "content_log",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("tenant_id", String(32), nullable=True),
+    Column("user_id", String(32), nullable=True),
+    Column("key_id", String(32), nullable=True),
+    Column("model", String(256), nullable=True),
+    Column("mode", String(16), nullable=False),  # redacted, full
+    Column("request", JSON, nullable=True),  # the messages (or prompt) the model got
+    Column("answer", JSON, nullable=True),  # per choice: content, reasoning, tool calls
+    Column("erased_at", DateTime(timezone=True), nullable=True),  # hidden; deleted later
+    Index("ix_content_tenant_time", "tenant_id", "created_at"),
+    Index("ix_content_user", "user_id"),
+)
