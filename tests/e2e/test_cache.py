@@ -184,3 +184,13 @@ def test_what_must_not_be_cached_is_not(server: Server, upstream: Chaos) -> None
     ).text
     assert 'seekport_cache_lookups_total{model="m1",result="hit"}' in metrics
     assert 'seekport_cache_bytes_total{direction="stored"}' in metrics
+
+
+def test_a_key_or_a_tenant_can_switch_the_cache(server: Server, upstream: Chaos) -> None:
+    never = server.cli("keys", "create", "--name", "n", "--no-cache").stdout.splitlines()[-1]
+    assert "x-cache" not in post(server, never, SENT).headers
+    assert "x-cache" not in post(server, never, SENT).headers
+    always = server.cli("keys", "create", "--name", "a", "--cache").stdout.splitlines()[-1]
+    other_model = {**SENT, "model": "m2"}  # not under cache.models
+    assert post(server, always, other_model).headers["x-cache"] == "miss"
+    assert post(server, always, other_model).headers["x-cache"] == "hit"

@@ -45,6 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream: Chaos) -> Iterato
     words = {"lists": {"banned": ["forbidden thing", "违禁词"]}}
     guard = {
         "enabled": True,
+        "policies": {"strict": {"pii": {"input": "block"}}},
         "pii": {"input": "redact", "actions": {"id_cn": "block"}},
         "words": words,
         "models": {
@@ -152,6 +153,18 @@ def test_sensitive_words_block_requests_and_end_answers(server: Server, upstream
             text = choice["message"]["content"]
             assert choice["finish_reason"] == "content_filter"
         assert text == "好的，这里有"
+
+
+def test_a_key_can_have_its_own_policy_or_none(server: Server, upstream: Chaos) -> None:
+    text = "mail zhao@corp.cn please"
+    strict = server.cli("keys", "create", "--name", "s", "--guard", "strict").stdout
+    r = chat(server, text, key=strict.splitlines()[-1])
+    assert r.status_code == 400 and r.json()["error"]["code"] == "pii_blocked"
+    free = server.cli("keys", "create", "--name", "f", "--guard", "off").stdout
+    assert chat(server, text, key=free.splitlines()[-1]).status_code == 200
+    assert sent_upstream(upstream) == text  # no guard for this key: sent as written
+    assert chat(server, text).status_code == 200  # the default policy redacts
+    assert sent_upstream(upstream) == "mail [EMAIL_1] please"
 
 
 def test_word_lists_reload_without_a_restart(server: Server) -> None:

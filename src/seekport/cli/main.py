@@ -254,6 +254,8 @@ def _policy(
     max_concurrent: int | None,
     max_tokens: int | None,
     budget: Any = None,
+    cache: bool | None = None,
+    guard: str | None = None,
 ) -> KeyPolicy:
     def items(text: str | None) -> list[str]:
         return [x.strip() for x in (text or "").split(",") if x.strip()]
@@ -267,6 +269,8 @@ def _policy(
             max_concurrent=max_concurrent,
             max_tokens=max_tokens,
             budget=budget,
+            cache=cache,
+            guard=guard,
         )
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -314,13 +318,30 @@ def keys_create(
     ] = None,
     budget: BudgetOpt = None,
     budget_period: PeriodOpt = "monthly",
+    cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--cache/--no-cache", help="Cache this key's calls (any model) or never; unset: config."
+        ),
+    ] = None,
+    guard: Annotated[
+        str | None, typer.Option(help="A guard policy named in guard.policies, or off.")
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Create a key; its secret is printed alone on the last line (shown once)."""
     policy = _policy(
-        models, ip_allow, rpm, tpm, max_concurrent, max_tokens, _budget(budget, budget_period)
+        models,
+        ip_allow,
+        rpm,
+        tpm,
+        max_concurrent,
+        max_tokens,
+        _budget(budget, budget_period),
+        cache,
+        guard,
     )
     expires_at = _when(expires)
     settings = _settings(config, data_dir=data_dir, database_url=database_url)

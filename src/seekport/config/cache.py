@@ -18,6 +18,11 @@ class CacheConfig(BaseModel):
     models: list[str] = Field(
         default_factory=list, description="Only these served models (empty: every model)."
     )
+    tenants: dict[str, bool] = Field(
+        default_factory=dict,
+        description="A tenant's own switch (by tenant id): true caches its calls to any model, "
+        "false never; a key's own switch (`keys create --cache/--no-cache`) wins.",
+    )
     ttl_s: Annotated[float, Field(gt=0, le=30 * 86_400)] = Field(
         default=3600.0, description="How long an answer is reused."
     )

@@ -108,3 +108,8 @@ class GuardConfig(GuardPolicy):
     models: dict[str, GuardPolicy] = Field(
         default_factory=dict, description="A served model's own policy."
     )
+    policies: dict[str, GuardPolicy] = Field(
+        default_factory=dict,
+        description="Named policies a key can be given (`keys create --guard NAME`; `off` "
+        "turns the guard off for a key); a key's wins over its tenant's.",
+    )

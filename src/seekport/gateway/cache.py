@@ -80,10 +80,14 @@ class ResponseCacher:
         endpoint: str,
         body: dict[str, Any],
         max_tokens: int | None,
+        for_key: bool | None = None,
     ) -> str | None:
-        """The request's cache key, or None when it is not to be cached."""
+        """The request's cache key, or None when it is not to be cached (``for_key``: the
+        key's own switch — false never, true whatever the model)."""
         c = self.config
-        if not c.enabled or (c.models and model not in c.models):
+        if not c.enabled or for_key is False:
+            return None
+        if c.models and model not in c.models and not for_key:
             return None
         if c.deterministic_only and not deterministic(body):
             return None

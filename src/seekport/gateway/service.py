@@ -240,7 +240,9 @@ class ChatService:
         """The guard's policy for this caller and model: a blocked request is a 400; personal
         data is redacted in the body the model gets (and the request revalidated from it)."""
         model = self.served_model(req.model)
-        policy = self._guard.policy_for(who.tenant_id, model or req.model) if self._guard else None
+        named = who.policy.guard
+        guard = self._guard
+        policy = guard.policy_for(who.tenant_id, model or req.model, named) if guard else None
         if policy is None:
             return req, body
         held.guard = policy
@@ -375,7 +377,15 @@ class ChatService:
             return None
         kind = f"{endpoint}{'+beta' if ctx.beta else ''}"
         return self._cache.key_for(
-            ctx.principal.tenant_id, req.model, kind, body, _output_limit(req)
+            ctx.principal.tenant_id,
+            req.model,
+            kind,
+            body,
+            _output_limit(req),
+            _first_set(
+                ctx.principal.policy.cache,
+                self._cache.config.tenants.get(ctx.principal.tenant_id),
+            ),
         )
 
     def _replayed(
@@ -474,6 +484,10 @@ class ChatService:
     def record_nowait(self, ev: UsageEvent) -> None:
         """For paths that cannot wait (the client is gone): commit in the background."""
         self._recorder.record_nowait(ev)
+
+
+def _first_set(*switches: bool | None) -> bool | None:
+    return next((s for s in switches if s is not None), None)
 
 
 def _backend_of(result: ChatResult | None) -> str | None:

@@ -92,6 +92,16 @@ class KeyPolicy(BaseModel):
         default=None, description="Output tokens per call at most (lower asks pass as asked)."
     )
     budget: Budget | None = Field(default=None, description="Spend per period.")
+    cache: bool | None = Field(
+        default=None,
+        description="The response cache for this key's calls: true (any model, when the "
+        "cache is enabled), false (never); unset: as the config says.",
+    )
+    guard: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="The guard policy for this key's calls: a name under guard.policies, or "
+        "off; unset: its tenant's, its model's or the default.",
+    )
 
     def allows_model(self, model: str) -> bool:
         return not self.models or model in self.models

@@ -10,6 +10,7 @@ is still seen whole; what is held back goes out with the next chunk or at the an
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from seekport.errors import InvalidRequestError
 from seekport.gateway.guard.pii import Detector, Match
 from seekport.protocol.events import ContentDelta, Event, Finish, ReasoningDelta, ToolCallDelta
 
+log = logging.getLogger("seekport.guard")
 HOLDBACK = 64  # characters of streamed text held back at most (longer matches may split)
 NAMES = {
     "email": "an e-mail address",
@@ -111,10 +113,19 @@ class Guard:
         self._default = Compiled.of(config)
         self._tenants = {t: Compiled.of(p) for t, p in config.tenants.items()}
         self._models = {m: Compiled.of(p) for m, p in config.models.items()}
+        self._named = {n: Compiled.of(p) for n, p in config.policies.items()}
 
-    def policy_for(self, tenant_id: str | None, model: str) -> Compiled | None:
-        if not self.config.enabled:
+    def policy_for(
+        self, tenant_id: str | None, model: str, named: str | None = None
+    ) -> Compiled | None:
+        """A key's named policy (``off``: none), else its tenant's, its model's, the default.
+        A name the config does not hold falls through to the rest (and is logged)."""
+        if not self.config.enabled or named == "off":
             return None
+        if named is not None:
+            if named in self._named:
+                return self._named[named]
+            log.warning("a key names an unknown guard policy", extra={"fields": {"name": named}})
         if tenant_id is not None and tenant_id in self._tenants:
             return self._tenants[tenant_id]
         return self._models.get(model, self._default)
