@@ -5,7 +5,8 @@ ending the answer with ``finish_reason: "content_filter"``).
 
 Streamed text is held back a little (``HOLDBACK`` characters, or back to the start of a match
 that is not complete yet) so that a phone number, a placeholder or a word split across chunks
-is still seen whole; what is held back goes out with the next chunk or at the answer's end.
+is still seen whole; it is scanned once ``BATCH`` more characters have come, and what is held
+back goes out with a later chunk or at the answer's end.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from seekport.protocol.events import ContentDelta, Event, Finish, ReasoningDelta
 
 log = logging.getLogger("seekport.guard")
 HOLDBACK = 64  # characters of streamed text held back at most (longer matches may split)
+BATCH = 32  # characters past the holdback that are scanned and let out together
 NAMES = {
     "email": "an e-mail address",
     "phone_cn": "a mobile phone number",
@@ -217,6 +219,9 @@ class _Text:
         if self.blocked is not None:
             return ""
         pending = self._pending + text
+        if not final and len(pending) < HOLDBACK + BATCH:
+            self._pending = pending  # nothing could go out yet: scan once there is a batch
+            return ""
         if self._words is not None:
             hit = self._words.first(pending)
             if hit is not None:
