@@ -193,3 +193,16 @@ async def test_health_needs_no_key(app: App) -> None:
     assert (await app.client.get("/health/live")).status_code == 200
     r = await app.client.get("/health/ready")
     assert r.status_code == 200 and r.json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize("field", ["api_base", "base_url", "api_key", "extra_headers"])
+@pytest.mark.parametrize("path", [CHAT, "/v1/completions", "/anthropic/v1/messages"])
+async def test_a_request_may_not_pick_the_upstream_or_its_credentials(
+    app: App, fresh_chaos: Chaos, field: str, path: str
+) -> None:
+    before = len(fresh_chaos.requests(last=1000))
+    body = {**OK_BODY, "prompt": "hi", "max_tokens": 8, field: "http://169.254.169.254/"}
+    r = await app.client.post(path, json=body, headers=app.auth())
+    assert r.status_code == 400, r.text
+    assert "169.254" not in r.text and field in r.text
+    assert len(fresh_chaos.requests(last=1000)) == before  # nothing went upstream

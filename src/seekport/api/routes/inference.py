@@ -23,6 +23,11 @@ from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.completions import CompletionRequest
 
 log = logging.getLogger("seekport.api")
+# Fields with which some gateways let a caller pick the upstream or its credentials (an SSRF
+# and key-leak path): refused on every route, never forwarded.
+BANNED = frozenset(
+    {"api_base", "base_url", "api_key", "api_version", "extra_headers", "custom_llm_provider"}
+)
 router = APIRouter()
 
 
@@ -45,6 +50,15 @@ async def _parse(request: Request, model_cls: type[BaseModel]) -> tuple[Any, dic
         ) from exc
     if not isinstance(body, dict):
         raise InvalidRequestError("the request body must be a JSON object", code="invalid_json")
+    banned = BANNED.intersection(body)
+    if banned:
+        name = sorted(banned)[0]
+        raise InvalidRequestError(
+            f"Invalid parameter '{name}': the gateway chooses the upstream and its credentials; "
+            "a request may not name them",
+            param=name,
+            code="banned_parameter",
+        )
     try:
         req = model_cls.model_validate(body)
     except ValidationError as exc:
