@@ -33,21 +33,21 @@ def config(tmp_path_factory: pytest.TempPathFactory, upstream: Chaos) -> Path:
     tmp: Path = tmp_path_factory.mktemp("budgets")
     models = [
         {"name": name, "backend": "openai", "base_url": upstream.url, "upstream_model": "x"}
-        for name in ("m1", "free")
+        for name in ("m1", "free", "cheap", "dear")
     ]
-    pricing = {
-        "currency": "USD",
-        "models": [
-            {
-                "model": "m1",
-                "currency": "USD",
-                "input_cache_hit": "100",
-                "input_cache_miss": "1000",
-                "output": "2000",
-            }
-        ],
-    }
-    return write_config(tmp, models, log_level="warning", pricing=pricing)
+
+    def table(model: str, factor: int) -> dict[str, str]:
+        return {
+            "model": model,
+            "currency": "USD",
+            "input_cache_hit": str(100 * factor),
+            "input_cache_miss": str(1000 * factor),
+            "output": str(2000 * factor),
+        }
+
+    pricing = {"currency": "USD", "models": [table("m1", 1), table("cheap", 1), table("dear", 10)]}
+    routing = {"fallbacks": {"cheap": ["dear"]}}
+    return write_config(tmp, models, log_level="warning", pricing=pricing, routing=routing)
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +179,12 @@ def test_a_restarted_server_remembers_what_was_spent(config: Path) -> None:
         after = balance(second, secret)
     assert after == before
     assert after["budgets"][0]["spent"] == "0.03"  # type: ignore[index]
+
+
+def test_a_call_that_may_fall_back_reserves_at_its_dearest_model(server: Server) -> None:
+    """cheap falls back to dear (ten times the price): its reservation (about 0.8 USD at
+    dear's prices) does not fit 0.5, though cheap's own (0.08) would; 1.0 fits."""
+    body = {**SENT, "model": "cheap"}
+    short = post(server, key(server, "--budget", "0.5"), body)
+    assert short.status_code == 402 and "may cost up to 0.8" in short.json()["error"]["message"]
+    assert post(server, key(server, "--budget", "1.0"), body).status_code == 200

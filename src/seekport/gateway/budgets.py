@@ -91,18 +91,31 @@ class Budgets:
             return None
         return table.nanos(prompt, cached, completion, table.factor_at(when)), table.currency
 
+    def priced(self, models: list[str]) -> list[PriceTable]:
+        return [t for m in models if (t := self.pricing.table(m)) is not None]
+
     async def reserve(
-        self, who: Principal, token: str, model: str, prompt_bytes: int, output_tokens: int
+        self,
+        who: Principal,
+        token: str,
+        models: list[str],
+        prompt_bytes: int,
+        output_tokens: int,
     ) -> Hold | None:
-        """Reserve the call's most possible cost on every budget over it, or raise 402. None:
-        no budget applies, or the model is unpriced (free)."""
+        """Reserve the call's most possible cost on every budget over it, or raise 402: at
+        the dearest of ``models`` (the model asked for and those it may fall back to). None:
+        no budget applies, or none of them is priced (free)."""
         scopes = budget_scopes(who)
-        table = self.pricing.table(model)
-        if not scopes or table is None:
+        tables = self.priced(models)
+        if not scopes or not tables:
             return None
-        most = table.nanos(prompt_bytes, 0, output_tokens, table.max_factor())
-        amount = self.pricing.to_accounting(most, table.currency)
-        hold = Hold(self._limiter, token, table)
+        amount = max(
+            self.pricing.to_accounting(
+                t.nanos(prompt_bytes, 0, output_tokens, t.max_factor()), t.currency
+            )
+            for t in tables
+        )
+        hold = Hold(self._limiter, token, tables[0])
         now = dt.datetime.now(dt.UTC)
         try:
             for s in scopes:

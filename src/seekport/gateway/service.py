@@ -299,7 +299,13 @@ class ChatService:
         reservation is an upper bound."""
         budgets = self._budgets
         model = self.served_model(req.model)
-        if budgets is None or model is None or budgets.pricing.table(model) is None:
+        if budgets is None or model is None:
+            return req, body
+        policy = self.router.table.policy
+        models = [model]  # and the models a fallback may send it to: the dearest is reserved
+        for lists in (policy.fallbacks, policy.context_fallbacks, policy.balance_fallbacks):
+            models += lists.get(model, [])
+        if not budgets.priced(models):
             return req, body
         if not budget_scopes(who):
             return req, body
@@ -308,7 +314,7 @@ class ChatService:
             limit = budgets.pricing.output_reserve_tokens
             req, body = _capped(req, body, limit)
         held.hold = await budgets.reserve(
-            who, ctx.request_id, model, len(orjson.dumps(body)), limit
+            who, ctx.request_id, models, len(orjson.dumps(body)), limit
         )
         return req, body
 
