@@ -178,3 +178,17 @@ def test_word_lists_reload_without_a_restart(server: Server) -> None:
     assert r.status_code == 200, r.text
     blocked = chat(server, "a brand new badword")
     assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "content_blocked"
+
+
+def test_the_guards_actions_are_counted(server: Server) -> None:
+    metrics = httpx.get(
+        server.url + "/metrics", headers={"Authorization": f"Bearer {server.key}"}
+    ).text
+    for kind, action in (
+        ("email", "redact"),
+        ("id_cn", "block"),
+        ("words", "block"),
+        ("phone_cn", "redact_output"),
+        ("words", "content_filter"),
+    ):
+        assert f'seekport_guard_actions_total{{action="{action}",kind="{kind}"}}' in metrics

@@ -214,7 +214,7 @@ def create_app(
                 parts.budgets,
                 settings.model_limits,
                 parts.cacher,
-                Guard(settings.guard),
+                Guard(settings.guard, metrics),
                 parts.content,
             )
             services = Services(

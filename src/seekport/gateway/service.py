@@ -153,7 +153,7 @@ class ChatService:
         if cache is not None and self._cache is not None:
             self._cache.config = cache
         if guard is not None:
-            self._guard = Guard(guard)
+            self._guard = Guard(guard, self._metrics)
         if content_log is not None and self._content is not None:
             self._content.config = content_log
 

@@ -94,6 +94,13 @@ class Metrics:
             "Bytes the response cache holds in this process's memory.",
             registry=r,
         )
+        self.guard_actions = Counter(
+            "seekport_guard_actions",
+            "The guard's actions by kind (a personal-data kind, or words) and action (redact, "
+            "block on a request; redact_output, content_filter on an answer).",
+            ["kind", "action"],
+            registry=r,
+        )
         self.auth_failures = Counter(
             "seekport_auth_failures",
             "Failed authentications: missing, malformed, invalid (unknown or revoked key), "

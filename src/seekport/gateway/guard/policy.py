@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from seekport.config.guard import GuardConfig, GuardPolicy
 from seekport.errors import InvalidRequestError
 from seekport.gateway.guard.pii import Detector, Match
 from seekport.protocol.events import ContentDelta, Event, Finish, ReasoningDelta, ToolCallDelta
+from seekport.telemetry.metrics import Metrics
 
 log = logging.getLogger("seekport.guard")
 HOLDBACK = 64  # characters of streamed text held back at most (longer matches may split)
@@ -110,8 +111,9 @@ class Redaction:
 
 
 class Guard:
-    def __init__(self, config: GuardConfig) -> None:
+    def __init__(self, config: GuardConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self._metrics = metrics
         self._default = Compiled.of(config)
         self._tenants = {t: Compiled.of(p) for t, p in config.tenants.items()}
         self._models = {m: Compiled.of(p) for m, p in config.models.items()}
@@ -142,6 +144,7 @@ class Guard:
             for _, text in texts:
                 hit = policy.words.first(text)
                 if hit is not None:
+                    self._count("words", "block")
                     raise InvalidRequestError(
                         f"the request contains a word of the blocked list '{hit[0]}'",
                         param="messages" if "messages" in body else "prompt",
@@ -152,6 +155,7 @@ class Guard:
             matches = [m for m in policy.detector.find(text) if policy.action(m.kind) != "allow"]
             for m in matches:
                 if policy.action(m.kind) == "block":
+                    self._count(m.kind, "block")
                     raise InvalidRequestError(
                         f"the request contains {NAMES.get(m.kind, 'data of kind ' + m.kind)}, "
                         "which this gateway's guard does not let through",
@@ -159,6 +163,8 @@ class Guard:
                         code="pii_blocked",
                     )
             if matches:
+                for m in matches:
+                    self._count(m.kind, "redact")
                 setter(_replace(text, matches, lambda m: redaction.placeholder(m.kind, m.value)))
         return redaction if redaction.values else None
 
@@ -167,7 +173,12 @@ class Guard:
     def answer(
         self, policy: Compiled, events: AsyncIterator[Event], redaction: Redaction | None
     ) -> AsyncIterator[Event]:
-        return _Answer(policy, events, redaction if policy.policy.pii.restore else None)
+        restore = redaction if policy.policy.pii.restore else None
+        return _Answer(policy, events, restore, self._count)
+
+    def _count(self, kind: str, action: str) -> None:
+        if self._metrics is not None:
+            self._metrics.guard_actions.labels(kind, action).inc()
 
 
 def _replace(text: str, matches: list[Match], mark: Any) -> str:
@@ -205,7 +216,13 @@ def _texts(body: dict[str, Any]) -> Any:
 class _Text:
     """One stream of text (a choice's content, or its reasoning) through the guard."""
 
-    def __init__(self, policy: Compiled, restore: dict[str, str] | None) -> None:
+    def __init__(
+        self,
+        policy: Compiled,
+        restore: dict[str, str] | None,
+        count: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._count = count
         self._policy = policy
         self._redact = policy.policy.pii.output == "redact"
         self._words = policy.words if policy.policy.words.output == "block" else None
@@ -247,9 +264,11 @@ class _Text:
                 cut = start
         ready, rest = text[:cut], text[cut:]
         if self._redact:
-            ready = _replace(
-                ready, [m for m in matches if m.end <= cut], lambda m: f"[{m.kind.upper()}]"
-            )
+            done = [m for m in matches if m.end <= cut]
+            if self._count is not None:
+                for m in done:
+                    self._count(m.kind, "redact_output")
+            ready = _replace(ready, done, lambda m: f"[{m.kind.upper()}]")
         if self._marks is not None and self._restore is not None:
             restore = self._restore
             ready = self._marks.sub(lambda m: restore[m.group(0)], ready)
@@ -261,8 +280,13 @@ class _Answer:
     blocked word ends with ``content_filter`` (its further output is dropped, its usage kept)."""
 
     def __init__(
-        self, policy: Compiled, events: AsyncIterator[Event], redaction: Redaction | None
+        self,
+        policy: Compiled,
+        events: AsyncIterator[Event],
+        redaction: Redaction | None,
+        count: Callable[[str, str], None],
     ) -> None:
+        self._count = count
         self._policy = policy
         self._events = events
         self._restore = redaction.values if redaction is not None else None
@@ -276,7 +300,7 @@ class _Answer:
         key = (choice, reasoning)
         t = self._texts.get(key)
         if t is None:
-            t = self._texts[key] = _Text(self._policy, self._restore)
+            t = self._texts[key] = _Text(self._policy, self._restore, self._count)
         return t
 
     def _blocked(self, choice: int) -> bool:
@@ -308,6 +332,7 @@ class _Answer:
                         cls = ReasoningDelta if reasoning else ContentDelta
                         tail.append(cls(rest, None, None, ev.choice))
             if self._blocked(ev.choice):
+                self._count("words", "content_filter")
                 return [*tail, Finish("content_filter", None, ev.choice)]
             return [*tail, Finish(ev.reason, None, ev.choice, ev.stop_sequence)]
         return [ev]
