@@ -2,9 +2,11 @@
 
 Framework-free: the edge's request scope hands it a validated request and gets back a
 ``ChatResult`` (typed events plus the response headers); the edge encodes the events and makes
-the one usage record of the request with ``usage_event`` and ``record``. The router
-(``gateway/routing``) picks the deployment, retries and falls back; rate limits, guards and the
-cache slot in here in later issues, as policies over the same events.
+the one usage record of the request with ``usage_event`` and ``record``. In order: the key's
+terms and the guard on the request, admission (``limits``) and budget reservations, an alias,
+the response cache, the router (``gateway/routing``: deployment, retries, fallbacks), then the
+answer's events through the cache's recording, the guard, the content log and ``metering``.
+Request shaping lives in ``shaping``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from seekport.config import AliasConfig
 from seekport.config.cache import CacheConfig
@@ -25,29 +26,32 @@ from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig
 from seekport.config.pricing import PricingConfig
 from seekport.errors import (
-    InvalidRequestError,
     ModelNotFoundError,
     PermissionDeniedError,
 )
 from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import Principal
-from seekport.gateway.backends.base import BackendCall, CallStats, Endpoint
-from seekport.gateway.budgets import Budgets, Hold, budget_scopes
+from seekport.gateway.backends.base import BackendCall, Endpoint
+from seekport.gateway.budgets import Budgets, budget_scopes
 from seekport.gateway.cache import ResponseCacher
 from seekport.gateway.content_log import ContentLogger
-from seekport.gateway.guard.policy import Compiled, Guard, Redaction
-from seekport.gateway.limits import Admission, Terms, Ticket, estimate_tokens
+from seekport.gateway.guard.policy import Guard
+from seekport.gateway.limits import Admission, Terms
+from seekport.gateway.metering import Held, Metered, from_list
 from seekport.gateway.routing.router import Router
 from seekport.gateway.routing.table import Deployment, RoutingTable
+from seekport.gateway.shaping import (
+    capped,
+    estimate,
+    output_limit,
+    retargeted,
+    scopes_of,
+    through_alias,
+)
 from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.completions import CompletionRequest
 from seekport.protocol.events import (
-    ContentDelta,
     Event,
-    Finish,
-    ReasoningDelta,
-    ToolCallDelta,
-    UsageReport,
 )
 from seekport.protocol.keys import Limits
 from seekport.store.kv import Limiter
@@ -80,27 +84,6 @@ class ChatResult:
     headers: dict[str, str] = field(default_factory=dict)
     passthrough: bool = True  # no policy changed the events: upstream bytes may go out as-is
     cache_hit: bool = False  # replayed from the response cache: no backend was called
-
-
-def meter(stats: CallStats, ev: Event) -> None:
-    """Account one event: first output time, a lower bound of output tokens until the backend's
-    own usage arrives (it comes last, so a stream cut short still bills what it delivered)."""
-    if isinstance(ev, ContentDelta | ReasoningDelta | ToolCallDelta):
-        if isinstance(ev, ToolCallDelta) or ev.text:
-            if stats.first_token_at is None:
-                stats.first_token_at = time.perf_counter()
-            if not stats.usage_seen:
-                stats.completion_tokens += 1
-    elif isinstance(ev, Finish):
-        stats.finish_reason = ev.reason
-        if stats.first_token_at is None:
-            stats.first_token_at = time.perf_counter()
-    elif isinstance(ev, UsageReport):
-        u = ev.usage
-        stats.prompt_tokens = u.prompt_tokens
-        stats.completion_tokens = u.completion_tokens
-        stats.cached_tokens = u.cached_tokens
-        stats.usage_seen = True
 
 
 class ChatService:
@@ -197,11 +180,11 @@ class ChatService:
         """Admit the call; errors before the first event raise here. An alias becomes its
         served model here, its fixed parameters merged over the client's."""
         self.deployment_for(req.model)
-        held = _Held(self._budgets)
+        held = Held(self._budgets)
         if ctx.principal is not None:
             who = ctx.principal
             self._admit_model(who, req.model)
-            req, body = _capped(req, body, who.policy.max_tokens)
+            req, body = capped(req, body, who.policy.max_tokens)
             req, body = self._guard_request(who, req, body, held)
             scopes = scopes_of(who)
             served = self.served_model(req.model)
@@ -217,7 +200,7 @@ class ChatService:
                     )
                 )
             held.ticket = await self._admission.admit(
-                scopes, ctx.request_id, lambda: _estimate(req, body)
+                scopes, ctx.request_id, lambda: estimate(req, body)
             )
             try:
                 req, body = await self._reserve(ctx, who, req, body, held)
@@ -235,7 +218,7 @@ class ChatService:
         who: Principal,
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, Any],
-        held: _Held,
+        held: Held,
     ) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
         """The guard's policy for this caller and model: a blocked request is a 400; personal
         data is redacted in the body the model gets (and the request revalidated from it)."""
@@ -281,7 +264,7 @@ class ChatService:
             body=body,
         )
 
-    def _guarded(self, held: _Held, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    def _guarded(self, held: Held, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         if self._guard is None or held.guard is None or not held.guard.guards_output:
             return events
         return self._guard.answer(held.guard, events, held.redaction)
@@ -292,7 +275,7 @@ class ChatService:
         who: Principal,
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, Any],
-        held: _Held,
+        held: Held,
     ) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
         """Reserve the call's most possible cost on the budgets over it (402 when one has
         not enough left). Under a budget a call with no output limit gets one, so the
@@ -309,10 +292,10 @@ class ChatService:
             return req, body
         if not budget_scopes(who):
             return req, body
-        limit = _output_limit(req)
+        limit = output_limit(req)
         if limit is None:
             limit = budgets.pricing.output_reserve_tokens
-            req, body = _capped(req, body, limit)
+            req, body = capped(req, body, limit)
         held.hold = await budgets.reserve(
             who, ctx.request_id, models, len(orjson.dumps(body)), limit
         )
@@ -324,25 +307,25 @@ class ChatService:
         endpoint: Endpoint,
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, object],
-        held: _Held,
+        held: Held,
     ) -> ChatResult:
         alias = self._aliases.get(req.model)
         if alias is not None:
-            req, body = _through_alias(alias, req, body)
+            req, body = through_alias(alias, req, body)
         if isinstance(req, ChatCompletionRequest):
             req.refuse_forced_tool_choice_while_thinking()
         stream = bool(req.stream)
 
         def call_for(model: str) -> BackendCall:
             """A fresh call (its own stats) for each attempt; a fallback's names its model."""
-            r, b = (req, body) if model == req.model else _retargeted(req, body, model)
+            r, b = (req, body) if model == req.model else retargeted(req, body, model)
             return BackendCall(endpoint, model, r, b, ctx.request_id, stream=stream, beta=ctx.beta)
 
         key = self._cache_key(ctx, endpoint, req, body)
         if key is not None and self._cache is not None and not ctx.cache_refresh:
             cached = await self._cache.replay(key, req.model)
             if cached is not None:
-                replay = self._guarded(held, _from_list(cached))
+                replay = self._guarded(held, from_list(cached))
                 replay = self._logged(ctx, req.model, body, replay)
                 return self._replayed(ctx, call_for(req.model), replay, held)
         routed = await self.router.open(req.model, call_for, stream=stream, region=ctx.region)
@@ -367,7 +350,7 @@ class ChatService:
         return ChatResult(
             call,
             dep,
-            _Metered(call.stats, logged, held),
+            Metered(call.stats, logged, held),
             headers,
             passthrough=guarded is events,
         )
@@ -387,7 +370,7 @@ class ChatService:
             req.model,
             kind,
             body,
-            _output_limit(req),
+            output_limit(req),
             _first_set(
                 ctx.principal.policy.cache,
                 self._cache.config.tenants.get(ctx.principal.tenant_id),
@@ -395,7 +378,7 @@ class ChatService:
         )
 
     def _replayed(
-        self, ctx: RequestContext, call: BackendCall, events: AsyncIterator[Event], held: _Held
+        self, ctx: RequestContext, call: BackendCall, events: AsyncIterator[Event], held: Held
     ) -> ChatResult:
         """A cache hit: the stored events, through the same metering and settlement."""
         headers = {
@@ -407,7 +390,7 @@ class ChatService:
             headers.update(held.ticket.headers)
         held.model = call.model
         dep = self.deployment_for(call.model)
-        replay = _Metered(call.stats, events, held)
+        replay = Metered(call.stats, events, held)
         return ChatResult(call, dep, replay, headers, passthrough=False, cache_hit=True)
 
     def _admit_model(self, who: Principal, model: str) -> None:
@@ -500,151 +483,3 @@ def _backend_of(result: ChatResult | None) -> str | None:
     if result is None:
         return None
     return "cache" if result.cache_hit else result.deployment.backend.kind
-
-
-async def _from_list(events: list[Event]) -> AsyncIterator[Event]:
-    for ev in events:
-        yield ev
-
-
-def scopes_of(who: Principal) -> list[Terms]:
-    """The scopes a caller's call counts against, narrowest first."""
-    p, t = who.policy, who.tenant_limits
-    scopes = [Terms(f"key:{who.key_id}", "this API key", p.rpm, p.tpm, p.max_concurrent)]
-    if who.user_id is not None and who.user_limits is not None:
-        u = who.user_limits
-        scopes.append(Terms(f"user:{who.user_id}", "your user", u.rpm, u.tpm, u.max_concurrent))
-    scopes.append(Terms(f"tenant:{who.tenant_id}", "your tenant", t.rpm, t.tpm, t.max_concurrent))
-    return scopes
-
-
-def _output_limit(req: ChatCompletionRequest | CompletionRequest) -> int | None:
-    return req.output_limit if isinstance(req, ChatCompletionRequest) else req.max_tokens
-
-
-def _estimate(req: ChatCompletionRequest | CompletionRequest, body: dict[str, Any]) -> int:
-    """Tokens to reserve for the call (tokens per minute settle with the real count after)."""
-    return estimate_tokens(len(orjson.dumps(body)), _output_limit(req))
-
-
-class _Held:
-    """What admission took for a call: its limits' ticket and its budgets' hold, settled
-    once when its events close (or given back whole when it never opened)."""
-
-    __slots__ = ("_budgets", "guard", "hold", "model", "redaction", "ticket")
-
-    def __init__(self, budgets: Budgets | None) -> None:
-        self._budgets = budgets
-        self.ticket: Ticket | None = None
-        self.hold: Hold | None = None
-        self.model: str | None = None  # the model that served it (its price)
-        self.guard: Compiled | None = None  # the guard's policy for this call
-        self.redaction: Redaction | None = None  # the request's placeholders
-
-    async def settle(self, stats: CallStats | None) -> None:
-        ticket, self.ticket = self.ticket, None
-        hold, self.hold = self.hold, None
-        try:
-            if ticket is not None:
-                await ticket.settle(stats.prompt_tokens + stats.completion_tokens if stats else 0)
-        finally:
-            if hold is not None:
-                await hold.settle(self._cost(stats))
-
-    def _cost(self, stats: CallStats | None) -> int:
-        if stats is None or self._budgets is None:
-            return 0
-        pricing = self._budgets.pricing
-        priced = self._budgets.cost(
-            self.model,
-            stats.prompt_tokens,
-            stats.cached_tokens,
-            stats.completion_tokens,
-            dt.datetime.now(dt.UTC),
-        )
-        return 0 if priced is None else pricing.to_accounting(*priced)
-
-
-def _capped(
-    req: ChatCompletionRequest | CompletionRequest, body: dict[str, Any], cap: int | None
-) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
-    """The key's output cap over the client's ask (a remote upstream gets it in the body)."""
-    if cap is None:
-        return req, body
-    if isinstance(req, ChatCompletionRequest):
-        asked = req.output_limit
-        fields = ["max_tokens"] + (["max_completion_tokens"] if req.max_completion_tokens else [])
-    else:
-        asked, fields = req.max_tokens, ["max_tokens"]
-    if asked is not None and asked <= cap:
-        return req, body
-    update = dict.fromkeys(fields, cap)
-    capped = req.model_copy(update=update)
-    return capped, {**body, **update}
-
-
-def _retargeted(
-    req: ChatCompletionRequest | CompletionRequest, body: dict[str, Any], model: str
-) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
-    """The request for a fallback model: the same, under that model's name."""
-    served = req.model_copy(update={"model": model})
-    if (
-        isinstance(req, ChatCompletionRequest)
-        and isinstance(served, ChatCompletionRequest)
-        and req.output_ceiling
-    ):
-        served.as_ceiling()
-    return served, {**body, "model": model}
-
-
-def _through_alias(
-    alias: AliasConfig, req: ChatCompletionRequest | CompletionRequest, body: dict[str, Any]
-) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
-    """The request as its served model gets it: the alias's fixed fields over the client's
-    (a remote upstream gets this body), and the model's own name."""
-    merged = {**body, **alias.fixed(), "model": alias.model}
-    try:
-        served = type(req).model_validate(merged)
-        ceiling = isinstance(req, ChatCompletionRequest) and req.output_ceiling
-        if ceiling and isinstance(served, ChatCompletionRequest):
-            served.as_ceiling()  # a translation's mark, kept
-        return served, merged
-    except ValidationError as exc:  # a client field that the alias's fixed ones contradict
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequestError(
-            f"Invalid parameter '{loc}' through alias '{alias.name}': {first['msg']}",
-            param=loc or None,
-        ) from exc
-
-
-class _Metered:
-    """The backend's events, metered into ``stats`` as they pass; ``aclose`` always reaches the
-    backend's iterator (a generator here would skip it if never started)."""
-
-    __slots__ = ("_events", "_held", "_stats")
-
-    def __init__(
-        self, stats: CallStats, events: AsyncIterator[Event], held: _Held | None = None
-    ) -> None:
-        self._stats = stats
-        self._events = events
-        self._held = held  # limits and budgets held: settled with real usage on close
-
-    def __aiter__(self) -> _Metered:
-        return self
-
-    async def __anext__(self) -> Event:
-        ev = await anext(self._events)
-        meter(self._stats, ev)
-        return ev
-
-    async def aclose(self) -> None:
-        held, self._held = self._held, None
-        try:
-            aclose = getattr(self._events, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        finally:
-            if held is not None:
-                await held.settle(self._stats)

@@ -1,0 +1,119 @@
+"""Metering and settlement of one call's events: ``meter`` accounts each event into the call's
+stats; ``Metered`` passes the events on metered and, when they close, has ``Held`` settle what
+admission took (the limits' ticket with the real tokens, the budgets' hold with the real cost).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+
+from seekport.gateway.backends.base import CallStats
+from seekport.gateway.budgets import Budgets, Hold
+from seekport.gateway.guard.policy import Compiled, Redaction
+from seekport.gateway.limits import Ticket
+from seekport.protocol.events import (
+    ContentDelta,
+    Event,
+    Finish,
+    ReasoningDelta,
+    ToolCallDelta,
+    UsageReport,
+)
+
+
+def meter(stats: CallStats, ev: Event) -> None:
+    """Account one event: first output time, a lower bound of output tokens until the backend's
+    own usage arrives (it comes last, so a stream cut short still bills what it delivered)."""
+    if isinstance(ev, ContentDelta | ReasoningDelta | ToolCallDelta):
+        if isinstance(ev, ToolCallDelta) or ev.text:
+            if stats.first_token_at is None:
+                stats.first_token_at = time.perf_counter()
+            if not stats.usage_seen:
+                stats.completion_tokens += 1
+    elif isinstance(ev, Finish):
+        stats.finish_reason = ev.reason
+        if stats.first_token_at is None:
+            stats.first_token_at = time.perf_counter()
+    elif isinstance(ev, UsageReport):
+        u = ev.usage
+        stats.prompt_tokens = u.prompt_tokens
+        stats.completion_tokens = u.completion_tokens
+        stats.cached_tokens = u.cached_tokens
+        stats.usage_seen = True
+
+
+async def from_list(events: list[Event]) -> AsyncIterator[Event]:
+    for ev in events:
+        yield ev
+
+
+class Held:
+    """What admission took for a call: its limits' ticket and its budgets' hold, settled
+    once when its events close (or given back whole when it never opened)."""
+
+    __slots__ = ("_budgets", "guard", "hold", "model", "redaction", "ticket")
+
+    def __init__(self, budgets: Budgets | None) -> None:
+        self._budgets = budgets
+        self.ticket: Ticket | None = None
+        self.hold: Hold | None = None
+        self.model: str | None = None  # the model that served it (its price)
+        self.guard: Compiled | None = None  # the guard's policy for this call
+        self.redaction: Redaction | None = None  # the request's placeholders
+
+    async def settle(self, stats: CallStats | None) -> None:
+        ticket, self.ticket = self.ticket, None
+        hold, self.hold = self.hold, None
+        try:
+            if ticket is not None:
+                await ticket.settle(stats.prompt_tokens + stats.completion_tokens if stats else 0)
+        finally:
+            if hold is not None:
+                await hold.settle(self._cost(stats))
+
+    def _cost(self, stats: CallStats | None) -> int:
+        if stats is None or self._budgets is None:
+            return 0
+        pricing = self._budgets.pricing
+        priced = self._budgets.cost(
+            self.model,
+            stats.prompt_tokens,
+            stats.cached_tokens,
+            stats.completion_tokens,
+            dt.datetime.now(dt.UTC),
+        )
+        return 0 if priced is None else pricing.to_accounting(*priced)
+
+
+class Metered:
+    """The backend's events, metered into ``stats`` as they pass; ``aclose`` always reaches the
+    backend's iterator (a generator here would skip it if never started)."""
+
+    __slots__ = ("_events", "_held", "_stats")
+
+    def __init__(
+        self, stats: CallStats, events: AsyncIterator[Event], held: Held | None = None
+    ) -> None:
+        self._stats = stats
+        self._events = events
+        self._held = held  # limits and budgets held: settled with real usage on close
+
+    def __aiter__(self) -> Metered:
+        return self
+
+    async def __anext__(self) -> Event:
+        ev = await anext(self._events)
+        meter(self._stats, ev)
+        return ev
+
+    async def aclose(self) -> None:
+        held, self._held = self._held, None
+        try:
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            if held is not None:
+                await held.settle(self._stats)
