@@ -1,21 +1,30 @@
-"""``seekport serve``, ``seekport keys create|list|revoke|rotate``, ``seekport tenants
-create|list`` and ``seekport users create|list``. The CLI works on the database directly, as a
-superadmin."""
+"""``seekport serve`` and ``seekport keys create|list|revoke|rotate`` (tenants, users and usage
+are in ``directory.py``). The CLI works on the database directly, as a superadmin."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
+from seekport.cli.common import (
+    BudgetOpt,
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    PeriodOpt,
+    budget_of,
+    load,
+    run,
+    with_directory,
+    with_keys,
+)
+from seekport.cli.directory import tenants_app, usage, users_app
 from seekport.config import Settings, load_settings
-from seekport.errors import ConfigError, SeekportError
+from seekport.errors import ConfigError
 from seekport.protocol.keys import KeyPolicy
 
 app = typer.Typer(
@@ -25,114 +34,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys (stored hashed).")
 app.add_typer(keys_app, name="keys")
-tenants_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
 app.add_typer(tenants_app, name="tenants")
-users_app = typer.Typer(no_args_is_help=True, help="Manage users (a tenant's people or apps).")
 app.add_typer(users_app, name="users")
-
-T = TypeVar("T")
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML settings file.")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")]
-DbOpt = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy async URL.")]
-
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    try:
-        return load_settings(config, overrides)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(2) from exc
-
-
-def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        return asyncio.run(factory())  # type: ignore[arg-type]
-    except SeekportError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
-    except (OSError, SQLAlchemyError) as exc:
-        typer.echo(
-            f"error: cannot use the database ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            "check database_url / --database-url and that the server is running",
-            err=True,
-        )
-        raise typer.Exit(1) from exc
-
-
-async def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
-    from seekport.gateway.auth import KeyService
-    from seekport.store.sql import Database, KeyRepository
-
-    db = Database(settings.resolved_database_url)
-    await db.open()
-    try:
-        return await fn(KeyService(KeyRepository(db)))
-    finally:
-        await db.close()
-
-
-async def _with_directory(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``fn(directory)`` over the configured database (the CLI acts as a superadmin)."""
-    from seekport.gateway.audit import AuditLog
-    from seekport.gateway.auth import KeyService
-    from seekport.gateway.directory import Directory
-    from seekport.store.sql import (
-        AuditRepository,
-        Database,
-        KeyRepository,
-        TenantRepository,
-        UserRepository,
-    )
-
-    db = Database(settings.resolved_database_url)
-    await db.open()
-    try:
-        keys = KeyService(KeyRepository(db))
-        audit = AuditLog(AuditRepository(db))  # the console's changes are audited too
-        return await fn(Directory(TenantRepository(db), UserRepository(db), keys, audit))
-    finally:
-        await db.close()
-
-
-def _budget(amount: str | None, period: str) -> Any:
-    """``--budget AMOUNT --budget-period P`` as a Budget (None without an amount)."""
-    from seekport.protocol.keys import Budget
-
-    if amount is None:
-        return None
-    try:
-        return Budget.model_validate({"amount": amount, "period": period})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = "--budget" if err["loc"][0] == "amount" else "--budget-period"
-        typer.echo(f"error: {where}: {err['msg']} (got {err.get('input')!r})", err=True)
-        raise typer.Exit(2) from exc
-
-
-BudgetOpt = Annotated[
-    str | None,
-    typer.Option(help="Money it may spend per period, in pricing.currency (e.g. 25.00)."),
-]
-PeriodOpt = Annotated[
-    str, typer.Option(help="When the budget starts over: daily, weekly, monthly or total.")
-]
-
-
-def _limits(
-    rpm: int | None, tpm: int | None, max_concurrent: int | None, budget: Any = None
-) -> Any:
-    from seekport.protocol.keys import Limits
-
-    try:
-        return Limits(rpm=rpm, tpm=tpm, max_concurrent=max_concurrent, budget=budget)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = "--" + str(err["loc"][0]).replace("_", "-")
-        typer.echo(f"error: {where}: {err['msg']} (got {err.get('input')!r})", err=True)
-        raise typer.Exit(2) from exc
 
 
 def _check_models(settings: Settings) -> None:
@@ -184,7 +87,7 @@ def serve(
     from seekport.api import create_app
     from seekport.telemetry.logging import configure_logging
 
-    settings = _settings(
+    settings = load(
         config,
         host=host,
         port=port,
@@ -204,7 +107,7 @@ def serve(
             _record, secret = await d.create_key(CLI_ACTOR, "bootstrap-admin", "superadmin")
             return str(secret)
 
-        secret = _run(lambda: _with_directory(settings, bootstrap))
+        secret = run(lambda: with_directory(settings, bootstrap))
         if secret:
             typer.echo("Created the first superadmin API key. It is shown only this once:")
             typer.echo(f"  {secret}")
@@ -339,16 +242,16 @@ def keys_create(
         tpm,
         max_concurrent,
         max_tokens,
-        _budget(budget, budget_period),
+        budget_of(budget, budget_period),
         cache,
         guard,
     )
     expires_at = _when(expires)
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    settings = load(config, data_dir=data_dir, database_url=database_url)
     from seekport.gateway.directory import CLI_ACTOR
 
-    record, secret = _run(
-        lambda: _with_directory(
+    record, secret = run(
+        lambda: with_directory(
             settings,
             lambda d: d.create_key(
                 CLI_ACTOR,
@@ -382,8 +285,8 @@ def keys_list(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
 ) -> None:
     """List keys (id, name, role, prefix, state); secrets are never shown again."""
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
-    rows = _run(lambda: _with_keys(settings, lambda k: k.list()))
+    settings = load(config, data_dir=data_dir, database_url=database_url)
+    rows = run(lambda: with_keys(settings, lambda k: k.list()))
     typer.echo(f"{'id':22} {'name':20} {'role':10} {'tenant':20} {'prefix':12} state")
     for r in rows:
         state = "revoked" if r.revoked_at else "active"
@@ -402,7 +305,7 @@ def keys_revoke(
     """Revoke a key; servers stop accepting it within the auth cache TTL (1 s)."""
     from seekport.gateway.directory import CLI_ACTOR
 
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    settings = load(config, data_dir=data_dir, database_url=database_url)
 
     async def revoke(d: Any) -> bool:
         found = await d.key(CLI_ACTOR, key_id)
@@ -411,7 +314,7 @@ def keys_revoke(
         await d.revoke_key(CLI_ACTOR, key_id)
         return True
 
-    if not _run(lambda: _with_directory(settings, revoke)):
+    if not run(lambda: with_directory(settings, revoke)):
         typer.echo(f"error: no active key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
@@ -428,160 +331,15 @@ def keys_rotate(
     """A new secret for the key (same id and terms); the new secret is the last line."""
     from seekport.gateway.directory import CLI_ACTOR
 
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
-    record, secret = _run(
-        lambda: _with_directory(settings, lambda d: d.rotate_key(CLI_ACTOR, key_id, grace_s=grace))
+    settings = load(config, data_dir=data_dir, database_url=database_url)
+    record, secret = run(
+        lambda: with_directory(settings, lambda d: d.rotate_key(CLI_ACTOR, key_id, grace_s=grace))
     )
     typer.echo(f"rotated key {record.id}; the previous secret works for {grace:g} s more")
     typer.echo(secret)
 
 
-@tenants_app.command("create")
-def tenants_create(
-    name: Annotated[str, typer.Option(help="A unique name.")],
-    rpm: Annotated[int | None, typer.Option(help="Requests per minute, all keys.")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens per minute, all keys.")] = None,
-    max_concurrent: Annotated[int | None, typer.Option(help="Calls at once, all keys.")] = None,
-    budget: BudgetOpt = None,
-    budget_period: PeriodOpt = "monthly",
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    database_url: DbOpt = None,
-) -> None:
-    """Create a tenant; its id is the last line."""
-    from seekport.gateway.directory import CLI_ACTOR
-
-    limits = _limits(rpm, tpm, max_concurrent, _budget(budget, budget_period))
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
-    made = _run(
-        lambda: _with_directory(settings, lambda d: d.create_tenant(CLI_ACTOR, name, limits))
-    )
-    typer.echo(f"created tenant {made.name}")
-    typer.echo(made.id)
-
-
-@tenants_app.command("list")
-def tenants_list(
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
-) -> None:
-    """List tenants."""
-    from seekport.gateway.directory import CLI_ACTOR
-
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
-    rows = _run(lambda: _with_directory(settings, lambda d: d.list_tenants(CLI_ACTOR)))
-    typer.echo(f"{'id':22} {'name':24} state")
-    for t in rows:
-        typer.echo(f"{t.id:22} {t.name[:24]:24} {'disabled' if t.disabled_at else 'active'}")
-
-
-@users_app.command("create")
-def users_create(
-    name: Annotated[str, typer.Option(help="Unique within its tenant.")],
-    tenant: Annotated[
-        str | None, typer.Option(help="Tenant id or name (default: the default tenant).")
-    ] = None,
-    rpm: Annotated[int | None, typer.Option(help="Requests per minute, all its keys.")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens per minute, all its keys.")] = None,
-    max_concurrent: Annotated[int | None, typer.Option(help="Calls at once, all keys.")] = None,
-    budget: BudgetOpt = None,
-    budget_period: PeriodOpt = "monthly",
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    database_url: DbOpt = None,
-) -> None:
-    """Create a user; its id is the last line."""
-    from seekport.gateway.directory import CLI_ACTOR
-
-    limits = _limits(rpm, tpm, max_concurrent, _budget(budget, budget_period))
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
-    made = _run(
-        lambda: _with_directory(
-            settings, lambda d: d.create_user(CLI_ACTOR, name, tenant_id=tenant, limits=limits)
-        )
-    )
-    typer.echo(f"created user {made.name} in tenant {made.tenant_id}")
-    typer.echo(made.id)
-
-
-@users_app.command("list")
-def users_list(
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant's (id or name).")] = None,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    database_url: DbOpt = None,
-) -> None:
-    """List users."""
-    from seekport.gateway.directory import CLI_ACTOR
-
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
-    rows = _run(lambda: _with_directory(settings, lambda d: d.list_users(CLI_ACTOR, tenant)))
-    typer.echo(f"{'id':22} {'name':24} {'tenant':22} state")
-    for u in rows:
-        state = "disabled" if u.disabled_at else "active"
-        typer.echo(f"{u.id:22} {u.name[:24]:24} {u.tenant_id:22} {state}")
-
-
-@app.command("usage")
-def usage(
-    group_by: Annotated[str | None, typer.Option(help="day, model or key.")] = None,
-    since: Annotated[str | None, typer.Option(help="From (ISO 8601, UTC if no zone).")] = None,
-    until: Annotated[str | None, typer.Option(help="Until (exclusive).")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant (id).")] = None,
-    user: Annotated[str | None, typer.Option(help="Only this user (usr_…).")] = None,
-    key: Annotated[str | None, typer.Option(help="Only this key (key_…).")] = None,
-    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    database_url: DbOpt = None,
-) -> None:
-    """Requests, tokens and cost from the usage records (what GET /admin/usage answers)."""
-    from seekport.config.pricing import decimal_string
-    from seekport.store.protocols import UsageQuery
-    from seekport.store.sql import Database, UsageTotals
-
-    if group_by not in (None, "day", "model", "key"):
-        typer.echo("error: --group-by: day, model or key", err=True)
-        raise typer.Exit(2)
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
-    q = UsageQuery(
-        tenant_id=tenant,
-        user_id=user,
-        key_id=key,
-        model=model,
-        since=_time_option(since, "--since"),
-        until=_time_option(until, "--until"),
-        group_by=group_by,
-    )
-
-    async def read() -> list[dict[str, Any]]:
-        db = Database(settings.resolved_database_url)
-        await db.open()
-        try:
-            return await UsageTotals(db).totals(q)
-        finally:
-            await db.close()
-
-    rows = _run(read)
-    head = group_by or "all"
-    typer.echo(f"{head:24} {'requests':>9} {'prompt':>10} {'completion':>10} {'cost':>14} cur")
-    for r in rows:
-        name = str(r.get({"key": "key_id"}.get(head, head), "") or "-") if group_by else "all"
-        cost = decimal_string(int(r["cost_nanos"] or 0), 6) if r["currency"] else "-"
-        typer.echo(
-            f"{name[:24]:24} {r['requests']:>9} {r['prompt_tokens'] or 0:>10} "
-            f"{r['completion_tokens'] or 0:>10} {cost:>14} {r['currency'] or ''}"
-        )
-
-
-def _time_option(text: str | None, flag: str) -> dt.datetime | None:
-    if text is None:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        typer.echo(f"error: {flag}: not an ISO 8601 time: {text!r}", err=True)
-        raise typer.Exit(2) from exc
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+app.command("usage")(usage)
 
 
 def main() -> None:
