@@ -196,29 +196,26 @@ async def export(
         start, end = _when(since, "since"), _when(until, "until")
         store = _store(svc)
 
+        async def query(after: int) -> list[dict[str, Any]]:
+            return await store.query(
+                tenant_id=tenant,
+                since=start,
+                until=end,
+                action=action,
+                after_seq=after,
+                limit=EXPORT_PAGE,
+            )
+
         async def pages() -> AsyncIterator[bytes]:
-            after = 0
             if format == "csv":
                 yield _csv_line(AUDIT_FIELDS)
-            while True:
-                rows = await store.query(
-                    tenant_id=tenant,
-                    since=start,
-                    until=end,
-                    action=action,
-                    after_seq=after,
-                    limit=EXPORT_PAGE,
-                )
-                for r in rows:
-                    row = _audit_row(r)
-                    if format == "csv":
-                        detail = orjson.dumps(row["detail"]).decode() if row["detail"] else ""
-                        yield _csv_line([*(row[f] for f in AUDIT_FIELDS[:-1]), detail])
-                    else:
-                        yield orjson.dumps(row) + b"\n"
-                if len(rows) < EXPORT_PAGE:
-                    return
-                after = rows[-1]["seq"]
+            async for r in _every(query):
+                row = _audit_row(r)
+                if format == "csv":
+                    detail = orjson.dumps(row["detail"]).decode() if row["detail"] else ""
+                    yield _csv_line([*(row[f] for f in AUDIT_FIELDS[:-1]), detail])
+                else:
+                    yield orjson.dumps(row) + b"\n"
 
         media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
         name = f"audit.{format}"
@@ -232,6 +229,20 @@ async def export(
         )
 
     return await _guarded(request, "admin.audit", "audit", work)
+
+
+async def _every(
+    query: Callable[[int], Awaitable[list[dict[str, Any]]]],
+) -> AsyncIterator[dict[str, Any]]:
+    """Every row a paged query returns, page after page (``seq`` keyed)."""
+    after = 0
+    while True:
+        rows = await query(after)
+        for r in rows:
+            yield r
+        if len(rows) < EXPORT_PAGE:
+            return
+        after = rows[-1]["seq"]
 
 
 def _store(svc: Services) -> AuditStore:
@@ -264,23 +275,20 @@ async def content(
         tenant = _tenant(actor, tenant_id)
         start, end = _when(since, "since"), _when(until, "until")
 
+        async def query(after: int) -> list[dict[str, Any]]:
+            return await store.query(
+                tenant_id=tenant,
+                user_id=user_id,
+                since=start,
+                until=end,
+                after_seq=after,
+                limit=EXPORT_PAGE,
+            )
+
         async def pages() -> AsyncIterator[bytes]:
-            after = 0
-            while True:
-                rows = await store.query(
-                    tenant_id=tenant,
-                    user_id=user_id,
-                    since=start,
-                    until=end,
-                    after_seq=after,
-                    limit=EXPORT_PAGE,
-                )
-                for r in rows:
-                    entry = {**r, "created_at": r["created_at"].isoformat()}
-                    yield orjson.dumps(entry) + b"\n"
-                if len(rows) < EXPORT_PAGE:
-                    return
-                after = rows[-1]["seq"]
+            async for r in _every(query):
+                entry = {**r, "created_at": r["created_at"].isoformat()}
+                yield orjson.dumps(entry) + b"\n"
 
         return StreamingResponse(
             pages(), media_type="application/x-ndjson", headers=scope.headers()
