@@ -16,7 +16,14 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -125,13 +132,15 @@ class PricingConfig(BaseModel):
                 )
         return self
 
+    _index: dict[str, PriceTable] = PrivateAttr(default_factory=dict)
+
     def table(self, model: str | None) -> PriceTable | None:
+        """The model's table (looked up per call: an index, rebuilt when tables are added)."""
         if model is None:
             return None
-        for t in self.models:
-            if t.model == model:
-                return t
-        return None
+        if len(self._index) != len(self.models):
+            self._index = {t.model: t for t in self.models}
+        return self._index.get(model)
 
     def to_accounting(self, nanos: int, currency: str) -> int:
         """An amount in ``currency`` of the accounting currency, rounded up."""
