@@ -11,16 +11,10 @@ from pydantic_core import PydanticUndefined
 from seekport.config.cache import CacheConfig
 from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig, PiiConfig, WordsConfig
+from seekport.config.models import MODEL_KINDS, ModelConfigBase, Pricing, backends_of
 from seekport.config.pricing import PriceTable, PriceWindow, PricingConfig
 from seekport.config.routing import BreakerConfig, RoutingConfig
-from seekport.config.settings import (
-    MODEL_KINDS,
-    AliasConfig,
-    ModelConfigBase,
-    Pricing,
-    Settings,
-    backends_of,
-)
+from seekport.config.settings import AliasConfig, Settings
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 SPECIAL = {

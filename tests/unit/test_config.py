@@ -12,7 +12,7 @@ from seekport.config import (
     OpenAIModelConfig,
     load_settings,
 )
-from seekport.config.settings import BUNDLED_MODEL_NAME, usable_cores
+from seekport.config.models import BUNDLED_MODEL_NAME, usable_cores
 from seekport.errors import ConfigError
 
 

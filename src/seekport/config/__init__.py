@@ -1,17 +1,16 @@
 """Settings tree (pydantic-settings) and its YAML loader: the only place reading os.environ."""
 
 from seekport.config.loader import load_settings
-from seekport.config.routing import BreakerConfig, RoutingConfig
-from seekport.config.settings import (
-    AliasConfig,
+from seekport.config.models import (
     LocalModelConfig,
     ManagedModelConfig,
     ModelConfig,
     ModelConfigBase,
     OpenAIModelConfig,
-    Settings,
     UpstreamModelConfig,
 )
+from seekport.config.routing import BreakerConfig, RoutingConfig
+from seekport.config.settings import AliasConfig, Settings
 
 __all__ = [
     "AliasConfig",

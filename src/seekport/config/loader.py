@@ -10,7 +10,8 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import EnvSettingsSource
 
-from seekport.config.settings import Settings, patch_entries
+from seekport.config.models import patch_entries
+from seekport.config.settings import Settings
 from seekport.errors import ConfigError
 
 
