@@ -83,3 +83,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, chaos: Chaos) -> Iterator[S
 def _close_openai_clients() -> Iterator[None]:
     yield
     close_clients()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the bundled embedder is converted once for the whole session (``models_dir``)."""
+    return tmp_path_factory.mktemp("models")

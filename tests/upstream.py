@@ -15,6 +15,7 @@ API routes (``/v1`` optional, as DeepSeek allows):
   request's ``max_tokens`` with ``finish_reason: "length"``); ``prompt_tokens`` is the word count
   of the messages. Streams send a role chunk, one chunk per token, a finish chunk, a usage-only
   chunk when ``stream_options.include_usage``, then ``data: [DONE]``.
+* ``POST /v1/embeddings``: 8 floats per input from its SHA-256 (ok or error outcomes only).
 * ``GET /v1/models``; ``GET /healthz`` (never faulty, never counted; it names the process id).
   Anything else is a 404 whose message names the method and path.
 
@@ -57,9 +58,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 import signal
@@ -414,6 +417,7 @@ class Upstream:
         r = app.router
         for prefix in ("/v1", ""):
             r.add_post(prefix + "/chat/completions", self.chat)
+            r.add_post(prefix + "/embeddings", self.embeddings)
             r.add_get(prefix + "/models", self.models)
         r.add_get("/healthz", self.healthz)
         r.add_get("/health", self.healthz)
@@ -472,6 +476,58 @@ class Upstream:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self.serve(request, self._chat)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self.serve(request, self._embeddings)
+
+    async def _embeddings(self, ex: Exchange) -> web.StreamResponse:
+        """8 floats per input from the SHA-256 of its text (the same text, the same vector),
+        L2-normalised; ``prompt_tokens`` is the word count. Outcomes: ok or error only."""
+        request, record = ex.request, ex.record
+        raw = await request.read()
+        if self.settings["record_body_bytes"] and raw:
+            record["body"] = raw[: self.settings["record_body_bytes"]].decode("utf-8", "replace")
+        if not self.authorized(ex):
+            return self.refuse(ex, 401, "chaos: invalid or missing API key", "unauthorized")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        inputs = body.get("input") if isinstance(body, dict) else None
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            return self.refuse(ex, 400, "chaos: 'input' must be a string or a list", "bad_request")
+        assert isinstance(body, dict)
+        record.update(model=body.get("model"))
+        try:
+            kind, code = self.decide(request)
+        except Invalid as exc:
+            return self.refuse(ex, 400, f"chaos: bad X-Chaos-Force: {exc}", "bad_request")
+        record["planned"] = kind if code is None else f"{kind}:{code}"
+        if kind == "error":
+            status = code or self.rng.choice(self.settings["error_codes"])
+            return self.refuse(ex, status, f"chaos: injected {status}", "error")
+        data, words = [], 0
+        for i, item in enumerate(inputs):
+            text = item if isinstance(item, str) else json.dumps(item)
+            words += len(text.split())
+            raw8 = [b - 127.5 for b in hashlib.sha256(text.encode()).digest()[:8]]
+            norm = math.sqrt(sum(x * x for x in raw8)) or 1.0
+            vec = [x / norm for x in raw8]
+            if body.get("encoding_format") == "base64":
+                emb: Any = base64.b64encode(struct.pack("<8f", *vec)).decode()
+            else:
+                emb = vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": words, "total_tokens": words},
+        }
+        self.finish(ex, "ok", 200)
+        return web.json_response(answer, headers=self.headers(request))
 
     async def serve(
         self,

@@ -6,6 +6,7 @@ responses of the OpenAI shape ``{"error": {"message", "type", "param", "code"}}`
     SeekportError                      500 internal_error
     ├── InvalidRequestError            400 invalid_request_error
     │   ├── ContextLengthExceededError 400 context_length_exceeded
+    │   ├── DocumentError              400 document_unparseable: an upload we cannot read
     │   └── ModelNotFoundError         404 model_not_found
     ├── AuthenticationError            401 authentication_error
     ├── PermissionDeniedError          403 permission_denied
@@ -61,6 +62,12 @@ class ContextLengthExceededError(InvalidRequestError):
     """The prompt (plus the requested output) does not fit the model's context (400)."""
 
     code = "context_length_exceeded"
+
+
+class DocumentError(InvalidRequestError):
+    """An uploaded document cannot be parsed; the message names the file and the reason (400)."""
+
+    code = "document_unparseable"
 
 
 class ModelNotFoundError(InvalidRequestError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from seekport.config import (
     LocalModelConfig,
@@ -28,8 +29,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_config_means_the_bundled_model_on_loopback() -> None:
     s = load_settings()
     assert s.host == "127.0.0.1" and s.port == 8000
-    assert [m.name for m in s.models] == [BUNDLED_MODEL_NAME]
+    assert [m.name for m in s.models] == [BUNDLED_MODEL_NAME, "multilingual-e5-small"]
+    assert [m.kind for m in s.models] == ["chat", "embedding"]
     assert s.models[0].backend == "local" and s.models[0].path == "bundled"
+    assert s.knowledge_embedder() is s.models[1]
     assert s.max_body_bytes == 1 << 20
     assert s.resolved_database_url.startswith("sqlite+aiosqlite:///")
 
@@ -72,7 +75,7 @@ def test_models_from_yaml_keep_the_contract_names(tmp_path: Path) -> None:
         ("models:\n  - name: x\n    backend: openai\n", "base_url"),
         ("models:\n  - name: x\n    backend: gpu\n", "models.0.backend"),
         ("models:\n  - name: x\n    backend: vllm\n", "command"),
-        ("models: []\n", "at least one model"),
+        ("models: []\n", "at least one chat model"),
         ("- just\n- a list\n", "mapping"),
         ("port: [\n", "not valid YAML"),
     ],
@@ -172,8 +175,8 @@ def test_nested_env_var_changes_one_field_of_the_default_model(
 ) -> None:
     monkeypatch.setenv("SEEKPORT_MODELS__0__N_THREADS", "3")
     monkeypatch.setenv("SEEKPORT_MODELS__0__PRICING__INPUT_PER_1M", "0.27")
-    (m,) = load_settings().models
-    assert isinstance(m, LocalModelConfig)
+    m, e5 = load_settings().models
+    assert isinstance(m, LocalModelConfig) and e5.kind == "embedding"
     assert m.name == BUNDLED_MODEL_NAME and m.path == "bundled"
     assert m.n_threads == 3 and m.pricing.input_per_1m == 0.27
 
@@ -232,3 +235,40 @@ def test_head_revision_constant_matches_the_migrations() -> None:
     from seekport.store.sql.db import HEAD_REVISION, alembic_config
 
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION
+
+
+@pytest.mark.parametrize(
+    ("entries", "knowledge", "message"),
+    [
+        ([{"name": "e", "kind": "embedding", "tool_parser": "hermes"}], None, "`tool_parser`"),
+        ([{"name": "e", "kind": "embedding", "path": "/m.gguf"}], None, "path: bundled"),
+        ([{**MODELS["vllm"], "kind": "embedding"}], None, "managed engine serves chat"),
+        ([{"name": "x"}, {"name": "x", "kind": "embedding"}], None, "both a chat and"),
+        ([], {"embedding_model": "m"}, "not an embedding model"),
+    ],
+)
+def test_embedding_entries_are_checked(
+    tmp_path: Path,
+    entries: list[dict[str, object]],
+    knowledge: dict[str, object] | None,
+    message: str,
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    data: dict[str, object] = {"models": [{"name": "m"}, *entries]}
+    if knowledge is not None:
+        data["knowledge"] = knowledge
+    cfg.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=message):
+        load_settings(cfg)
+
+
+def test_an_embedding_model_is_not_a_chat_deployment(tmp_path: Path) -> None:
+    cfg = write_models(
+        tmp_path,
+        {"name": "m"},
+        {"name": "emb", "kind": "embedding", "backend": "openai", "base_url": "http://x"},
+    )
+    s = load_settings(cfg)
+    assert [m.name for m in s.chat_models()] == ["m"]
+    assert [m.name for m in s.embedding_models()] == ["emb"]
+    assert s.knowledge_embedder() is not None and s.knowledge_embedder().name == "emb"  # type: ignore[union-attr]

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -21,21 +22,39 @@ from seekport.api.errors import anthropic_error_response, error_response, instal
 from seekport.api.jobs import Jobs
 from seekport.api.middleware import EdgeMiddleware
 from seekport.api.reload import Reloader
-from seekport.api.routes import admin, anthropic, inference, records, responses, system
+from seekport.api.routes import (
+    admin,
+    anthropic,
+    embeddings,
+    inference,
+    knowledge,
+    records,
+    responses,
+    system,
+)
 from seekport.api.scope import RequestScope
-from seekport.config import LocalModelConfig, ManagedModelConfig, ModelConfig, Settings
+from seekport.config import (
+    LocalModelConfig,
+    ManagedModelConfig,
+    ModelConfig,
+    OpenAIModelConfig,
+    Settings,
+)
 from seekport.errors import SeekportError
 from seekport.gateway.accounting import UsageRecorder
 from seekport.gateway.audit import AuditLog
 from seekport.gateway.auth import KeyService
 from seekport.gateway.backends.base import ChatBackend
 from seekport.gateway.backends.local import LocalBackend
+from seekport.gateway.backends.local_embeddings import LocalEmbeddingBackend
 from seekport.gateway.backends.managed import ManagedBackend
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
+from seekport.gateway.backends.remote_embeddings import RemoteEmbeddingBackend
 from seekport.gateway.budgets import Budgets
 from seekport.gateway.cache import ResponseCacher
 from seekport.gateway.content_log import ContentLogger
 from seekport.gateway.directory import Directory
+from seekport.gateway.embeddings import EmbeddingBackend, EmbeddingService
 from seekport.gateway.guard.policy import Guard
 from seekport.gateway.routing.breaker import Breaker
 from seekport.gateway.routing.table import Deployment, RoutingTable
@@ -54,6 +73,13 @@ from seekport.store.sql import (
 )
 from seekport.telemetry.metrics import Metrics
 
+if TYPE_CHECKING:
+    from seekport.gateway.knowledge import KnowledgeDesk
+    from seekport.knowledge.ingest import Ingestor
+    from seekport.knowledge.retrieval import Retriever
+    from seekport.knowledge.service import KnowledgeBases
+    from seekport.store.knowledge import SqliteKnowledgeStore
+
 log = logging.getLogger("seekport")
 
 
@@ -63,6 +89,107 @@ def build_backend(cfg: ModelConfig, metrics: Metrics, settings: Settings) -> Cha
     if isinstance(cfg, ManagedModelConfig):
         return ManagedBackend(cfg, metrics, log_dir=settings.data_dir / "logs")
     return OpenAICompatBackend(cfg, metrics)
+
+
+def build_embedding_backend(
+    cfg: ModelConfig, metrics: Metrics, settings: Settings
+) -> EmbeddingBackend:
+    if isinstance(cfg, LocalModelConfig):
+        return LocalEmbeddingBackend(cfg, settings.resolved_models_dir)
+    assert isinstance(cfg, OpenAIModelConfig)  # a managed engine serves chat only
+    return RemoteEmbeddingBackend(cfg, metrics)
+
+
+async def start_embeddings(
+    settings: Settings, metrics: Metrics, parts: _Parts | None = None
+) -> EmbeddingService:
+    """The embedding models' backends, started, behind one service."""
+    backends: dict[str, list[EmbeddingBackend]] = {}
+    for cfg in settings.embedding_models():
+        backend = build_embedding_backend(cfg, metrics, settings)
+        await backend.start()
+        backends.setdefault(cfg.name, []).append(backend)
+    return EmbeddingService(
+        backends,
+        metrics,
+        parts.limiter if parts else None,
+        parts.budgets if parts else None,
+        settings.model_limits,
+    )
+
+
+@dataclass(slots=True)
+class KnowledgeParts:
+    """The knowledge layer's pieces over the embedded store."""
+
+    store: SqliteKnowledgeStore
+    embedder: LocalEmbeddingBackend
+    ingestor: Ingestor
+    retriever: Retriever
+    bases: KnowledgeBases
+
+
+def build_knowledge(
+    settings: Settings, embeddings: EmbeddingService | None = None
+) -> KnowledgeParts | None:
+    """Knowledge bases over ``data_dir/knowledge.db`` and the configured embedding model (the
+    server's own backend when it has one, so the model loads once); None without a local
+    embedding model (a remote one is not wired to knowledge bases yet)."""
+    from seekport.knowledge.ingest import Ingestor
+    from seekport.knowledge.lexical import Analyzer
+    from seekport.knowledge.retrieval import Retriever
+    from seekport.knowledge.service import KnowledgeBases
+    from seekport.store.knowledge import SqliteKnowledgeStore
+
+    cfg = settings.knowledge_embedder()
+    if not isinstance(cfg, LocalModelConfig):
+        return None
+    embedder = next(
+        (
+            b
+            for b in (embeddings.backends() if embeddings is not None else [])
+            if isinstance(b, LocalEmbeddingBackend) and b.model == cfg.name
+        ),
+        None,
+    ) or LocalEmbeddingBackend(cfg, settings.resolved_models_dir)
+    store = SqliteKnowledgeStore(settings.data_dir / "knowledge.db")
+    analyzer = Analyzer()
+    ingestor = Ingestor(store, embedder, analyzer)
+    retriever = Retriever(store, embedder, analyzer)
+    bases = KnowledgeBases(store, ingestor, retriever, cfg.name)
+    return KnowledgeParts(store, embedder, ingestor, retriever, bases)
+
+
+def _knowledge_desk(
+    settings: Settings, embeddings: EmbeddingService, parts: _Parts
+) -> KnowledgeDesk | None:
+    """Knowledge bases with their ingestion on the job queue; documents a crash left half
+    ingested are queued again."""
+    from seekport.gateway.knowledge import KnowledgeDesk
+
+    kb = build_knowledge(settings, embeddings)
+    if kb is None:
+        return None
+    parts.jobs.ingest_handler = kb.bases.ingest
+    for doc_id in kb.bases.unfinished():
+        parts.jobs.enqueue_ingest(doc_id)
+    return KnowledgeDesk(kb.bases, parts.jobs.enqueue_ingest, parts.audit)
+
+
+async def _start_chat(
+    settings: Settings, metrics: Metrics, started: list[ChatBackend]
+) -> list[Deployment]:
+    """The chat models' deployments, their backends started (and added to ``started``)."""
+    deployments = []
+    for dep_id, cfg in zip(settings.deployment_ids(), settings.models, strict=True):
+        if cfg.kind != "chat":
+            continue
+        # a managed engine's start returns at once: it comes up in the background
+        backend = build_backend(cfg, metrics, settings)
+        await backend.start()
+        started.append(backend)
+        deployments.append(build_deployment(dep_id, cfg, backend, settings))
+    return deployments
 
 
 def build_deployment(
@@ -197,13 +324,10 @@ def create_app(
         parts = await _Parts.start(settings, db, metrics)
         deployments: list[Deployment] = []
         started: list[ChatBackend] = []
+        embeddings: EmbeddingService | None = None
         try:
-            for dep_id, cfg in zip(settings.deployment_ids(), settings.models, strict=True):
-                # a managed engine's start returns at once: it comes up in the background
-                backend = build_backend(cfg, metrics, settings)
-                await backend.start()
-                started.append(backend)
-                deployments.append(build_deployment(dep_id, cfg, backend, settings))
+            embeddings = await start_embeddings(settings, metrics, parts)
+            deployments = await _start_chat(settings, metrics, started)
             table = RoutingTable.of(deployments, settings.routing)
             chat = ChatService(
                 table,
@@ -230,7 +354,10 @@ def create_app(
                 UsageTotals(db),
                 parts.jobs,
                 parts.content_store,
+                embeddings=embeddings,
+                knowledge=_knowledge_desk(settings, embeddings, parts),
             )
+            chat.knowledge = services.knowledge
             if reload_settings is not None:
                 services.reloader = Reloader(
                     services,
@@ -251,6 +378,9 @@ def create_app(
             app.state.services = None
             for backend in started:
                 await backend.aclose()
+            if embeddings is not None:
+                for eb in embeddings.backends():
+                    await eb.aclose()
             await parts.stop()
             await db.close()
 
@@ -267,6 +397,8 @@ def create_app(
     app.state.services = None
     install_error_handlers(app)
     app.include_router(inference.router)
+    app.include_router(embeddings.router)
+    app.include_router(knowledge.router)
     app.include_router(anthropic.router)
     app.include_router(responses.router)
     app.include_router(system.router)
@@ -285,6 +417,7 @@ def create_app(
         EdgeMiddleware,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.knowledge.max_upload_bytes,
         on_refusal=refuse,
     )
     return app

@@ -13,6 +13,7 @@ from seekport.gateway.audit import AuditLog
 from seekport.gateway.auth import KeyService, Permission, Principal
 from seekport.gateway.budgets import Budgets
 from seekport.gateway.directory import Directory
+from seekport.gateway.embeddings import EmbeddingService
 from seekport.gateway.service import ChatService
 from seekport.store.protocols import AuditStore, ContentStore, UsageReader
 from seekport.telemetry.metrics import Metrics
@@ -20,6 +21,7 @@ from seekport.telemetry.metrics import Metrics
 if TYPE_CHECKING:
     from seekport.api.jobs import Jobs
     from seekport.api.reload import Reloader
+    from seekport.gateway.knowledge import KnowledgeDesk
 
 
 @dataclass(slots=True)
@@ -38,6 +40,8 @@ class Services:
     content: ContentStore | None = None
     draining: bool = False  # SIGTERM came: new requests get 503
     reloader: Reloader | None = None  # None: no config source to re-read (an app built in code)
+    embeddings: EmbeddingService | None = None
+    knowledge: KnowledgeDesk | None = None  # None: no local embedding model
 
 
 def services_or_none(request: Request) -> Services | None:

@@ -1,6 +1,7 @@
 """The server's background jobs, on the huey queue (``store/jobs.py``): retention of the
 audit log and the content log (with erased entries past their grace), daily at 03:17 UTC
-and on demand (``POST /admin/audit/purge``).
+and on demand (``POST /admin/audit/purge``); the ingestion of knowledge-base documents (a
+failed run is retried twice; its status in the knowledge store says how far it got).
 
 A job runs in huey's worker thread and does its database work on the server's event loop
 (the same async engine as everything else). Replicas that share a database share a queue
@@ -14,6 +15,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Callable
 
 from huey import crontab
 
@@ -58,6 +60,18 @@ class Jobs:
             return {"audit": deleted, "content": content_deleted}
 
         self._purge = self.huey.task(name="purge_audit")(purge_audit)
+        # knowledge-base ingestion: the handler is wired once the knowledge layer exists; a
+        # document whose job a crash cut is queued again at start (its status says so)
+        self.ingest_handler: Callable[[str], str] | None = None
+
+        def ingest_document(doc_id: str) -> str:
+            if self.ingest_handler is None:
+                raise RuntimeError("knowledge bases are not wired")
+            return self.ingest_handler(doc_id)
+
+        self._ingest = self.huey.task(name="ingest_document", retries=2, retry_delay=5)(
+            ingest_document
+        )
         self.huey.periodic_task(crontab(minute="17", hour="3"), name="purge_audit_daily")(
             purge_audit
         )
@@ -65,6 +79,10 @@ class Jobs:
 
     def start(self) -> None:
         self._runner.start()
+
+    def enqueue_ingest(self, doc_id: str) -> None:
+        """Queue a document's ingestion (durable: SQLite or Redis)."""
+        self._ingest(doc_id)
 
     def stop(self) -> None:
         self._runner.stop()

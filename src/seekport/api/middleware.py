@@ -24,7 +24,14 @@ API_ROUTES.update(
     {f"/anthropic{v}/messages": "anthropic.messages" for v in ("", "/v1")}
     | {f"/anthropic{v}/messages/count_tokens": "anthropic.count_tokens" for v in ("", "/v1")}
     | {f"{v}/responses": "responses" for v in ("", "/v1")}
+    | {f"{v}/embeddings": "embeddings" for v in ("", "/v1")}
 )
+
+
+def is_upload(path: str) -> bool:
+    """A document upload (``/v1/knowledge/{kb}/documents``): bounded by max_upload_bytes."""
+    return path.startswith("/v1/knowledge/") and path.endswith("/documents")
+
 
 # answers an API request refused here, before any route ran, and records it:
 # (scope, receive, send, route label, error)
@@ -38,11 +45,13 @@ class EdgeMiddleware:
         *,
         metrics: Metrics,
         max_body_bytes: int,
+        max_upload_bytes: int | None = None,
         on_refusal: RefusalHook | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.max_upload = max_upload_bytes or max_body_bytes
         self.on_refusal = on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,8 +78,9 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        if length is not None and (length < 0 or length > self.max_body):
-            await self._refuse(scope, receive, send_wrapper, length)
+        limit = self.max_upload if is_upload(scope.get("path", "")) else self.max_body
+        if length is not None and (length < 0 or length > limit):
+            await self._refuse(scope, receive, send_wrapper, length, limit)
             return
 
         received = 0
@@ -80,10 +90,8 @@ class EdgeMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise PayloadTooLargeError(
-                        f"request body exceeds the limit of {self.max_body} bytes"
-                    )
+                if received > limit:
+                    raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
             return message
 
         self.metrics.in_flight.inc()
@@ -92,13 +100,13 @@ class EdgeMiddleware:
         finally:
             self.metrics.in_flight.dec()
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, length: int) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, length: int, limit: int
+    ) -> None:
         """Answer a bad or too large declared body without reading it; API refusals are
         answered and recorded by the hook (a request scope of their own)."""
         err: SeekportError = (
-            PayloadTooLargeError(
-                f"request body is {length} bytes; the limit is {self.max_body} bytes"
-            )
+            PayloadTooLargeError(f"request body is {length} bytes; the limit is {limit} bytes")
             if length >= 0
             else InvalidRequestError("invalid Content-Length header")
         )

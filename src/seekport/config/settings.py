@@ -23,7 +23,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from seekport.config.cache import CacheConfig
 from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig
+from seekport.config.knowledge import KnowledgeConfig
 from seekport.config.models import (
+    BUNDLED_EMBEDDING_NAME,
     BUNDLED_MODEL_NAME,
     LocalModelConfig,
     ModelConfig,
@@ -86,7 +88,12 @@ class AliasConfig(BaseModel):
 
 
 def _default_models() -> list[ModelConfig]:
-    return [LocalModelConfig(name=BUNDLED_MODEL_NAME, backend="local", path="bundled")]
+    return [
+        LocalModelConfig(name=BUNDLED_MODEL_NAME, backend="local", path="bundled"),
+        LocalModelConfig(
+            name=BUNDLED_EMBEDDING_NAME, backend="local", kind="embedding", path="bundled"
+        ),
+    ]
 
 
 class Settings(BaseSettings):
@@ -109,6 +116,11 @@ class Settings(BaseSettings):
         default=Path("~/.seekport"),
         description="Holds the SQLite database (usage records, keys) and logs/<model>.log, "
         "the output of managed engines.",
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Where models converted on first use are kept (the bundled embedder's "
+        "ONNX file, ~115 MB). Default: data_dir/models.",
     )
     database_url: str | None = Field(
         default=None,
@@ -180,6 +192,10 @@ class Settings(BaseSettings):
         default_factory=CacheConfig,
         description="The exact response cache (off by default); see `cache`.",
     )
+    knowledge: KnowledgeConfig = Field(
+        default_factory=KnowledgeConfig,
+        description="Knowledge bases: their embedding model, chunking and upload bound.",
+    )
     content_log: ContentLogConfig = Field(
         default_factory=ContentLogConfig,
         description="What was asked and answered, per tenant off, redacted or full; see "
@@ -220,6 +236,15 @@ class Settings(BaseSettings):
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
 
+    @field_validator("models_dir")
+    @classmethod
+    def _expand_models(cls, v: Path | None) -> Path | None:
+        return None if v is None else v.expanduser()
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: str | None) -> str | None:
@@ -248,15 +273,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_groups(self) -> Settings:
-        if not self.models:
-            raise ValueError("models must list at least one model")
+        if not self.chat_models():
+            raise ValueError("models must list at least one chat model")
         ids = self.deployment_ids()
         dupes = sorted({d for d in ids if ids.count(d) > 1})
         if dupes:
             raise ValueError(f"models: deployment id {', '.join(dupes)} is used more than once")
-        served = {m.name for m in self.models}
+        kinds: dict[str, str] = {}
+        for m in self.models:
+            if kinds.setdefault(m.name, m.kind) != m.kind:
+                raise ValueError(f"models: '{m.name}' is both a chat and an embedding model")
+        self.pricing.check_models(set(kinds))
+        served = {m.name for m in self.chat_models()}
         self.routing.check_models(served)
-        self.pricing.check_models(served)
+        emb = self.knowledge.embedding_model
+        if emb is not None and kinds.get(emb) != "embedding":
+            raise ValueError(f"knowledge.embedding_model: '{emb}' is not an embedding model")
         unknown = sorted(m for m in self.guard.models if m not in served)
         if unknown:
             raise ValueError(f"guard.models: {', '.join(unknown)} is not a served model")
@@ -264,7 +296,7 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"cache.models: {', '.join(unknown)} is not a served model")
         for name, lim in self.model_limits.items():
-            if name not in served:
+            if name not in kinds:
                 raise ValueError(
                     f"model_limits: '{name}' is not a served model "
                     f"(models: {', '.join(sorted(served))})"
@@ -291,7 +323,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_anthropic_map(self) -> Settings:
-        served = {m.name for m in self.models}
+        served = {m.name for m in self.chat_models()}
         unknown = sorted({t for t in self.anthropic_model_map.values() if t not in served})
         if unknown:
             raise ValueError(
@@ -315,6 +347,20 @@ class Settings(BaseSettings):
             seen[m.name] = i + 1
             ids.append(m.deployment or f"{m.name}#{i}")
         return ids
+
+    def chat_models(self) -> list[ModelConfig]:
+        return [m for m in self.models if m.kind == "chat"]
+
+    def embedding_models(self) -> list[ModelConfig]:
+        return [m for m in self.models if m.kind == "embedding"]
+
+    def knowledge_embedder(self) -> ModelConfig | None:
+        """The embedding model knowledge bases use (its first deployment)."""
+        name = self.knowledge.embedding_model
+        for m in self.embedding_models():
+            if name is None or m.name == name:
+                return m
+        return None
 
     def model_names(self) -> list[str]:
         seen: dict[str, None] = {}

@@ -51,6 +51,7 @@ Permission = Literal[
     "keys",  # manage keys (its tenant's)
     "tenants",  # manage tenants
     "system",  # routing, reload: the gateway itself
+    "knowledge",  # knowledge bases (what each one allows: its own roles, knowledge/service.py)
 ]
 GRANTS: dict[str, frozenset[str]] = {
     "superadmin": frozenset(
@@ -65,10 +66,13 @@ GRANTS: dict[str, frozenset[str]] = {
             "keys",
             "tenants",
             "system",
+            "knowledge",
         )
     ),
-    "admin": frozenset(("infer", "models", "balance", "usage", "audit", "users", "keys")),
-    "user": frozenset(("infer", "models", "balance")),
+    "admin": frozenset(
+        ("infer", "models", "balance", "usage", "audit", "users", "keys", "knowledge")
+    ),
+    "user": frozenset(("infer", "models", "balance", "knowledge")),
     "auditor": frozenset(("models", "balance", "usage", "audit")),
     "viewer": frozenset(("models", "balance", "metrics")),
 }
@@ -83,6 +87,7 @@ WHAT: dict[str, str] = {
     "keys": "manage keys",
     "tenants": "manage tenants",
     "system": "manage the gateway",
+    "knowledge": "use knowledge bases",
 }
 
 

@@ -35,7 +35,9 @@ from seekport.gateway.backends.base import BackendCall, Endpoint
 from seekport.gateway.budgets import Budgets, budget_scopes
 from seekport.gateway.cache import ResponseCacher
 from seekport.gateway.content_log import ContentLogger
+from seekport.gateway.grounding import ground, wants_grounding
 from seekport.gateway.guard.policy import Guard
+from seekport.gateway.knowledge import KnowledgeDesk
 from seekport.gateway.limits import Admission, Terms
 from seekport.gateway.metering import Held, Metered, from_list
 from seekport.gateway.routing.router import Router
@@ -71,6 +73,7 @@ class RequestContext:
     beta: bool = False  # the request came in under /beta
     region: str | None = None  # x-seekport-region: tag-aware routing prefers it
     cache_refresh: bool = False  # Cache-Control: no-cache: skip the cached answer, store anew
+    citations: list[dict[str, Any]] | None = None  # a grounded answer's sources (grounding.py)
 
 
 @dataclass(slots=True)
@@ -99,8 +102,10 @@ class ChatService:
         cache: ResponseCacher | None = None,
         guard: Guard | None = None,
         content: ContentLogger | None = None,
+        knowledge: KnowledgeDesk | None = None,
     ) -> None:
         self.router = Router(table, metrics)
+        self.knowledge = knowledge  # None: knowledge_bases in a body is a 400
         self._aliases = {a.name: a for a in aliases or ()}
         self._recorder = recorder
         self._metrics = metrics
@@ -181,11 +186,14 @@ class ChatService:
         served model here, its fixed parameters merged over the client's."""
         self.deployment_for(req.model)
         held = Held(self._budgets)
-        if ctx.principal is not None:
+        grounded = isinstance(req, ChatCompletionRequest) and wants_grounding(body)
+        if ctx.principal is None:
+            if grounded:
+                body, ctx.citations = await ground(self.knowledge, None, body)
+        else:
             who = ctx.principal
             self._admit_model(who, req.model)
             req, body = capped(req, body, who.policy.max_tokens)
-            req, body = self._guard_request(who, req, body, held)
             scopes = scopes_of(who)
             served = self.served_model(req.model)
             lim = self._model_limits.get(served) if served is not None else None
@@ -203,6 +211,11 @@ class ChatService:
                 scopes, ctx.request_id, lambda: estimate(req, body)
             )
             try:
+                if grounded:  # after admission: retrieval is work a limit must bound
+                    body, ctx.citations = await ground(self.knowledge, who, body)
+                    req = _revalidated(req, body)  # type: ignore[arg-type]
+                # the guard sees the sources too: a document's personal data is redacted
+                req, body = self._guard_request(who, req, body, held)
                 req, body = await self._reserve(ctx, who, req, body, held)
             except BaseException:
                 await held.settle(None)
@@ -473,6 +486,14 @@ class ChatService:
     def record_nowait(self, ev: UsageEvent) -> None:
         """For paths that cannot wait (the client is gone): commit in the background."""
         self._recorder.record_nowait(ev)
+
+
+def _revalidated(req: ChatCompletionRequest, body: dict[str, Any]) -> ChatCompletionRequest:
+    """The request as its changed body says (an Anthropic-style output ceiling kept)."""
+    out = ChatCompletionRequest.model_validate(body)
+    if req.output_ceiling:
+        out.as_ceiling()
+    return out
 
 
 def _first_set(*switches: bool | None) -> bool | None:

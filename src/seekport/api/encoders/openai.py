@@ -49,6 +49,8 @@ class AnswerMeta:
     top_logprobs: int = 0  # chat: alternatives per token the client asked for
     reasoning: bool = False  # chat: always send reasoning_content (R1-style models)
     passthrough: bool = True  # upstream bytes may go out unchanged
+    extra: dict[str, Any] | None = None  # top-level fields of the answer (a grounded answer's
+    # citations): in the body, and in a stream's first chunk
 
 
 def _completion_logprobs(entries: list[TokenLogprob], offset: int) -> dict[str, Any]:
@@ -111,6 +113,16 @@ class OpenAIStream:
         if not self.meta.chat or index in self._roles_sent:
             return b""
         self._roles_sent.add(index)
+        if self.meta.extra and index == 0:
+            return self._event(
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                },
+                **self.meta.extra,
+            )
         return self._chat(index, {"role": "assistant", "content": ""})
 
     def encode(self, ev: Event) -> bytes:
@@ -266,6 +278,7 @@ class OpenAIBody:
             "system_fingerprint": self.meta.fingerprint,
             "choices": choices,
             "usage": self._usage,
+            **(self.meta.extra or {}),
         }
 
     def _completion(self, index: int, ch: _Choice) -> dict[str, Any]:

@@ -72,7 +72,11 @@ async def _parse(request: Request, model_cls: type[BaseModel]) -> tuple[Any, dic
     return req, body
 
 
-def _meta(result: ChatResult, req: ChatCompletionRequest | CompletionRequest) -> AnswerMeta:
+def _meta(
+    result: ChatResult,
+    req: ChatCompletionRequest | CompletionRequest,
+    citations: list[dict[str, Any]] | None = None,
+) -> AnswerMeta:
     chat = isinstance(req, ChatCompletionRequest)
     backend = result.deployment.backend
     return AnswerMeta(
@@ -82,7 +86,8 @@ def _meta(result: ChatResult, req: ChatCompletionRequest | CompletionRequest) ->
         wants_usage=req.wants_usage_in_stream,
         top_logprobs=(req.top_logprobs or 0) if isinstance(req, ChatCompletionRequest) else 0,
         reasoning=chat and backend.reasoning,
-        passthrough=result.passthrough,
+        passthrough=result.passthrough and citations is None,
+        extra={"citations": citations} if citations is not None else None,
     )
 
 
@@ -117,7 +122,7 @@ async def _complete(
 ) -> Response:
     result = await scope.services.chat.open(scope.ctx, endpoint, req, body)
     scope.result = result
-    out = OpenAIBody(_meta(result, req))
+    out = OpenAIBody(_meta(result, req, scope.ctx.citations))
     try:
         async for ev in result.events:
             out.add(ev)
@@ -133,7 +138,7 @@ async def _stream(
 ) -> Response:
     result = await scope.services.chat.open(scope.ctx, endpoint, req, body)
     scope.result = result
-    enc = OpenAIStream(_meta(result, req))
+    enc = OpenAIStream(_meta(result, req, scope.ctx.citations))
     # Pull events until there are bytes to send, so errors before any byte get their status.
     first = b""
     try:

@@ -7,7 +7,7 @@ import datetime as dt
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from seekport.api.deps import authorize, services_or_none
+from seekport.api.deps import Services, authorize, services_or_none
 from seekport.api.scope import RequestScope
 from seekport.config import Settings
 from seekport.config.pricing import decimal_string
@@ -31,6 +31,12 @@ def _owners(settings: Settings) -> dict[str, str]:
     return owners
 
 
+def _listed(svc: Services) -> list[str]:
+    """Chat models, aliases, then embedding models."""
+    embedding = svc.embeddings.model_ids() if svc.embeddings is not None else []
+    return [*svc.chat.model_ids(), *embedding]
+
+
 def _json(body: str, scope: RequestScope) -> Response:
     return Response(body, media_type="application/json", headers=scope.headers())
 
@@ -46,7 +52,7 @@ async def list_models(request: Request) -> Response:
         owners = _owners(svc.settings)
         data = [
             _card(m, svc.started_at, owners.get(m, "seekport"))
-            for m in svc.chat.model_ids()
+            for m in _listed(svc)
             if who.policy.allows_model(m)  # a key limited to some models sees only those
         ]
         return _json(ModelList(data=data).model_dump_json(), scope)
@@ -62,7 +68,7 @@ async def get_model(request: Request, model_id: str) -> Response:
     async def handle() -> Response:
         svc = scope.services
         who = await authorize(svc, request, "models")
-        if model_id not in svc.chat.model_ids() or not who.policy.allows_model(model_id):
+        if model_id not in _listed(svc) or not who.policy.allows_model(model_id):
             raise ModelNotFoundError(
                 f"Model Not Exist: the model '{model_id}' does not exist", param="model"
             )

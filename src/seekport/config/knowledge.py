@@ -1,0 +1,27 @@
+"""The ``knowledge:`` section: knowledge bases (documents, chunks, hybrid search)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class KnowledgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    embedding_model: str | None = Field(
+        default=None,
+        description="The embedding model (a `models[]` entry of kind embedding) new knowledge "
+        "bases use. Default: the first embedding model listed.",
+    )
+    chunk_tokens: Annotated[int, Field(ge=32, le=8192)] = Field(
+        default=512,
+        description="Tokens per chunk (the embedder's tokens; at most what it takes at once).",
+    )
+    chunk_overlap: Annotated[float, Field(ge=0, le=0.5)] = Field(
+        default=0.2, description="Share of a chunk repeated at the start of the next."
+    )
+    max_upload_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = Field(
+        default=50 << 20, description="Largest document accepted for a knowledge base."
+    )
