@@ -38,3 +38,9 @@ def test_english_words_are_stemmed_and_stopwords_dropped() -> None:
 
 def test_full_width_text_is_normalised() -> None:
     assert Analyzer().terms("ＧＰＵ１２３") == Analyzer().terms("gpu123")
+
+
+def test_digits_next_to_chinese_do_not_glue_a_run_together() -> None:
+    terms = Analyzer().terms("1千8百10贯文的知行")
+    assert "知行" in terms and "10" in terms
+    assert not any(t.startswith("1千") for t in terms)

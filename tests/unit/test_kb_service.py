@@ -203,3 +203,29 @@ def test_documents_cut_by_a_crash_are_found_unfinished(kbs: KnowledgeBases) -> N
     assert kbs.unfinished() == [doc.id]
     assert kbs.ingest(doc.id) == "done"
     assert kbs.unfinished() == []
+
+
+def test_terms_an_older_analyzer_made_are_made_again(kbs: KnowledgeBases) -> None:
+    kb_id = _filled(kbs)
+    kb = kbs.store.get_kb(kb_id)
+    assert kb is not None
+    assert not kbs.refresh_terms(kb)  # made by this analyzer: nothing to do
+    kbs.store.update_settings(kb_id, {**kb.settings, "lexical_version": 0})
+    kbs.store.rewrite_terms(kb, [], {**kb.settings, "lexical_version": 0})  # words lost
+    stale = kbs.store.get_kb(kb_id)
+    assert stale is not None
+    assert kbs.search(kbs.access(OWNER, kb_id, "read"), "ERR-4021", mode="bm25") == []
+    assert kbs.refresh_terms(stale)
+    hits = kbs.search(kbs.access(OWNER, kb_id, "read"), "ERR-4021", mode="bm25")
+    assert hits[0].chunk.filename == "gpu.md"
+
+
+@pytest.mark.parametrize("fusion", ["convex", "rrf"])
+def test_both_fusions_rank_with_both_legs(kbs: KnowledgeBases, fusion: str) -> None:
+    kb = kbs.create(OWNER, f"f-{fusion}", settings={"fusion": fusion})
+    for name, text in DOCS.items():
+        _add(kbs, kb.id, name, text)
+    hits = kbs.search(kbs.access(OWNER, kb.id, "read"), "vacation days for employees")
+    assert hits[0].chunk.filename == "hr.txt"
+    assert hits[0].lexical_rank == 1 and hits[0].dense_rank is not None
+    assert hits == sorted(hits, key=lambda h: -h.score)

@@ -171,6 +171,7 @@ def _knowledge_desk(
     if kb is None:
         return None
     parts.jobs.ingest_handler = kb.bases.ingest
+    kb.bases.refresh_all()  # full-text words an older analyzer made are made again
     for doc_id in kb.bases.unfinished():
         parts.jobs.enqueue_ingest(doc_id)
     return KnowledgeDesk(kb.bases, parts.jobs.enqueue_ingest, parts.audit)

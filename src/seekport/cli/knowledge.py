@@ -291,7 +291,7 @@ def kb_eval(
     try:
         ds = Dataset.load(dataset, split)
         log(f"{ds.name}/{split}: {len(ds.corpus)} passages, {len(ds.queries)} queries")
-        kb = ingest_dataset(ds, parts.store, parts.ingestor, parts.embedder.model, log)
+        kb = ingest_dataset(ds, parts.bases, log)
         scores = evaluate(ds, parts.store, parts.retriever, kb)
     except SeekportError as exc:
         typer.echo(f"error: {exc.message}", err=True)

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from seekport.errors import InvalidRequestError
-from seekport.knowledge.ingest import Ingestor, content_hash
+from seekport.knowledge.ingest import content_hash
 from seekport.knowledge.parsing import ParsedDocument, Section
 from seekport.knowledge.retrieval import Mode, Retriever
+from seekport.knowledge.service import Actor, KnowledgeBases
 from seekport.store.knowledge import KnowledgeBaseRecord, SqliteKnowledgeStore
 
 EVAL_TENANT = "ten_eval"
+EVAL_ACTOR = Actor(EVAL_TENANT, "eval", superadmin=True)
 MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
 INGEST_BATCH = 256
 
@@ -86,17 +88,21 @@ def recall_at(ranked: list[str], rels: dict[str, int], k: int) -> float:
     return len(set(ranked[:k]) & set(rels)) / len(rels) if rels else 0.0
 
 
-def ingest_dataset(
-    ds: Dataset, store: SqliteKnowledgeStore, ingestor: Ingestor, model: str, log: Log
-) -> KnowledgeBaseRecord:
-    """The set's knowledge base: made and filled once, found again by the corpus hash."""
+def ingest_dataset(ds: Dataset, bases: KnowledgeBases, log: Log) -> KnowledgeBaseRecord:
+    """The set's knowledge base: made and filled once, found again by the corpus hash (its
+    words made again if the analyzer changed since)."""
+    store, ingestor = bases.store, bases.ingestor
     name = f"eval-{ds.name}-{ds.corpus_hash()}"
-    kb = store.find_kb(EVAL_TENANT, name) or store.create_kb(EVAL_TENANT, name, model)
+    kb = store.find_kb(EVAL_TENANT, name) or bases.create(EVAL_ACTOR, name)
     done = {d.filename for d in store.list_documents(kb.id) if d.status == "done"}
     todo = [d for d in ds.corpus if d["id"] not in done]
     if not todo:
         log(f"{name}: {len(done)} documents already ingested")
-        return kb
+        if bases.refresh_terms(kb):
+            log(f"{name}: full-text terms made again by the current analyzer")
+        found = store.get_kb(kb.id)
+        assert found is not None
+        return found
     started = time.perf_counter()
     chunks = 0
     for start in range(0, len(todo), INGEST_BATCH):

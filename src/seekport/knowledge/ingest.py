@@ -55,6 +55,7 @@ class Ingestor:
         self._store = store
         self._embedder = embedder
         self._analyzer = analyzer
+        self.analyzer = analyzer
 
     def parse(self, doc_id: str, filename: str, data: bytes) -> ParsedDocument | None:
         """Parse a stored document's bytes; a failure marks it failed (None)."""
@@ -114,7 +115,7 @@ class Ingestor:
                         body_terms=self._analyzer.document(c.text),
                     )
                 )
-            self._store.replace_chunks(kb, p.doc_id, rows)
+            self._store.replace_chunks(kb, p.doc_id, rows, p.parsed.title)
             written += len(rows)
         return written
 

@@ -18,11 +18,14 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-_RUN = re.compile(
-    r"(?P<han>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)"
-    r"|(?P<word>[^\W_]+(?:[-._][^\W_]+)*)"
-)
-_PARTS = re.compile(r"[^\W_]+")
+# Bumped whenever terms() changes what it makes: a knowledge base indexed by an older version
+# has its full-text rows rewritten from its chunks (no embedding needed).
+VERSION = 2
+
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_ALNUM = f"[^\\W_{_HAN}]+"  # letters and digits of other scripts (Han runs go to jieba)
+_RUN = re.compile(f"(?P<han>[{_HAN}]+)|(?P<word>{_ALNUM}(?:[-._]{_ALNUM})*)")
+_PARTS = re.compile(_ALNUM)
 
 # Very common English words: matched by nearly every chunk, they cost time and add nothing.
 _STOPWORDS = """

@@ -1,7 +1,8 @@
 """Hybrid search over one knowledge base: a lexical leg (FTS5's BM25 over jieba/stemmed terms,
 per field), a dense leg (the embedder's query vector against every chunk's vector, exact), and
-their fusion by reciprocal rank (RRF, weights per knowledge base). Every hit says why it ranked
-where it did: its rank and score in each leg.
+their fusion: by reciprocal rank (RRF), or a convex sum of each leg's min-max scaled scores,
+with weights per knowledge base. Every hit says why it ranked where it did: its rank and score
+in each leg.
 
 The dense matrix of a knowledge base is held in memory and reloaded when the store's version of
 it moved (another worker ingested): an exact scan of 100k chunks × 384 floats is one matrix
@@ -23,8 +24,19 @@ from seekport.knowledge.protocols import Embedder
 from seekport.store.knowledge import ChunkHit, KnowledgeBaseRecord, SqliteKnowledgeStore
 
 Mode = Literal["hybrid", "bm25", "dense"]
+Fusion = Literal["rrf", "convex"]
 RRF_K = 60
-DEFAULT_FIELD_WEIGHTS = (2.0, 1.0, 1.0)  # title, headings, body
+# A query word in more than this share of a base's chunks is left out of the lexical query
+# (when the base has PRUNE_MIN_CHUNKS or more and a rarer word is left): its BM25 weight is
+# small, yet FTS5 scores every row holding it. Measured on the dev splits: nDCG@10 within
+# ±0.002, queries about twice as fast.
+COMMON_SHARE = 0.2
+PRUNE_MIN_CHUNKS = 1000
+DEFAULT_FIELD_WEIGHTS = (3.0, 1.0, 1.0)  # title, headings, body
+# Measured on the dev splits (docs/benchmarks.md): the convex sum of min-max scaled scores
+# beat RRF (k = 60) on both sets (SciFact 0.734 vs 0.713, CMRC chunks 0.931 vs 0.916), at
+# equal weights; RRF stays a knowledge base's choice (it needs no score scale at all).
+DEFAULT_FUSION: Fusion = "convex"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +47,19 @@ class Ranking:
     dense_weight: float = 1.0
     field_weights: tuple[float, float, float] = DEFAULT_FIELD_WEIGHTS
     depth: int = 100  # candidates each leg gives the fusion
+    fusion: Fusion = DEFAULT_FUSION
 
     @classmethod
     def of(cls, kb: KnowledgeBaseRecord) -> Ranking:
         s = kb.settings
+        fw = tuple(float(x) for x in s.get("field_weights", DEFAULT_FIELD_WEIGHTS))[:3]
+        fusion = s.get("fusion", DEFAULT_FUSION)
         return cls(
             lexical_weight=float(s.get("lexical_weight", 1.0)),
             dense_weight=float(s.get("dense_weight", 1.0)),
-            field_weights=tuple(s.get("field_weights", DEFAULT_FIELD_WEIGHTS))[:3],
+            field_weights=(fw[0], fw[1], fw[2]),
             depth=int(s.get("depth", 100)),
+            fusion="convex" if fusion == "convex" else "rrf",
         )
 
 
@@ -73,12 +89,35 @@ class Retriever:
         self._embedder = embedder
         self._analyzer = analyzer
         self._matrices: dict[str, _Matrix] = {}
+        self._counts: dict[str, tuple[int, int]] = {}  # kb id → (version, chunks)
         self._lock = threading.Lock()
 
-    def match_query(self, query: str) -> str:
-        """The FTS5 query of a text: any of its terms (each quoted, so codes stay whole)."""
-        terms = dict.fromkeys(self._analyzer.terms(query))
+    def match_query(self, query: str, kb: KnowledgeBaseRecord | None = None) -> str:
+        """The FTS5 query of a text: any of its terms (each quoted, so codes stay whole),
+        without the words most of ``kb``'s chunks hold."""
+        terms = list(dict.fromkeys(self._analyzer.terms(query)))
+        if kb is not None and len(terms) > 1:
+            terms = self._uncommon(kb, terms)
         return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+    def _uncommon(self, kb: KnowledgeBaseRecord, terms: list[str]) -> list[str]:
+        n = self._chunk_count(kb)
+        if n < PRUNE_MIN_CHUNKS:
+            return terms
+        df = self._store.document_frequencies(kb, terms)
+        kept = [t for t in terms if df.get(t, 0) <= COMMON_SHARE * n]
+        return kept or sorted(terms, key=lambda t: df.get(t, 0))[:2]
+
+    def _chunk_count(self, kb: KnowledgeBaseRecord) -> int:
+        version = self._store.kb_version(kb.id) or 0
+        with self._lock:
+            known = self._counts.get(kb.id)
+        if known is not None and known[0] == version:
+            return known[1]
+        n = self._store.chunk_count(kb.id)
+        with self._lock:
+            self._counts[kb.id] = (version, n)
+        return n
 
     def lexical(
         self,
@@ -88,7 +127,7 @@ class Retriever:
         ranking: Ranking | None = None,
         documents: Sequence[str] | None = None,
     ) -> list[tuple[int, float]]:
-        match = self.match_query(query)
+        match = self.match_query(query, kb)
         if not match:
             return []
         r = ranking or Ranking.of(kb)
@@ -158,6 +197,10 @@ class Retriever:
             fused = {cid: s for cid, s in lex}
         elif mode == "dense":
             fused = {cid: s for cid, s in den}
+        elif r.fusion == "convex":
+            for weight, leg in ((r.lexical_weight, lex), (r.dense_weight, den)):
+                for cid, x in _min_max(leg).items():
+                    fused[cid] = fused.get(cid, 0.0) + weight * x
         else:
             for cid, (rank, _) in lex_rank.items():
                 fused[cid] = fused.get(cid, 0.0) + r.lexical_weight / (RRF_K + rank)
@@ -182,3 +225,14 @@ class Retriever:
                 )
             )
         return hits
+
+
+def _min_max(leg: list[tuple[int, float]]) -> dict[int, float]:
+    """A leg's scores scaled to 0..1 over its candidates (BM25 and cosine are not on one
+    scale; their spread within one query is what the convex fusion weighs)."""
+    if not leg:
+        return {}
+    lo = min(x for _, x in leg)
+    hi = max(x for _, x in leg)
+    span = hi - lo
+    return {cid: (x - lo) / span if span > 0 else 1.0 for cid, x in leg}

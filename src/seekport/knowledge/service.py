@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from seekport.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from seekport.knowledge.ingest import Ingestor, content_hash
+from seekport.knowledge.lexical import VERSION as LEXICAL_VERSION
 from seekport.knowledge.retrieval import Hit, Mode, Retriever
 from seekport.store.knowledge import (
     DocumentRecord,
@@ -147,7 +148,7 @@ class KnowledgeBases:
             self.model,
             description=description,
             owner_id=actor.principal_id,
-            settings=settings,
+            settings={**(settings or {}), "lexical_version": LEXICAL_VERSION},
         )
         self.store.set_member(kb.id, actor.principal_id, "owner")
         return kb
@@ -265,6 +266,25 @@ class KnowledgeBases:
             raise InvalidRequestError(f"top_k must be 1 to {MAX_TOP_K}", param="top_k")
         docs = self.allowed_documents(access, tags, filename)
         return self.retriever.search(access.kb, query, k=top_k, mode=mode, documents=docs)
+
+    def refresh_terms(self, kb: KnowledgeBaseRecord) -> bool:
+        """Rewrite a knowledge base's full-text rows if an older analyzer made them (True
+        when it did): its chunks' words, not their vectors, are made again."""
+        if kb.settings.get("lexical_version") == LEXICAL_VERSION:
+            return False
+        a = self.ingestor.analyzer
+        titles: dict[str, str] = {}
+        rows = []
+        for cid, text, headings, title in self.store.chunk_texts(kb):
+            if title not in titles:
+                titles[title] = a.document(title)
+            rows.append((cid, titles[title], a.document(" ".join(headings)), a.document(text)))
+        self.store.rewrite_terms(kb, rows, {**kb.settings, "lexical_version": LEXICAL_VERSION})
+        return True
+
+    def refresh_all(self) -> int:
+        """At start: every knowledge base's terms as the current analyzer makes them."""
+        return sum(self.refresh_terms(kb) for kb in self.store.list_kbs(None))
 
     def unfinished(self) -> list[str]:
         """Documents whose ingestion a crash may have cut: to queue again at start."""

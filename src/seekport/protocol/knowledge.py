@@ -27,6 +27,11 @@ class KnowledgeBaseCreate(BaseModel):
     dense_weight: Annotated[float, Field(ge=0, le=100)] = Field(
         default=1.0, description="Weight of the dense (embedding) ranking in the fusion."
     )
+    fusion: Literal["convex", "rrf"] = Field(
+        default="convex",
+        description="convex: the weighted sum of each leg's scores scaled to 0..1 (the "
+        "default: best on the labelled sets measured); rrf: reciprocal rank fusion (k = 60).",
+    )
 
 
 class KnowledgeBase(BaseModel):

@@ -91,6 +91,10 @@ CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# each FTS table's vocabulary: a term's document frequency, read by equality on the term
+_VOCAB = "CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts_{n}_vocab USING fts5vocab(kb_fts_{n}, 'row')"
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
@@ -285,6 +289,7 @@ class SqliteKnowledgeStore:
                 f"{', '.join(FTS_COLUMNS)}, "
                 "tokenize = \"unicode61 remove_diacritics 0 tokenchars '-._'\")"
             )
+            c.execute(_VOCAB.format(n=int(n)))
         kb = self.get_kb(kb_id)
         assert kb is not None
         return kb
@@ -511,7 +516,11 @@ class SqliteKnowledgeStore:
         return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows}
 
     def replace_chunks(
-        self, kb: KnowledgeBaseRecord, doc_id: str, rows: Sequence[ChunkRow]
+        self,
+        kb: KnowledgeBaseRecord,
+        doc_id: str,
+        rows: Sequence[ChunkRow],
+        title: str | None = None,
     ) -> None:
         """The document's chunks, all at once: the old ones (and their index rows) go, the new
         ones come, in one transaction; the document is done and the knowledge base's version
@@ -539,8 +548,8 @@ class SqliteKnowledgeStore:
                 )
             c.execute(
                 "UPDATE kb_document SET status = 'done', error = NULL, progress = 1, chunks = ?,"
-                " updated_at = ? WHERE id = ?",
-                (len(rows), _now(), doc_id),
+                " title = COALESCE(?, title), updated_at = ? WHERE id = ?",
+                (len(rows), title, _now(), doc_id),
             )
             c.execute("UPDATE kb SET version = version + 1 WHERE id = ?", (kb.id,))
 
@@ -561,6 +570,42 @@ class SqliteKnowledgeStore:
             ).rowcount
             c.execute("UPDATE kb SET version = version + 1 WHERE id = ?", (kb.id,))
         return bool(gone)
+
+    def chunk_texts(self, kb: KnowledgeBaseRecord) -> list[tuple[int, str, list[str], str]]:
+        """Every chunk's ``(id, text, headings, its document's title)``."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT c.id, c.text, c.headings, COALESCE(d.title, '') FROM kb_chunk c "
+                "JOIN kb_document d ON d.id = c.document_id WHERE c.kb_id = ?",
+                (kb.id,),
+            )
+            .fetchall()
+        )
+        return [(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+
+    def rewrite_terms(
+        self,
+        kb: KnowledgeBaseRecord,
+        terms: Sequence[tuple[int, str, str, str]],
+        settings: dict[str, Any],
+    ) -> None:
+        """Replace the full-text rows ``(chunk id, title, headings, body)`` in one
+        transaction, with the knowledge base's new settings (the analyzer's version)."""
+        with self._tx() as c:
+            c.execute(f"DELETE FROM {kb.fts}")  # noqa: S608 (kb_fts_<int>)
+            c.executemany(
+                f"INSERT INTO {kb.fts} (rowid, title, headings, body) VALUES (?, ?, ?, ?)",  # noqa: S608
+                terms,
+            )
+            c.execute(
+                "UPDATE kb SET settings = ?, version = version + 1 WHERE id = ?",
+                (json.dumps(settings), kb.id),
+            )
+
+    def update_settings(self, kb_id: str, settings: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE kb SET settings = ? WHERE id = ?", (json.dumps(settings), kb_id))
 
     # ---- search
 
@@ -602,6 +647,27 @@ class SqliteKnowledgeStore:
             .fetchall()
         )
         return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def document_frequencies(self, kb: KnowledgeBaseRecord, terms: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each term (terms no chunk holds are left out)."""
+        if not terms:
+            return {}
+        c = self._conn()
+        c.execute(_VOCAB.format(n=kb.n))  # a base made before the vocabulary existed
+        marks = ",".join("?" * len(terms))
+        rows = c.execute(
+            f"SELECT term, doc FROM {kb.fts}_vocab WHERE term IN ({marks})",  # noqa: S608
+            list(terms),
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def chunk_count(self, kb_id: str) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT COUNT(*) FROM kb_chunk WHERE kb_id = ?", (kb_id,))
+            .fetchone()
+        )
+        return int(row[0])
 
     def vectors(
         self, kb_id: str

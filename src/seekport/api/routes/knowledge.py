@@ -103,6 +103,7 @@ async def create_kb(request: Request) -> Response:
         settings: dict[str, Any] = {
             "lexical_weight": spec.lexical_weight,
             "dense_weight": spec.dense_weight,
+            "fusion": spec.fusion,
         }
         if spec.chunk_tokens is not None:
             settings["chunk_tokens"] = spec.chunk_tokens

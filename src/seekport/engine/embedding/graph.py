@@ -41,21 +41,25 @@ OUTPUT = "embedding"
 
 
 class _Builder:
-    """Collects nodes and initialisers; ``op`` returns the single output's name."""
+    """Appends nodes and initialisers straight into one ModelProto; ``op`` returns the output.
+
+    Building lists and handing them to ``helper.make_graph``/``make_model`` copies every weight
+    twice more (protobuf copies on insert): writing in place keeps the peak near one copy.
+    """
 
     def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
+        self.model = onnx.ModelProto()
+        self.graph = self.model.graph
         self._n = 0
 
     def const(self, name: str, value: npt.ArrayLike, dtype: type = np.float32) -> str:
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        self.graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
     def op(self, op_type: str, *inputs: str, **attrs: Any) -> str:
         self._n += 1
         out = f"{op_type.lower()}_{self._n}"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        self.graph.node.append(helper.make_node(op_type, list(inputs), [out], **attrs))
         return out
 
     def linear(
@@ -127,23 +131,19 @@ def build_fp32(packed: PackedModel) -> onnx.ModelProto:
     count = b.op("Max", b.op("ReduceSum", mask3, axis1, keepdims=0), "f.one")  # [B, 1]
     mean = b.op("Div", summed, count)
     norm = b.op("Max", b.op("ReduceL2", mean, axes=[-1], keepdims=1), b.const("f.eps", 1e-6))
-    b.nodes.append(helper.make_node("Div", [mean, norm], [OUTPUT]))
+    b.graph.node.append(helper.make_node("Div", [mean, norm], [OUTPUT]))
 
-    graph = helper.make_graph(
-        b.nodes,
-        "multilingual-e5-small",
-        [
-            helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "seq"]),
-            helper.make_tensor_value_info(ATTENTION_MASK, TensorProto.INT64, ["batch", "seq"]),
-        ],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", hidden])],
-        b.inits,
+    b.graph.name = "multilingual-e5-small"
+    b.graph.input.extend(
+        helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "seq"])
+        for name in (INPUT_IDS, ATTENTION_MASK)
     )
-    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)]
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model
+    b.graph.output.append(
+        helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", hidden])
+    )
+    b.model.ir_version = IR_VERSION
+    b.model.opset_import.extend([helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)])
+    return b.model
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
