@@ -10,12 +10,14 @@ Method
 * Queries: ``--queries`` short questions, once batched in one call, once one call per query.
 * Each figure is the best of ``--repeat`` runs after one warm-up; ``--threads`` intra-op threads.
 
-Run: ``.venv/bin/python bench/embedder.py [--corpus data/retrieval/scifact/corpus.jsonl]``.
+Run: ``.venv/bin/python bench/embedder.py [--corpus data/retrieval/scifact/corpus.jsonl]
+[--no-docs]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import random
 import resource
@@ -28,9 +30,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
 import onnx  # noqa: E402
 import onnxruntime as ort  # type: ignore[import-untyped]  # noqa: E402
+from gateway_overhead import command_line, machine, revision, write_section  # noqa: E402
 
 from seekport.engine.embedding.e5 import E5Embedder, _session_options  # noqa: E402
 from seekport.engine.embedding.graph import build_fp32  # noqa: E402
@@ -127,7 +131,14 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=120)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--no-docs", action="store_true", help="print only")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    out: list[str] = []
+
+    def say(line: str = "") -> None:
+        print(line)
+        out.append(line)
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
@@ -148,17 +159,35 @@ def main() -> None:
         )
         queries = [QUERIES[i % len(QUERIES)] + f" ({i})" for i in range(args.queries)]
         tokens = int8.count_tokens(passages, input_type="passage")
-        print(
+        say(
             f"{len(passages)} passages ({'corpus' if args.corpus else 'generated'}), "
             f"mean {sum(tokens) / len(tokens):.0f} tokens; {len(queries)} queries; "
-            f"{args.threads} threads; onnxruntime {ort.__version__}"
+            f"{args.threads} threads; onnxruntime {ort.__version__}."
         )
-        print(f"first-use conversion: {convert_s:.1f} s, peak RSS {convert_rss:.0f} MiB\n")
-        print("| model | passages/s | queries/s (batched) | queries/s (one per call) |")
-        print("|---|---:|---:|---:|")
+        say(f"First-use conversion: {convert_s:.1f} s, peak RSS {convert_rss:.0f} MiB.")
+        say()
+        say("| model | passages/s | queries/s (batched) | queries/s (one per call) |")
+        say("|---|---:|---:|---:|")
         for name, model in (("int8", int8), ("fp32", fp32)):
             p, qb, q1 = rates(model, passages, queries, args.repeat)
-            print(f"| {name} | {p:.1f} | {qb:.0f} | {q1:.0f} |")
+            say(f"| {name} | {p:.1f} | {qb:.0f} | {q1:.0f} |")
+
+    if not args.no_docs:
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        head = [
+            "<!-- embedder:start -->",
+            "## Local embedder: multilingual-e5-small, ONNX Runtime int8 and float32",
+            "",
+            f"Machine: {machine()}. Date: {now}. Revision: {revision()}.",
+            f"Command: `{command_line()}`. Method: the docstring of `bench/embedder.py`.",
+            "",
+        ]
+        write_section(
+            args.docs,
+            "\n".join([*head, *out, "", "<!-- embedder:end -->"]),
+            "<!-- embedder:start -->",
+            "<!-- embedder:end -->",
+        )
 
 
 if __name__ == "__main__":

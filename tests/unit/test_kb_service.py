@@ -229,3 +229,23 @@ def test_both_fusions_rank_with_both_legs(kbs: KnowledgeBases, fusion: str) -> N
     assert hits[0].chunk.filename == "hr.txt"
     assert hits[0].lexical_rank == 1 and hits[0].dense_rank is not None
     assert hits == sorted(hits, key=lambda h: -h.score)
+
+
+def test_new_user_words_rewrite_the_index_so_a_name_matches_whole(tmp_path: Path) -> None:
+    store = SqliteKnowledgeStore(tmp_path / "knowledge.db")
+    emb = HashingEmbedder()
+
+    def bases(words: list[str]) -> KnowledgeBases:
+        a = Analyzer(words=words)
+        return KnowledgeBases(store, Ingestor(store, emb, a), Retriever(store, emb, a), "h")
+
+    before = bases([])
+    kb = before.create(OWNER, "k")
+    _add(before, kb.id, "a.txt", "我们的云叫澜渊算力坊，部署很快。")
+    after = bases(["澜渊算力坊"])
+    assert after.ingestor.analyzer.version != before.ingestor.analyzer.version
+    assert after.refresh_all() == 1
+    assert after.refresh_all() == 0  # done once
+    stored = store.get_kb(kb.id)
+    assert stored is not None
+    assert store.document_frequencies(stored, ["澜渊算力坊"]) == {"澜渊算力坊": 1}

@@ -153,11 +153,41 @@ def build_knowledge(
         None,
     ) or LocalEmbeddingBackend(cfg, settings.resolved_models_dir)
     store = SqliteKnowledgeStore(settings.data_dir / "knowledge.db")
-    analyzer = Analyzer()
+    analyzer = Analyzer(settings.knowledge.words)
     ingestor = Ingestor(store, embedder, analyzer)
     retriever = Retriever(store, embedder, analyzer)
     bases = KnowledgeBases(store, ingestor, retriever, cfg.name)
     return KnowledgeParts(store, embedder, ingestor, retriever, bases)
+
+
+def _embedding_users(
+    settings: Settings, embeddings: EmbeddingService, parts: _Parts, chat: ChatService
+) -> KnowledgeDesk | None:
+    """What the embedding models serve besides /embeddings: knowledge bases (grounded chat
+    included) and the semantic cache."""
+    desk = _knowledge_desk(settings, embeddings, parts)
+    chat.knowledge = desk
+    _semantic_cache(settings, embeddings, parts)
+    return desk
+
+
+def _semantic_cache(settings: Settings, embeddings: EmbeddingService, parts: _Parts) -> None:
+    """The semantic cache's index over the first local embedding model, when it is asked for
+    (the settings refuse `cache.semantic` without one)."""
+    from seekport.gateway.semantic_cache import SemanticIndex
+
+    if not settings.cache.semantic:
+        return
+    local = next((b for b in embeddings.backends() if isinstance(b, LocalEmbeddingBackend)), None)
+    if local is None:
+        return
+    c = settings.cache
+    parts.cacher.semantic = SemanticIndex(
+        local.query_vector,
+        threshold=c.semantic_threshold,
+        max_entries=c.semantic_max_entries,
+        ttl_s=c.ttl_s,
+    )
 
 
 def _knowledge_desk(
@@ -356,9 +386,8 @@ def create_app(
                 parts.jobs,
                 parts.content_store,
                 embeddings=embeddings,
-                knowledge=_knowledge_desk(settings, embeddings, parts),
+                knowledge=_embedding_users(settings, embeddings, parts, chat),
             )
-            chat.knowledge = services.knowledge
             if reload_settings is not None:
                 services.reloader = Reloader(
                     services,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class CacheConfig(BaseModel):
@@ -44,16 +44,19 @@ class CacheConfig(BaseModel):
     )
     semantic: bool = Field(
         default=False,
-        description="Nearest-question reuse by embedding: arrives with the knowledge "
-        "issue's embedder; only false is accepted today.",
+        description="Also reuse the answer to the nearest earlier question (same tenant, model, "
+        "conversation and parameters; only the last user message differs) when their "
+        "embeddings are at least `semantic_threshold` alike. Needs a local embedding model.",
     )
-
-    @field_validator("semantic")
-    @classmethod
-    def _no_semantic_yet(cls, v: bool) -> bool:
-        if v:
-            raise ValueError(
-                "the semantic cache needs the knowledge base's embedder, which is not built "
-                "yet; set cache.semantic: false"
-            )
-        return v
+    semantic_models: list[str] = Field(
+        default_factory=list,
+        description="The semantic cache only for these models (empty: every cached model).",
+    )
+    semantic_threshold: Annotated[float, Field(ge=0.5, le=1.0)] = Field(
+        default=0.97,
+        description="Cosine similarity from which an earlier question counts as the same "
+        "(docs/benchmarks.md: false hits against true hits on a labelled paraphrase set).",
+    )
+    semantic_max_entries: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=100_000, description="Questions the semantic index holds (oldest dropped)."
+    )

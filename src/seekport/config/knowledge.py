@@ -25,3 +25,10 @@ class KnowledgeConfig(BaseModel):
     max_upload_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = Field(
         default=50 << 20, description="Largest document accepted for a knowledge base."
     )
+    words: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=100_000,
+        description="Your own words (names, products, codes) the Chinese word splitter keeps "
+        "whole, e.g. [星澜智算平台]. A change rewrites every knowledge base's full-text words "
+        "at the next start (no re-embedding).",
+    )

@@ -286,6 +286,14 @@ class Settings(BaseSettings):
         self.pricing.check_models(set(kinds))
         served = {m.name for m in self.chat_models()}
         self.routing.check_models(served)
+        if self.cache.semantic and not any(m.backend == "local" for m in self.embedding_models()):
+            raise ValueError(
+                "cache.semantic needs a local embedding model (a models[] entry with kind: "
+                "embedding, backend: local; the default config has one)"
+            )
+        unknown = sorted(m for m in self.cache.semantic_models if m not in served)
+        if unknown:
+            raise ValueError(f"cache.semantic_models: {', '.join(unknown)} is not a served model")
         emb = self.knowledge.embedding_model
         if emb is not None and kinds.get(emb) != "embedding":
             raise ValueError(f"knowledge.embedding_model: '{emb}' is not an embedding model")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -31,6 +31,9 @@ from seekport.protocol.events import (
 )
 from seekport.store.kv.cache import ResponseCache
 from seekport.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from seekport.gateway.semantic_cache import Lookup, SemanticIndex
 
 log = logging.getLogger("seekport.cache")
 
@@ -72,6 +75,17 @@ class ResponseCacher:
         self._store = store
         self.config = config
         self._metrics = metrics
+        self.semantic: SemanticIndex | None = None  # wired when an embedder exists
+
+    def semantic_for(self, model: str) -> SemanticIndex | None:
+        """The semantic index, if the config asks for it for this model."""
+        c = self.config
+        if not c.semantic or self.semantic is None:
+            return None
+        if c.semantic_models and model not in c.semantic_models:
+            return None
+        self.semantic.threshold = c.semantic_threshold  # a reload may have changed it
+        return self.semantic
 
     def key_for(
         self,
@@ -93,11 +107,12 @@ class ResponseCacher:
             return None
         return cache_key(tenant, model, endpoint, body, max_tokens)
 
-    async def replay(self, key: str, model: str) -> list[Event] | None:
+    async def replay(self, key: str, model: str, *, semantic: bool = False) -> list[Event] | None:
         """The stored events for ``key`` (their usage as ``billing`` says), or None."""
         raw = await self._store.get(key)
         if raw is None:
-            self._metrics.cache_lookups.labels(model, "miss").inc()
+            if not semantic:  # the exact lookup's miss is the one counted
+                self._metrics.cache_lookups.labels(model, "miss").inc()
             return None
         try:
             stored = orjson.loads(raw)
@@ -108,7 +123,7 @@ class ResponseCacher:
             log.warning("unreadable cache entry: a miss", extra={"fields": {"model": model}})
             self._metrics.cache_lookups.labels(model, "miss").inc()
             return None
-        self._metrics.cache_lookups.labels(model, "hit").inc()
+        self._metrics.cache_lookups.labels(model, "semantic_hit" if semantic else "hit").inc()
         self._metrics.cache_bytes.labels("served").inc(len(raw))
         if self.config.billing == "cache_hit":
             for ev in events:
@@ -116,13 +131,19 @@ class ResponseCacher:
                     _as_cache_hit(ev)
         return events
 
-    def recording(self, key: str, events: AsyncIterator[Event]) -> _Recording:
-        return _Recording(self, key, events)
+    def recording(
+        self, key: str, events: AsyncIterator[Event], lookup: Lookup | None = None
+    ) -> _Recording:
+        """The events, stored under ``key`` when they end cleanly (and the question indexed
+        for the semantic cache, when it was looked up)."""
+        return _Recording(self, key, events, lookup)
 
-    async def store(self, key: str, events: list[Event]) -> None:
+    async def store(self, key: str, events: list[Event], lookup: Lookup | None = None) -> None:
         value = orjson.dumps({"v": FORMAT, "events": dump_events(events)})
         if len(value) > self.config.max_entry_bytes:
             return
+        if lookup is not None and self.semantic is not None:
+            self.semantic.add(lookup, key)
         await self._store.set(key, value, self.config.ttl_s)
         self._metrics.cache_bytes.labels("stored").inc(len(value))
         self._metrics.cache_memory_bytes.set(self._store.bytes_held())
@@ -140,10 +161,17 @@ def _as_cache_hit(ev: UsageReport) -> None:
 class _Recording:
     """The backend's events, passed on unchanged and kept; stored when they end cleanly."""
 
-    __slots__ = ("_cacher", "_events", "_finished", "_kept", "_key", "_stored")
+    __slots__ = ("_cacher", "_events", "_finished", "_kept", "_key", "_lookup", "_stored")
 
-    def __init__(self, cacher: ResponseCacher, key: str, events: AsyncIterator[Event]) -> None:
+    def __init__(
+        self,
+        cacher: ResponseCacher,
+        key: str,
+        events: AsyncIterator[Event],
+        lookup: Lookup | None = None,
+    ) -> None:
         self._cacher = cacher
+        self._lookup = lookup
         self._key = key
         self._events = events
         self._kept: list[Event] = []
@@ -171,7 +199,7 @@ class _Recording:
             return
         self._stored = True
         try:
-            await self._cacher.store(self._key, self._kept)
+            await self._cacher.store(self._key, self._kept, self._lookup)
         except Exception:  # a cache that cannot store is a cache that misses
             log.exception("answer not cached")
 

@@ -42,6 +42,7 @@ from seekport.gateway.limits import Admission, Terms
 from seekport.gateway.metering import Held, Metered, from_list
 from seekport.gateway.routing.router import Router
 from seekport.gateway.routing.table import Deployment, RoutingTable
+from seekport.gateway.semantic_cache import Lookup
 from seekport.gateway.shaping import (
     capped,
     estimate,
@@ -335,12 +336,17 @@ class ChatService:
             return BackendCall(endpoint, model, r, b, ctx.request_id, stream=stream, beta=ctx.beta)
 
         key = self._cache_key(ctx, endpoint, req, body)
+        lookup: Lookup | None = None
         if key is not None and self._cache is not None and not ctx.cache_refresh:
             cached = await self._cache.replay(key, req.model)
+            similarity: float | None = None
+            if cached is None:
+                lookup, cached = await self._semantic(ctx, endpoint, req, body)
+                similarity = lookup.similarity if lookup is not None and cached else None
             if cached is not None:
                 replay = self._guarded(held, from_list(cached))
                 replay = self._logged(ctx, req.model, body, replay)
-                return self._replayed(ctx, call_for(req.model), replay, held)
+                return self._replayed(ctx, call_for(req.model), replay, held, similarity)
         routed = await self.router.open(req.model, call_for, stream=stream, region=ctx.region)
         call, dep = routed.call, routed.deployment
         headers = {
@@ -357,7 +363,7 @@ class ChatService:
         if key is not None and self._cache is not None:
             headers["x-cache"] = "miss"
             if call.model == req.model:  # a fallback's answer is not the asked model's
-                events = self._cache.recording(key, events)
+                events = self._cache.recording(key, events, lookup)
         guarded = self._guarded(held, events)  # after the cache: it keeps the model's words
         logged = self._logged(ctx, req.model, body, guarded)
         return ChatResult(
@@ -368,6 +374,29 @@ class ChatService:
             passthrough=guarded is events,
         )
 
+    async def _semantic(
+        self,
+        ctx: RequestContext,
+        endpoint: Endpoint,
+        req: ChatCompletionRequest | CompletionRequest,
+        body: dict[str, Any],
+    ) -> tuple[Lookup | None, list[Event] | None]:
+        """After an exact miss: the answer to the nearest earlier question of the same
+        context, when the semantic cache is on for this model."""
+        index = self._cache.semantic_for(req.model) if self._cache is not None else None
+        if index is None or self._cache is None or ctx.principal is None:
+            return None, None
+        lookup = await index.lookup(
+            ctx.principal.tenant_id, req.model, self._kind(ctx, endpoint), body, output_limit(req)
+        )
+        if lookup is None or lookup.key is None:
+            return lookup, None
+        return lookup, await self._cache.replay(lookup.key, req.model, semantic=True)
+
+    @staticmethod
+    def _kind(ctx: RequestContext, endpoint: Endpoint) -> str:
+        return f"{endpoint}{'+beta' if ctx.beta else ''}"
+
     def _cache_key(
         self,
         ctx: RequestContext,
@@ -377,7 +406,7 @@ class ChatService:
     ) -> str | None:
         if self._cache is None or ctx.principal is None:
             return None
-        kind = f"{endpoint}{'+beta' if ctx.beta else ''}"
+        kind = self._kind(ctx, endpoint)
         return self._cache.key_for(
             ctx.principal.tenant_id,
             req.model,
@@ -391,7 +420,12 @@ class ChatService:
         )
 
     def _replayed(
-        self, ctx: RequestContext, call: BackendCall, events: AsyncIterator[Event], held: Held
+        self,
+        ctx: RequestContext,
+        call: BackendCall,
+        events: AsyncIterator[Event],
+        held: Held,
+        similarity: float | None = None,
     ) -> ChatResult:
         """A cache hit: the stored events, through the same metering and settlement."""
         headers = {
@@ -399,6 +433,8 @@ class ChatService:
             "x-seekport-model": call.model,
             "x-cache": "hit",
         }
+        if similarity is not None:  # the semantic cache's: how alike the two questions were
+            headers["x-cache-similarity"] = f"{similarity:.4f}"
         if held.ticket is not None:
             headers.update(held.ticket.headers)
         held.model = call.model

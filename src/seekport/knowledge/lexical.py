@@ -11,6 +11,7 @@ or ``v1.2.3`` is kept whole as well as in its parts, so an exact code finds its 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -40,7 +41,10 @@ class Analyzer:
     """Text → index terms. Thread-safe; jieba's dictionary loads on first use (~1 s)."""
 
     def __init__(self, words: Iterable[str] = (), language: str = "english") -> None:
-        self._words = list(words)
+        self._words = [w.strip() for w in words if w.strip()]
+        digest = hashlib.sha256("\n".join(sorted(self._words)).encode()).hexdigest()[:8]
+        # what the index's words depend on: this code's version and the user's words
+        self.version = f"{VERSION}:{digest}" if self._words else str(VERSION)
         self._language = language
         self._lock = threading.Lock()
         self._jieba: Any = None

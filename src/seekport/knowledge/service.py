@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 from seekport.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from seekport.knowledge.ingest import Ingestor, content_hash
-from seekport.knowledge.lexical import VERSION as LEXICAL_VERSION
 from seekport.knowledge.retrieval import Hit, Mode, Retriever
 from seekport.store.knowledge import (
     DocumentRecord,
@@ -148,7 +147,7 @@ class KnowledgeBases:
             self.model,
             description=description,
             owner_id=actor.principal_id,
-            settings={**(settings or {}), "lexical_version": LEXICAL_VERSION},
+            settings={**(settings or {}), "lexical_version": self.ingestor.analyzer.version},
         )
         self.store.set_member(kb.id, actor.principal_id, "owner")
         return kb
@@ -270,16 +269,16 @@ class KnowledgeBases:
     def refresh_terms(self, kb: KnowledgeBaseRecord) -> bool:
         """Rewrite a knowledge base's full-text rows if an older analyzer made them (True
         when it did): its chunks' words, not their vectors, are made again."""
-        if kb.settings.get("lexical_version") == LEXICAL_VERSION:
-            return False
         a = self.ingestor.analyzer
+        if str(kb.settings.get("lexical_version")) == a.version:
+            return False
         titles: dict[str, str] = {}
         rows = []
         for cid, text, headings, title in self.store.chunk_texts(kb):
             if title not in titles:
                 titles[title] = a.document(title)
             rows.append((cid, titles[title], a.document(" ".join(headings)), a.document(text)))
-        self.store.rewrite_terms(kb, rows, {**kb.settings, "lexical_version": LEXICAL_VERSION})
+        self.store.rewrite_terms(kb, rows, {**kb.settings, "lexical_version": a.version})
         return True
 
     def refresh_all(self) -> int:

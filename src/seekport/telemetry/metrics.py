@@ -79,7 +79,7 @@ class Metrics:
         )
         self.cache_lookups = Counter(
             "seekport_cache_lookups",
-            "Response cache lookups by model and result (hit, miss).",
+            "Response cache lookups by model and result (hit, semantic_hit, miss).",
             ["model", "result"],
             registry=r,
         )

@@ -82,6 +82,16 @@ class LocalEmbeddingBackend:
         vectors, _ = self.load().embed(texts, input_type=input_type)
         return vectors
 
+    async def query_vector(self, text: str) -> Vectors:
+        """One text's query embedding, off the event loop (the semantic cache's)."""
+        embedder = await asyncio.shield(self._load_async())
+        loop = asyncio.get_running_loop()
+        vectors, _ = await loop.run_in_executor(
+            self._pool, lambda: embedder.embed([text], input_type="query")
+        )
+        row: Vectors = vectors[0]
+        return row
+
     # ---- /embeddings
 
     async def embed(self, call: EmbeddingCall) -> Embedded:
