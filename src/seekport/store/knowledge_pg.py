@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 from psycopg import sql
+from psycopg.abc import Query
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -236,13 +237,13 @@ class PgKnowledgeStore:
         with self._pool.connection() as c:
             yield c
 
-    def _one(self, query: sql.Composable | str, args: Sequence[Any] = ()) -> Row | None:
+    def _one(self, query: Query, args: Sequence[Any] = ()) -> Row | None:
         with self._tx() as c, c.cursor(row_factory=dict_row) as cur:
-            return cur.execute(query, args).fetchone()  # type: ignore[arg-type]
+            return cur.execute(query, args).fetchone()
 
-    def _all(self, query: sql.Composable | str, args: Sequence[Any] = ()) -> list[Row]:
+    def _all(self, query: Query, args: Sequence[Any] = ()) -> list[Row]:
         with self._tx() as c, c.cursor(row_factory=dict_row) as cur:
-            return cur.execute(query, args).fetchall()  # type: ignore[arg-type]
+            return cur.execute(query, args).fetchall()
 
     def close(self) -> None:
         self._pool.close()
@@ -396,8 +397,16 @@ class PgKnowledgeStore:
                 "INSERT INTO kb_document (id, kb_id, filename, content_hash, size, tags, status,"
                 " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s::text[], 'queued', %s,"
                 " %s) ON CONFLICT (kb_id, filename) DO NOTHING RETURNING *",
-                ("doc_" + uuid.uuid4().hex[:24], kb_id, filename, content_hash, size, list(tags))
-                + (now, now),
+                (
+                    "doc_" + uuid.uuid4().hex[:24],
+                    kb_id,
+                    filename,
+                    content_hash,
+                    size,
+                    list(tags),
+                    now,
+                    now,
+                ),
             ).fetchone()
             if row is not None:
                 return _doc(row), True
@@ -463,8 +472,7 @@ class PgKnowledgeStore:
         """The document's current chunks' vectors by content hash (an unchanged chunk of a
         changed document is not embedded again)."""
         rows = self._all(
-            "SELECT content_hash, vector_send(embedding) AS v FROM kb_chunk "
-            "WHERE document_id = %s",
+            "SELECT content_hash, vector_send(embedding) AS v FROM kb_chunk WHERE document_id = %s",
             (doc_id,),
         )
         return {r["content_hash"]: _from_send(r["v"]) for r in rows}
@@ -484,9 +492,7 @@ class PgKnowledgeStore:
                 raise ValueError(f"chunks of one document with vectors of sizes {sorted(dims)}")
             self._ensure_index(kb, dims.pop())
         with self._tx() as c:
-            c.execute(
-                "DELETE FROM kb_chunk WHERE document_id = %s AND kb_id = %s", (doc_id, kb.id)
-            )
+            c.execute("DELETE FROM kb_chunk WHERE document_id = %s AND kb_id = %s", (doc_id, kb.id))
             with c.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO kb_chunk (kb_id, document_id, position, text, headings, tokens,"
@@ -521,14 +527,13 @@ class PgKnowledgeStore:
         if self._dims.get(kb.id) == dim:
             return
         with self._tx() as c:
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (kb.n,))
+            c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (kb.id,))
             found = c.execute("SELECT dim FROM kb WHERE id = %s", (kb.id,)).fetchone()
             if found is None:
                 raise ValueError(f"no knowledge base '{kb.id}'")
             if found[0] is not None and found[0] != dim:
                 raise ValueError(
-                    f"knowledge base '{kb.name}' holds vectors of {found[0]} dimensions, "
-                    f"not {dim}"
+                    f"knowledge base '{kb.name}' holds vectors of {found[0]} dimensions, not {dim}"
                 )
             if found[0] is None:
                 c.execute("UPDATE kb SET dim = %s WHERE id = %s", (dim, kb.id))
