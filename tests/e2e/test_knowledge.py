@@ -279,3 +279,39 @@ def test_openapi_documents_the_knowledge_api(server: Server) -> None:
         "multipart/form-data"
         in paths["/v1/knowledge/{kb}/documents"]["post"]["requestBody"]["content"]
     )
+
+
+def test_ingestion_cut_by_kill_9_finishes_after_a_restart(
+    tmp_path: Path, upstream: Chaos, models_dir: Path
+) -> None:
+    import signal
+
+    models = [
+        {"name": "m1", "backend": "openai", "base_url": upstream.url, "upstream_model": "x"},
+        {"name": "e5", "kind": "embedding"},
+    ]
+    cfg = write_config(tmp_path, models, log_level="warning", models_dir=str(models_dir))
+    text = "".join(
+        f"第{i}段：员工手册的第{i}条规定说明了报销和假期的流程。\n\n" for i in range(1500)
+    )
+    with run_server(cfg) as s:
+        kb = call(s, s.key, "POST", "/v1/knowledge", json={"name": "big"}).json()["id"]
+        files = [("file", ("big.md", text.encode(), "text/markdown"))]
+        doc = call(s, s.key, "POST", f"/v1/knowledge/{kb}/documents", files=files).json()
+        doc_id = doc["data"][0]["id"]
+        deadline = time.monotonic() + 120
+        while (
+            call(s, s.key, "GET", f"/v1/knowledge/{kb}/documents/{doc_id}").json()["status"]
+            != "embedding"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        s.proc.send_signal(signal.SIGKILL)  # mid-embedding: no chance to clean up
+        s.proc.wait(timeout=10)
+    with run_server(cfg) as s:  # the same data directory: the document is queued again
+        (done,) = settled(s, s.key, kb, 1)
+        assert done["status"] == "done" and done["chunks"] > 10
+        hits = call(
+            s, s.key, "POST", f"/v1/knowledge/{kb}/search", json={"query": "第1499条规定"}
+        ).json()["data"]
+        assert hits and "1499" in hits[0]["text"]

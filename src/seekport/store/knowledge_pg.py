@@ -31,13 +31,12 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, LiteralString
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 from psycopg import sql
-from psycopg.abc import Query
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -237,11 +236,11 @@ class PgKnowledgeStore:
         with self._pool.connection() as c:
             yield c
 
-    def _one(self, query: Query, args: Sequence[Any] = ()) -> Row | None:
+    def _one(self, query: LiteralString | sql.Composed, args: Sequence[Any] = ()) -> Row | None:
         with self._tx() as c, c.cursor(row_factory=dict_row) as cur:
             return cur.execute(query, args).fetchone()
 
-    def _all(self, query: Query, args: Sequence[Any] = ()) -> list[Row]:
+    def _all(self, query: LiteralString | sql.Composed, args: Sequence[Any] = ()) -> list[Row]:
         with self._tx() as c, c.cursor(row_factory=dict_row) as cur:
             return cur.execute(query, args).fetchall()
 

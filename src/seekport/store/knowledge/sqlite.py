@@ -22,15 +22,21 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-SCHEMA_VERSION = 1
-FTS_COLUMNS = ("title", "headings", "body")
+from seekport.store.knowledge.records import (
+    FTS_COLUMNS,
+    SCHEMA_VERSION,
+    ChunkRow,
+    DocumentRecord,
+    KnowledgeBaseRecord,
+    MemberRecord,
+)
+from seekport.store.knowledge.sqlite_index import _VOCAB, _IndexCalls
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kb (
@@ -91,83 +97,8 @@ CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-# each FTS table's vocabulary: a term's document frequency, read by equality on the term
-_VOCAB = "CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts_{n}_vocab USING fts5vocab(kb_fts_{n}, 'row')"
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
-
-
-@dataclass(frozen=True, slots=True)
-class KnowledgeBaseRecord:
-    id: str
-    n: int
-    tenant_id: str
-    name: str
-    description: str
-    owner_id: str | None
-    embedding_model: str
-    settings: dict[str, Any]
-    version: int
-    created_at: str
-
-    @property
-    def fts(self) -> str:
-        return f"kb_fts_{self.n}"
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentRecord:
-    id: str
-    kb_id: str
-    filename: str
-    content_hash: str
-    size: int
-    title: str | None
-    tags: list[str]
-    status: str
-    error: str | None
-    progress: float
-    chunks: int
-    created_at: str
-    updated_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRecord:
-    kb_id: str
-    principal_id: str
-    role: str
-    groups: list[str]
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkRow:
-    """A chunk as ingestion writes it."""
-
-    position: int
-    text: str
-    headings: list[str]
-    tokens: int
-    content_hash: str
-    vector: npt.NDArray[np.float32]
-    title_terms: str  # analysed terms, space-separated
-    heading_terms: str
-    body_terms: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkHit:
-    id: int
-    document_id: str
-    filename: str
-    title: str | None
-    position: int
-    text: str
-    headings: list[str]
-    tags: list[str] = field(default_factory=list)
 
 
 def _kb(row: sqlite3.Row) -> KnowledgeBaseRecord:
@@ -213,7 +144,7 @@ def _doc(row: sqlite3.Row) -> DocumentRecord:
     )
 
 
-class SqliteKnowledgeStore:
+class SqliteKnowledgeStore(_IndexCalls):
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -570,148 +501,3 @@ class SqliteKnowledgeStore:
             ).rowcount
             c.execute("UPDATE kb SET version = version + 1 WHERE id = ?", (kb.id,))
         return bool(gone)
-
-    def chunk_texts(self, kb: KnowledgeBaseRecord) -> list[tuple[int, str, list[str], str]]:
-        """Every chunk's ``(id, text, headings, its document's title)``."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT c.id, c.text, c.headings, COALESCE(d.title, '') FROM kb_chunk c "
-                "JOIN kb_document d ON d.id = c.document_id WHERE c.kb_id = ?",
-                (kb.id,),
-            )
-            .fetchall()
-        )
-        return [(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
-
-    def rewrite_terms(
-        self,
-        kb: KnowledgeBaseRecord,
-        terms: Sequence[tuple[int, str, str, str]],
-        settings: dict[str, Any],
-    ) -> None:
-        """Replace the full-text rows ``(chunk id, title, headings, body)`` in one
-        transaction, with the knowledge base's new settings (the analyzer's version)."""
-        with self._tx() as c:
-            c.execute(f"DELETE FROM {kb.fts}")  # noqa: S608 (kb_fts_<int>)
-            c.executemany(
-                f"INSERT INTO {kb.fts} (rowid, title, headings, body) VALUES (?, ?, ?, ?)",  # noqa: S608
-                terms,
-            )
-            c.execute(
-                "UPDATE kb SET settings = ?, version = version + 1 WHERE id = ?",
-                (json.dumps(settings), kb.id),
-            )
-
-    def update_settings(self, kb_id: str, settings: dict[str, Any]) -> None:
-        with self._tx() as c:
-            c.execute("UPDATE kb SET settings = ? WHERE id = ?", (json.dumps(settings), kb_id))
-
-    # ---- search
-
-    def lexical(
-        self,
-        kb: KnowledgeBaseRecord,
-        match: str,
-        weights: Sequence[float],
-        limit: int,
-        documents: Sequence[str] | None = None,
-    ) -> list[tuple[int, float]]:
-        """``(chunk id, BM25 score)`` best first (FTS5's bm25 is negative: lower is better;
-        returned negated, higher is better). ``documents``: only chunks of these (inside the
-        query: a reader restricted to some documents never gets the others' rows)."""
-        w = ", ".join(f"{float(x):g}" for x in weights)
-        if documents is not None:
-            if not documents:
-                return []
-            marks = ",".join("?" * len(documents))
-            rows = (
-                self._conn()
-                .execute(
-                    f"SELECT rowid, bm25({kb.fts}, {w}) AS s FROM {kb.fts} "  # noqa: S608
-                    f"WHERE {kb.fts} MATCH ? AND rowid IN (SELECT id FROM kb_chunk "
-                    f"WHERE document_id IN ({marks})) ORDER BY s LIMIT ?",
-                    (match, *documents, limit),
-                )
-                .fetchall()
-            )
-            return [(int(r[0]), -float(r[1])) for r in rows]
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT rowid, bm25({kb.fts}, {w}) AS s "  # noqa: S608 (kb_fts_<int>, floats)
-                f"FROM {kb.fts} WHERE {kb.fts} MATCH ? "
-                "ORDER BY s LIMIT ?",
-                (match, limit),
-            )
-            .fetchall()
-        )
-        return [(int(r[0]), -float(r[1])) for r in rows]
-
-    def document_frequencies(self, kb: KnowledgeBaseRecord, terms: Sequence[str]) -> dict[str, int]:
-        """How many chunks hold each term (terms no chunk holds are left out)."""
-        if not terms:
-            return {}
-        c = self._conn()
-        c.execute(_VOCAB.format(n=kb.n))  # a base made before the vocabulary existed
-        marks = ",".join("?" * len(terms))
-        rows = c.execute(
-            f"SELECT term, doc FROM {kb.fts}_vocab WHERE term IN ({marks})",  # noqa: S608
-            list(terms),
-        ).fetchall()
-        return {r[0]: int(r[1]) for r in rows}
-
-    def chunk_count(self, kb_id: str) -> int:
-        row = (
-            self._conn()
-            .execute("SELECT COUNT(*) FROM kb_chunk WHERE kb_id = ?", (kb_id,))
-            .fetchone()
-        )
-        return int(row[0])
-
-    def vectors(
-        self, kb_id: str
-    ) -> tuple[npt.NDArray[np.int64], list[str], npt.NDArray[np.float32]]:
-        """Every chunk's id, document and vector, the vectors as one matrix (rows in id
-        order)."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT id, document_id, vector FROM kb_chunk WHERE kb_id = ? ORDER BY id",
-                (kb_id,),
-            )
-            .fetchall()
-        )
-        if not rows:
-            return np.zeros(0, dtype=np.int64), [], np.zeros((0, 0), dtype=np.float32)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
-        return ids, [r[1] for r in rows], matrix.reshape(len(rows), -1)
-
-    def chunks(self, ids: Sequence[int]) -> dict[int, ChunkHit]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT c.id, c.document_id, c.position, c.text, c.headings, d.filename, "  # noqa: S608 (placeholders)
-                "d.title, d.tags FROM kb_chunk c JOIN kb_document d ON d.id = c.document_id "
-                f"WHERE c.id IN ({marks})",
-                list(ids),
-            )
-            .fetchall()
-        )
-        return {
-            r[0]: ChunkHit(
-                id=r[0],
-                document_id=r[1],
-                position=r[2],
-                text=r[3],
-                headings=json.loads(r[4]),
-                filename=r[5],
-                title=r[6],
-                tags=json.loads(r[7]),
-            )
-            for r in rows
-        }
