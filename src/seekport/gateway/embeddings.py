@@ -25,6 +25,7 @@ from seekport.errors import InvalidRequestError, ModelNotFoundError, PermissionD
 from seekport.gateway.accounting import UsageEvent
 from seekport.gateway.budgets import Budgets, Hold, budget_scopes
 from seekport.gateway.limits import Admission, Terms, Ticket
+from seekport.gateway.metering import observe_tokens
 from seekport.gateway.service import RequestContext
 from seekport.gateway.shaping import scopes_of
 from seekport.protocol.embeddings import EmbeddingRequest, InputType
@@ -228,8 +229,7 @@ class EmbeddingService:
             priced = self._cost(model, tokens)
             if priced is not None:
                 ev.cost_nanos, ev.currency = priced
-            if tokens:
-                self._metrics.tokens.labels(model or "-", "prompt").inc(tokens)
+            observe_tokens(self._metrics, ev)
         return ev
 
 

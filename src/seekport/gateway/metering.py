@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
+from seekport.gateway.accounting import UsageEvent
 from seekport.gateway.backends.base import CallStats
 from seekport.gateway.budgets import Budgets, Hold
 from seekport.gateway.guard.policy import Compiled, Redaction
@@ -21,6 +23,10 @@ from seekport.protocol.events import (
     ToolCallDelta,
     UsageReport,
 )
+from seekport.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from seekport.gateway.service import ChatResult, RequestContext
 
 
 def meter(stats: CallStats, ev: Event) -> None:
@@ -117,3 +123,73 @@ class Metered:
         finally:
             if held is not None:
                 await held.settle(self._stats)
+
+
+def usage_event(
+    ctx: RequestContext,
+    result: ChatResult | None,
+    model: str | None,
+    served: str | None,
+    status: int,
+    code: str | None,
+    stream: bool,
+    budgets: Budgets | None,
+    metrics: Metrics,
+) -> UsageEvent:
+    """A chat call's usage record: its tokens, timings, cost and who made it."""
+    now = time.perf_counter()
+    stats = result.call.stats if result else None
+    ttft = (stats.first_token_at - ctx.started) * 1000 if stats and stats.first_token_at else None
+    ev = UsageEvent(
+        request_id=ctx.request_id,
+        client_request_id=ctx.client_request_id,
+        key_id=ctx.principal.key_id if ctx.principal else None,
+        route=ctx.route,
+        model=model,
+        served_model=served,
+        backend=_backend_of(result),
+        deployment=result.deployment.id if result and not result.cache_hit else None,
+        stream=int(stream),
+        status=status,
+        error_code=code,
+        prompt_tokens=stats.prompt_tokens if stats else 0,
+        completion_tokens=stats.completion_tokens if stats else 0,
+        cached_tokens=stats.cached_tokens if stats else 0,
+        latency_ms=(now - ctx.started) * 1000,
+        ttft_ms=ttft,
+        client_ip=ctx.client_ip,
+        created_at=dt.datetime.now(dt.UTC),
+        tenant_id=ctx.principal.tenant_id if ctx.principal else None,
+        user_id=ctx.principal.user_id if ctx.principal else None,
+    )
+    if result is not None and budgets is not None and stats is not None:
+        priced = budgets.cost(
+            result.call.model,
+            stats.prompt_tokens,
+            stats.cached_tokens,
+            stats.completion_tokens,
+            ev.created_at,
+        )
+        if priced is not None:
+            ev.cost_nanos, ev.currency = priced
+    if result is not None:
+        observe_tokens(metrics, ev)
+    return ev
+
+
+def observe_tokens(metrics: Metrics, ev: UsageEvent) -> None:
+    model = ev.model or "-"
+    if ev.prompt_tokens:
+        metrics.tokens.labels(model, "prompt").inc(ev.prompt_tokens)
+    if ev.completion_tokens:
+        metrics.tokens.labels(model, "completion").inc(ev.completion_tokens)
+    if ev.cached_tokens:
+        metrics.tokens.labels(model, "cached").inc(ev.cached_tokens)
+    if ev.ttft_ms is not None:
+        metrics.ttft.labels(model).observe(ev.ttft_ms / 1000)
+
+
+def _backend_of(result: ChatResult | None) -> str | None:
+    if result is None:
+        return None
+    return "cache" if result.cache_hit else result.deployment.backend.kind

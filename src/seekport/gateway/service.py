@@ -12,8 +12,6 @@ Request shaping lives in ``shaping``.
 from __future__ import annotations
 
 import copy
-import datetime as dt
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +37,7 @@ from seekport.gateway.grounding import ground, wants_grounding
 from seekport.gateway.guard.policy import Guard
 from seekport.gateway.knowledge import KnowledgeDesk
 from seekport.gateway.limits import Admission, Terms
-from seekport.gateway.metering import Held, Metered, from_list
+from seekport.gateway.metering import Held, Metered, from_list, usage_event
 from seekport.gateway.routing.router import Router
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.semantic_cache import Lookup
@@ -463,57 +461,10 @@ class ChatService:
         *,
         stream: bool,
     ) -> UsageEvent:
-        now = time.perf_counter()
-        stats = result.call.stats if result else None
-        ttft = (
-            (stats.first_token_at - ctx.started) * 1000 if stats and stats.first_token_at else None
+        served = result.call.model if result else self.served_model(model)
+        return usage_event(
+            ctx, result, model, served, status, code, stream, self._budgets, self._metrics
         )
-        ev = UsageEvent(
-            request_id=ctx.request_id,
-            client_request_id=ctx.client_request_id,
-            key_id=ctx.principal.key_id if ctx.principal else None,
-            route=ctx.route,
-            model=model,
-            served_model=result.call.model if result else self.served_model(model),
-            backend=_backend_of(result),
-            deployment=result.deployment.id if result and not result.cache_hit else None,
-            stream=int(stream),
-            status=status,
-            error_code=code,
-            prompt_tokens=stats.prompt_tokens if stats else 0,
-            completion_tokens=stats.completion_tokens if stats else 0,
-            cached_tokens=stats.cached_tokens if stats else 0,
-            latency_ms=(now - ctx.started) * 1000,
-            ttft_ms=ttft,
-            client_ip=ctx.client_ip,
-            created_at=dt.datetime.now(dt.UTC),
-            tenant_id=ctx.principal.tenant_id if ctx.principal else None,
-            user_id=ctx.principal.user_id if ctx.principal else None,
-        )
-        if result is not None and self._budgets is not None and stats is not None:
-            priced = self._budgets.cost(
-                result.call.model,
-                stats.prompt_tokens,
-                stats.cached_tokens,
-                stats.completion_tokens,
-                ev.created_at,
-            )
-            if priced is not None:
-                ev.cost_nanos, ev.currency = priced
-        if result is not None:
-            self._observe_tokens(ev)
-        return ev
-
-    def _observe_tokens(self, ev: UsageEvent) -> None:
-        m, model = self._metrics, ev.model or "-"
-        if ev.prompt_tokens:
-            m.tokens.labels(model, "prompt").inc(ev.prompt_tokens)
-        if ev.completion_tokens:
-            m.tokens.labels(model, "completion").inc(ev.completion_tokens)
-        if ev.cached_tokens:
-            m.tokens.labels(model, "cached").inc(ev.cached_tokens)
-        if ev.ttft_ms is not None:
-            m.ttft.labels(model).observe(ev.ttft_ms / 1000)
 
     async def record(self, ev: UsageEvent) -> None:
         """Commit the record; raises OverloadedError (503) if it could not be stored."""
@@ -534,9 +485,3 @@ def _revalidated(req: ChatCompletionRequest, body: dict[str, Any]) -> ChatComple
 
 def _first_set(*switches: bool | None) -> bool | None:
     return next((s for s in switches if s is not None), None)
-
-
-def _backend_of(result: ChatResult | None) -> str | None:
-    if result is None:
-        return None
-    return "cache" if result.cache_hit else result.deployment.backend.kind

@@ -158,7 +158,7 @@ def match_terms(match: str) -> list[str]:
     return [m.replace('""', '"') for m in _QUOTED.findall(match)]
 
 
-def _vector_literal(v: npt.NDArray[np.float32]) -> str:
+def vector_literal(v: npt.NDArray[np.float32]) -> str:
     # float32 → Python float is exact, and its repr reads back as the same float32
     return "[" + ",".join(map(repr, np.asarray(v, dtype=np.float32).ravel().tolist())) + "]"
 
@@ -506,7 +506,7 @@ class PgKnowledgeStore:
                             list(r.headings),
                             r.tokens,
                             r.content_hash,
-                            _vector_literal(r.vector),
+                            vector_literal(r.vector),
                             tsvector_literal(r.title_terms, r.heading_terms, r.body_terms),
                         )
                         for r in rows
@@ -682,7 +682,7 @@ class PgKnowledgeStore:
             " AND (%s::text[] IS NULL OR document_id = ANY(%s::text[]))"
             " ORDER BY d LIMIT %s"
         ).format(expr, sql.Literal(kb.id))
-        literal = _vector_literal(vector)
+        literal = vector_literal(vector)
         docs = None if documents is None else list(documents)
         with self._tx() as c:
             # a filter drops rows after the graph found them: scan on until enough are found
