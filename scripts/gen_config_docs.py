@@ -11,6 +11,7 @@ from pydantic_core import PydanticUndefined
 from seekport.config.cache import CacheConfig
 from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig, PiiConfig, WordsConfig
+from seekport.config.knowledge import KnowledgeConfig
 from seekport.config.models import MODEL_KINDS, ModelConfigBase, Pricing, backends_of
 from seekport.config.pricing import PriceTable, PriceWindow, PricingConfig
 from seekport.config.routing import BreakerConfig, RoutingConfig
@@ -105,6 +106,12 @@ cache:
   ttl_s: 3600
 ```"""
 
+KNOWLEDGE = """\
+Knowledge bases (`/v1/knowledge`, `seekport kb`): documents in, chunked by the embedding
+model's tokens, searched by BM25 (jieba for Chinese, stems for English) and by embedding, the
+two fused. Stored in SQLite in `data_dir` unless `database_url` names a PostgreSQL with
+pgvector. Ranking per knowledge base (fusion, weights) is set when it is created."""
+
 CONTENT = """\
 What was asked and answered, kept apart from usage records, per tenant: `off` (the default),
 `redacted` (personal data replaced by its kind, `[EMAIL]`) or `full`. Entries are written in
@@ -187,6 +194,7 @@ def render() -> str:
         out += [f"## `models[]` with `backend: {backends}`", "", *_table(kind, common)]
     out += ["## `models[].pricing` (per 1M tokens)", "", *_table(Pricing)]
     out += ["## `cache`", "", CACHE, "", *_table(CacheConfig)]
+    out += ["## `knowledge`", "", KNOWLEDGE, "", *_table(KnowledgeConfig)]
     out += ["## `content_log`", "", CONTENT, "", *_table(ContentLogConfig)]
     out += ["## `guard`", "", GUARD, "", *_table(GuardConfig)]
     out += ["## `guard.pii`", "", *_table(PiiConfig)]

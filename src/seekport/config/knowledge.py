@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class KnowledgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL with the pgvector extension for knowledge bases (libpq URL, "
+        "e.g. postgresql://127.0.0.1:5432/kb), shared by replicas; unset: SQLite in "
+        "data_dir/knowledge.db.",
+    )
     embedding_model: str | None = Field(
         default=None,
         description="The embedding model (a `models[]` entry of kind embedding) new knowledge "
@@ -32,3 +38,10 @@ class KnowledgeConfig(BaseModel):
         "whole, e.g. [星澜智算平台]. A change rewrites every knowledge base's full-text words "
         "at the next start (no re-embedding).",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("knowledge.database_url must be a postgresql:// URL")
+        return v

@@ -19,14 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seekport.errors import InvalidRequestError
 from seekport.knowledge.ingest import content_hash
 from seekport.knowledge.parsing import ParsedDocument, Section
 from seekport.knowledge.retrieval import Mode, Retriever
 from seekport.knowledge.service import Actor, KnowledgeBases
-from seekport.store.knowledge import KnowledgeBaseRecord, SqliteKnowledgeStore
+from seekport.store.knowledge import KnowledgeBaseRecord
 
 EVAL_TENANT = "ten_eval"
 EVAL_ACTOR = Actor(EVAL_TENANT, "eval", superadmin=True)
@@ -34,6 +34,9 @@ MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
 INGEST_BATCH = 256
 
 Log = Callable[[str], None]
+
+if TYPE_CHECKING:
+    from seekport.store.knowledge import KnowledgeStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +126,7 @@ def ingest_dataset(ds: Dataset, bases: KnowledgeBases, log: Log) -> KnowledgeBas
 
 
 def evaluate(
-    ds: Dataset, store: SqliteKnowledgeStore, retriever: Retriever, kb: KnowledgeBaseRecord
+    ds: Dataset, store: KnowledgeStore, retriever: Retriever, kb: KnowledgeBaseRecord
 ) -> dict[str, dict[str, float]]:
     vectors = retriever.query_vectors([q["text"] for q in ds.queries])
     sums = {m: {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0} for m in MODES}

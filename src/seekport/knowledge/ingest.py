@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +23,7 @@ from seekport.knowledge.chunking import Chunk, chunk_document
 from seekport.knowledge.lexical import Analyzer
 from seekport.knowledge.parsing import ParsedDocument, parse_document
 from seekport.knowledge.protocols import Embedder
-from seekport.store.knowledge import ChunkRow, KnowledgeBaseRecord, SqliteKnowledgeStore
+from seekport.store.knowledge import ChunkRow, KnowledgeBaseRecord
 
 log = logging.getLogger("seekport.knowledge")
 
@@ -33,6 +34,9 @@ _TITLE_TOKENS = 64  # the most of a title that goes with each chunk into the emb
 _PREFIX_TOKENS = 8  # "passage: " and <s> </s>, with room to spare
 
 Progress = Callable[[int, int], None]  # (chunks embedded, chunks in all)
+
+if TYPE_CHECKING:
+    from seekport.store.knowledge import KnowledgeStore
 
 
 def content_hash(data: bytes | str) -> str:
@@ -51,7 +55,7 @@ class Pending:
 
 
 class Ingestor:
-    def __init__(self, store: SqliteKnowledgeStore, embedder: Embedder, analyzer: Analyzer) -> None:
+    def __init__(self, store: KnowledgeStore, embedder: Embedder, analyzer: Analyzer) -> None:
         self._store = store
         self._embedder = embedder
         self._analyzer = analyzer

@@ -14,14 +14,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from seekport.knowledge.lexical import Analyzer
 from seekport.knowledge.protocols import Embedder
-from seekport.store.knowledge import ChunkHit, KnowledgeBaseRecord, SqliteKnowledgeStore
+from seekport.store.knowledge import ChunkHit, KnowledgeBaseRecord
 
 Mode = Literal["hybrid", "bm25", "dense"]
 Fusion = Literal["rrf", "convex"]
@@ -37,6 +37,9 @@ DEFAULT_FIELD_WEIGHTS = (3.0, 1.0, 1.0)  # title, headings, body
 # beat RRF (k = 60) on both sets (SciFact 0.734 vs 0.713, CMRC chunks 0.931 vs 0.916), at
 # equal weights; RRF stays a knowledge base's choice (it needs no score scale at all).
 DEFAULT_FUSION: Fusion = "convex"
+
+if TYPE_CHECKING:
+    from seekport.store.knowledge import KnowledgeStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,7 @@ class _Matrix:
 
 class Retriever:
     def __init__(
-        self, store: SqliteKnowledgeStore, embedder: Embedder | None, analyzer: Analyzer
+        self, store: KnowledgeStore, embedder: Embedder | None, analyzer: Analyzer
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -155,8 +158,14 @@ class Retriever:
         limit: int,
         documents: Sequence[str] | None = None,
     ) -> list[tuple[int, float]]:
+        if documents is not None and not documents:
+            return []
+        nearest = getattr(self._store, "nearest", None)
+        if nearest is not None:  # a store with its own vector index (pgvector's HNSW)
+            found: list[tuple[int, float]] = nearest(kb, vector, limit, documents)
+            return found
         m = self._matrix(kb)
-        if not len(m.ids) or (documents is not None and not documents):
+        if not len(m.ids):
             return []
         scores = m.vectors @ vector.astype(np.float32, copy=False)
         if documents is not None:  # the others' rows never rank

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from seekport.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from seekport.knowledge.ingest import Ingestor, content_hash
@@ -27,7 +27,6 @@ from seekport.store.knowledge import (
     DocumentRecord,
     KnowledgeBaseRecord,
     MemberRecord,
-    SqliteKnowledgeStore,
 )
 
 log = logging.getLogger("seekport.knowledge")
@@ -50,6 +49,9 @@ _WHAT = {
 }
 MAX_TOP_K = 100
 MAX_QUERY_CHARS = 4000
+
+if TYPE_CHECKING:
+    from seekport.store.knowledge import KnowledgeStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +83,18 @@ class Access:
 
 class KnowledgeBases:
     def __init__(
-        self, store: SqliteKnowledgeStore, ingestor: Ingestor, retriever: Retriever, model: str
+        self,
+        store: KnowledgeStore,
+        ingestor: Ingestor,
+        retriever: Retriever,
+        model: str,
+        defaults: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.ingestor = ingestor
         self.retriever = retriever
         self.model = model  # the embedding model new knowledge bases use
+        self.defaults = defaults or {}  # settings of a new knowledge base (chunking)
 
     # ---- access
 
@@ -147,7 +155,11 @@ class KnowledgeBases:
             self.model,
             description=description,
             owner_id=actor.principal_id,
-            settings={**(settings or {}), "lexical_version": self.ingestor.analyzer.version},
+            settings={
+                **self.defaults,
+                **(settings or {}),
+                "lexical_version": self.ingestor.analyzer.version,
+            },
         )
         self.store.set_member(kb.id, actor.principal_id, "owner")
         return kb
