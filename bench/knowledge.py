@@ -151,7 +151,7 @@ def quality(datasets: list[Path], split: str, settings: Any) -> list[str]:
     return rows
 
 
-def ingestion(n: int, settings: Any) -> tuple[float, dict[str, float], int]:
+def ingestion(n: int, settings: Any) -> tuple[float, dict[str, float], int, float]:
     parts = _embedder(settings)
     kb = parts.bases.create(Actor("ten_bench", "bench", superadmin=True), f"ingest-{time.time()}")
     emb, analyzer = parts.embedder, parts.ingestor.analyzer
@@ -159,7 +159,7 @@ def ingestion(n: int, settings: Any) -> tuple[float, dict[str, float], int]:
     texts = [_document(rng, i).encode() for i in range(n)]
     emb.embed_texts(["warm up"], "passage")
     spent = dict.fromkeys(("parse", "chunk", "embed", "index"), 0.0)
-    chunks_total = 0
+    chunks_total = tokens_total = 0
     for i, data in enumerate(texts):
         t0 = time.perf_counter()
         parsed = parse_document(f"doc{i}.md", data)
@@ -190,8 +190,10 @@ def ingestion(n: int, settings: Any) -> tuple[float, dict[str, float], int]:
         for k, dt_ in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             spent[k] += dt_
         chunks_total += len(chunks)
+        tokens_total += sum(c.tokens for c in chunks)
     total = sum(spent.values())
-    return chunks_total / total, {k: v / total for k, v in spent.items()}, chunks_total
+    shares = {k: v / total for k, v in spent.items()}
+    return chunks_total / total, shares, chunks_total, tokens_total / max(chunks_total, 1)
 
 
 def latency(n: int, queries: int = 300) -> dict[str, Any]:
@@ -227,7 +229,7 @@ def latency(n: int, queries: int = 300) -> dict[str, Any]:
             v = nrng.standard_normal(384).astype(np.float32)
             v /= np.linalg.norm(v)
             t = time.perf_counter()
-            retriever.search(found, q, k=10, mode=mode, vector=v)  # type: ignore[arg-type]
+            retriever.search(found, q, k=10, mode=mode, vector=v)
             times.append((time.perf_counter() - t) * 1000)
         out[mode] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)))
     out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -237,7 +239,7 @@ def latency(n: int, queries: int = 300) -> dict[str, Any]:
 
 def render(
     quality_rows: list[str],
-    ingest: tuple[float, dict[str, float], int] | None,
+    ingest: tuple[float, dict[str, float], int, float] | None,
     lat: dict[int, dict[str, Any]],
 ) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -259,10 +261,12 @@ def render(
             "",
         ]
     if ingest is not None:
-        rate, share, n = ingest
+        rate, share, n, mean = ingest
         lines += [
-            f"Ingestion: {rate:.1f} chunks/s end to end ({n} chunks of ~500 tokens); time "
-            "spent: " + ", ".join(f"{k} {v * 100:.1f} %" for k, v in share.items()) + ".",
+            f"Ingestion: {rate:.1f} chunks/s end to end ({n} chunks, {mean:.0f} tokens on "
+            "average: each document's sections are its own chunks); time spent: "
+            + ", ".join(f"{k} {v * 100:.1f} %" for k, v in share.items())
+            + ".",
             "",
         ]
     if lat:
