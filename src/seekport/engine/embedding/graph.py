@@ -21,6 +21,7 @@ per tensor, so a text's vector moves slightly with its batch (cosine > 0.99).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -153,14 +154,29 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
         quantize_dynamic,
     )
 
-    quantize_dynamic(
-        fp32_path,
-        int8_path,
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"],
-        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
-    )
+    # The quantiser advises pre-processing through the root logger (logging.warning), which
+    # would also install a default handler on a process without one: hold both back.
+    root = logging.getLogger()
+    quiet, drop = logging.NullHandler(), _DropQuantizerAdvice()
+    root.addHandler(quiet)
+    root.addFilter(drop)
+    try:
+        quantize_dynamic(
+            fp32_path,
+            int8_path,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
+        )
+    finally:
+        root.removeFilter(drop)
+        root.removeHandler(quiet)
+
+
+class _DropQuantizerAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def _w(packed: PackedModel, name: str, cols: int) -> npt.NDArray[np.float32]:
