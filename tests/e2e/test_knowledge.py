@@ -315,3 +315,53 @@ def test_ingestion_cut_by_kill_9_finishes_after_a_restart(
             s, s.key, "POST", f"/v1/knowledge/{kb}/search", json={"query": "第1499条规定"}
         ).json()["data"]
         assert hits and "1499" in hits[0]["text"]
+
+
+@pytest.mark.postgres
+def test_the_same_api_over_postgresql_with_pgvector(
+    tmp_path: Path, upstream: Chaos, models_dir: Path, pgvector_url: str
+) -> None:
+    models = [
+        {"name": "m1", "backend": "openai", "base_url": upstream.url, "upstream_model": "x"},
+        {"name": "e5", "kind": "embedding"},
+    ]
+    cfg = write_config(
+        tmp_path,
+        models,
+        log_level="warning",
+        models_dir=str(models_dir),
+        knowledge={"database_url": pgvector_url},
+    )
+    with run_server(cfg) as s:
+        made = call(s, s.key, "POST", "/v1/knowledge", json={"name": "pg-handbook"})
+        assert made.status_code == 201, made.text
+        kb = made.json()["id"]
+        files = [
+            ("file", ("handbook.md", MD.encode(), "text/markdown")),
+            ("file", ("runbook.html", HTML.encode(), "text/html")),
+        ]
+        assert (
+            call(s, s.key, "POST", f"/v1/knowledge/{kb}/documents", files=files).status_code == 202
+        )
+        assert {d["status"] for d in settled(s, s.key, kb, 2)} == {"done"}
+        hits = call(
+            s, s.key, "POST", f"/v1/knowledge/{kb}/search", json={"query": "公司总部在哪里？"}
+        ).json()["data"]
+        assert hits[0]["filename"] == "handbook.md"
+        assert hits[0]["lexical_rank"] is not None and hits[0]["dense_rank"] is not None
+        exact = call(
+            s,
+            s.key,
+            "POST",
+            f"/v1/knowledge/{kb}/search",
+            json={"query": "ERR-4021", "mode": "bm25"},
+        ).json()["data"]
+        assert exact[0]["filename"] == "runbook.html"
+        chat = {
+            "model": "m1",
+            "messages": [{"role": "user", "content": "年假有几天？"}],
+            "knowledge_bases": ["pg-handbook"],
+        }
+        r = call(s, s.key, "POST", "/v1/chat/completions", json=chat)
+        assert r.status_code == 200 and any("15 天" in c["text"] for c in r.json()["citations"])
+    assert not (tmp_path / "data" / "knowledge.db").exists()  # nothing went to SQLite
