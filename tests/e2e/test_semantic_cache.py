@@ -97,3 +97,17 @@ def test_numbers_and_codes_must_match(server: Server) -> None:
     ask(server, "What does error ERR-4021 mean?")
     assert ask(server, "what does error ERR-4021 mean").headers["x-cache"] == "hit"
     assert ask(server, "What does error ERR-4022 mean?").headers["x-cache"] == "miss"
+
+
+def test_a_key_can_turn_the_semantic_cache_off_for_itself(server: Server) -> None:
+    root = {"Authorization": f"Bearer {server.key}"}
+    made = httpx.post(
+        server.url + "/admin/keys",
+        json={"name": "exact-only", "semantic_cache": False},
+        headers=root,
+    )
+    assert made.status_code == 201, made.text
+    key = made.json()["secret"]
+    ask(server, "How do I rotate an API key?", key=key)
+    assert ask(server, "how do i rotate an api key", key=key).headers["x-cache"] == "miss"
+    assert ask(server, "How do I rotate an API key?", key=key).headers["x-cache"] == "hit"

@@ -54,3 +54,28 @@ def test_only_a_trailing_user_text_is_a_question() -> None:
     assert q == "hi" and rest["messages"][-1]["content"] == ""
     assert split_question({"prompt": "p"}) == ({"prompt": ""}, "p")
     assert exact_parts("ERR-4021 in 2024, v2") == {"err-4021", "2024", "v2"}
+
+
+def test_the_config_and_a_keys_switch_decide_who_uses_it() -> None:
+    from seekport.config.cache import CacheConfig
+    from seekport.gateway.cache import ResponseCacher
+    from seekport.store.kv.cache import cache_for
+    from seekport.telemetry.metrics import Metrics
+
+    async def embed(text: str) -> np.ndarray:
+        return _unit(1, 0)
+
+    index = SemanticIndex(embed, threshold=0.9, max_entries=10, ttl_s=60)
+    off = ResponseCacher(cache_for(None, 1 << 20), CacheConfig(enabled=True), Metrics())
+    off.semantic = index
+    assert off.semantic_for("m") is None
+    assert off.semantic_for("m", True) is index  # a key opts in
+    on = ResponseCacher(
+        cache_for(None, 1 << 20),
+        CacheConfig(enabled=True, semantic=True, semantic_models=["m"]),
+        Metrics(),
+    )
+    on.semantic = index
+    assert on.semantic_for("m") is index
+    assert on.semantic_for("other") is None
+    assert on.semantic_for("m", False) is None  # a key opts out

@@ -185,11 +185,12 @@ def _embedding_users(
 
 
 def _semantic_cache(settings: Settings, embeddings: EmbeddingService, parts: _Parts) -> None:
-    """The semantic cache's index over the first local embedding model, when it is asked for
-    (the settings refuse `cache.semantic` without one)."""
+    """The semantic cache's index over the first local embedding model, whenever the cache is
+    on (the config's `cache.semantic` or a key's own switch says whether it is used; the
+    embedder loads only when it first is)."""
     from seekport.gateway.semantic_cache import SemanticIndex
 
-    if not settings.cache.semantic:
+    if not settings.cache.enabled:
         return
     local = next((b for b in embeddings.backends() if isinstance(b, LocalEmbeddingBackend)), None)
     if local is None:

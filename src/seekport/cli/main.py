@@ -161,6 +161,7 @@ def _policy(
     budget: Any = None,
     cache: bool | None = None,
     guard: str | None = None,
+    semantic_cache: bool | None = None,
 ) -> KeyPolicy:
     def items(text: str | None) -> list[str]:
         return [x.strip() for x in (text or "").split(",") if x.strip()]
@@ -176,6 +177,7 @@ def _policy(
             budget=budget,
             cache=cache,
             guard=guard,
+            semantic_cache=semantic_cache,
         )
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -232,6 +234,13 @@ def keys_create(
     guard: Annotated[
         str | None, typer.Option(help="A guard policy named in guard.policies, or off.")
     ] = None,
+    semantic_cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--semantic-cache/--no-semantic-cache",
+            help="Reuse answers to rephrased questions for this key or never; unset: config.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
@@ -247,6 +256,7 @@ def keys_create(
         budget_of(budget, budget_period),
         cache,
         guard,
+        semantic_cache,
     )
     expires_at = _when(expires)
     settings = load(config, data_dir=data_dir, database_url=database_url)

@@ -77,12 +77,15 @@ class ResponseCacher:
         self._metrics = metrics
         self.semantic: SemanticIndex | None = None  # wired when an embedder exists
 
-    def semantic_for(self, model: str) -> SemanticIndex | None:
-        """The semantic index, if the config asks for it for this model."""
+    def semantic_for(self, model: str, for_key: bool | None = None) -> SemanticIndex | None:
+        """The semantic index, if the config asks for it for this model (``for_key``: the
+        key's own switch — false never, true whatever the config and the model)."""
         c = self.config
-        if not c.semantic or self.semantic is None:
+        if self.semantic is None or for_key is False:
             return None
-        if c.semantic_models and model not in c.semantic_models:
+        if not for_key and (
+            not c.semantic or (c.semantic_models and model not in c.semantic_models)
+        ):
             return None
         self.semantic.threshold = c.semantic_threshold  # a reload may have changed it
         return self.semantic

@@ -381,11 +381,14 @@ class ChatService:
     ) -> tuple[Lookup | None, list[Event] | None]:
         """After an exact miss: the answer to the nearest earlier question of the same
         context, when the semantic cache is on for this model."""
-        index = self._cache.semantic_for(req.model) if self._cache is not None else None
-        if index is None or self._cache is None or ctx.principal is None:
+        who = ctx.principal
+        if self._cache is None or who is None:
+            return None, None
+        index = self._cache.semantic_for(req.model, who.policy.semantic_cache)
+        if index is None:
             return None, None
         lookup = await index.lookup(
-            ctx.principal.tenant_id, req.model, self._kind(ctx, endpoint), body, output_limit(req)
+            who.tenant_id, req.model, self._kind(ctx, endpoint), body, output_limit(req)
         )
         if lookup is None or lookup.key is None:
             return lookup, None

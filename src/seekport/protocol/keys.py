@@ -97,6 +97,12 @@ class KeyPolicy(BaseModel):
         description="The response cache for this key's calls: true (any model, when the "
         "cache is enabled), false (never); unset: as the config says.",
     )
+    semantic_cache: bool | None = Field(
+        default=None,
+        description="The semantic cache for this key's calls (a rephrased question reuses an "
+        "earlier answer): true (any model, when the cache applies), false (never); unset: "
+        "as cache.semantic says.",
+    )
     guard: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
         default=None,
         description="The guard policy for this key's calls: a name under guard.policies, or "
