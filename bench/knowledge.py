@@ -4,7 +4,7 @@ where its time goes, and query latency and memory at 10k and 100k chunks.
 Method
 ------
 * Quality: for each ``--dataset`` folder (``corpus.jsonl``, ``<split>/queries.jsonl``,
-  ``<split>/qrels.tsv``; e.g. ../shared/data/retrieval/scifact), the passages are ingested
+  ``<split>/qrels.tsv``; BEIR's SciFact converted to it, say), the passages are ingested
   through the real pipeline (chunking, the bundled e5 embedder, the full-text index) into a
   store under ``--data-dir`` (kept: a second run only queries), then every query of the split
   is searched in three modes; nDCG@10, recall@10, recall@100 (as ``seekport kb eval``).

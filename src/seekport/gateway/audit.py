@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from seekport.store.protocols import AuditStore
 
@@ -59,6 +59,45 @@ class AuditEvent:
             "count": self.count,
             "detail": self.detail or None,
         }
+
+
+class Actor(Protocol):
+    """Who made a change (a Principal): what its audit row names."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def client_ip(self) -> str | None: ...
+
+
+async def note_change(
+    audit: AuditLog | None,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: str,
+    tenant_id: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """The audit row of a change, committed before the caller is answered (no log: none)."""
+    if audit is None:
+        return
+    await audit.record(
+        AuditEvent(
+            action,
+            actor_key_id=actor.key_id,
+            actor_role=actor.role,
+            tenant_id=tenant_id,
+            target_type=target_type,
+            target_id=target_id,
+            client_ip=actor.client_ip,
+            detail=detail or {},
+        )
+    )
 
 
 _Bucket = tuple[str, str | None, str | None, str | None, int]  # action, ip, key, reason, minute

@@ -12,7 +12,7 @@ import datetime as dt
 import secrets
 
 from seekport.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
-from seekport.gateway.audit import AuditEvent, AuditLog
+from seekport.gateway.audit import AuditLog, note_change
 from seekport.gateway.auth import KeyService, Principal
 from seekport.protocol.keys import ROLES, KeyPolicy, Limits
 from seekport.store.protocols import (
@@ -57,20 +57,7 @@ class Directory:
         detail: dict[str, object] | None = None,
     ) -> None:
         """The audit row of a change, committed before the caller is answered."""
-        if self._audit is None:
-            return
-        await self._audit.record(
-            AuditEvent(
-                action,
-                actor_key_id=actor.key_id,
-                actor_role=actor.role,
-                tenant_id=tenant_id,
-                target_type=target_type,
-                target_id=target_id,
-                client_ip=actor.client_ip,
-                detail=detail or {},
-            )
-        )
+        await note_change(self._audit, actor, action, target_type, target_id, tenant_id, detail)
 
     # ---- tenants
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from seekport.gateway.audit import AuditEvent, AuditLog
+from seekport.gateway.audit import AuditLog, note_change
 from seekport.gateway.auth import Principal
 from seekport.knowledge.retrieval import Hit, Mode
 from seekport.knowledge.service import Access, Actor, KnowledgeBases, Role
@@ -51,20 +51,7 @@ class KnowledgeDesk:
         target_id: str,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        if self._audit is None:
-            return
-        await self._audit.record(
-            AuditEvent(
-                action,
-                actor_key_id=who.key_id,
-                actor_role=who.role,
-                tenant_id=who.tenant_id,
-                target_type=target_type,
-                target_id=target_id,
-                client_ip=who.client_ip,
-                detail=detail or {},
-            )
-        )
+        await note_change(self._audit, who, action, target_type, target_id, who.tenant_id, detail)
 
     async def access(self, who: Principal, ref: str, ability: Any) -> Access:
         who.require("knowledge")

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from seekport.store.knowledge.records import (
     FTS_COLUMNS,
@@ -435,16 +434,6 @@ class SqliteKnowledgeStore(_IndexCalls):
                 "WHERE id = ?",
                 (status, error, progress, title, _now(), doc_id),
             )
-
-    def chunk_hashes(self, doc_id: str) -> dict[str, npt.NDArray[np.float32]]:
-        """The document's current chunks' vectors by content hash (an unchanged chunk of a
-        changed document is not embedded again)."""
-        rows = (
-            self._conn()
-            .execute("SELECT content_hash, vector FROM kb_chunk WHERE document_id = ?", (doc_id,))
-            .fetchall()
-        )
-        return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows}
 
     def replace_chunks(
         self,

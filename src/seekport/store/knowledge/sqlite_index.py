@@ -28,6 +28,16 @@ class _IndexCalls:
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
+    def chunk_hashes(self, doc_id: str) -> dict[str, npt.NDArray[np.float32]]:
+        """The document's current chunks' vectors by content hash (an unchanged chunk of a
+        changed document is not embedded again)."""
+        rows = (
+            self._conn()
+            .execute("SELECT content_hash, vector FROM kb_chunk WHERE document_id = ?", (doc_id,))
+            .fetchall()
+        )
+        return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows}
+
     def chunk_texts(self, kb: KnowledgeBaseRecord) -> list[tuple[int, str, list[str], str]]:
         """Every chunk's ``(id, text, headings, its document's title)``."""
         rows = (
