@@ -320,6 +320,7 @@ def test_stream_disconnect_stops_generation_and_frees_the_engine(server: Server)
         "stream": True,
         "max_tokens": 1500,
         "temperature": 1,
+        "logit_bias": {"2": -100},  # no early EOS: the stream is still going when cut
     }
     with httpx.stream(
         "POST", server.url + "/v1/chat/completions", headers=headers, json=body, timeout=60
@@ -345,6 +346,7 @@ def test_non_stream_disconnect_is_recorded_and_stops(server: Server) -> None:
         "messages": [{"role": "user", "content": "Write a long essay"}],
         "max_tokens": 1500,
         "temperature": 1,
+        "logit_bias": {"2": -100},  # no early EOS: the answer cannot be done in 0.5 s
     }
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server.url + "/v1/chat/completions", headers=headers, json=body, timeout=0.5)
