@@ -7,6 +7,7 @@ look a key up by its hash without timing leaks on the secret itself.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import math
@@ -172,6 +173,7 @@ class KeyService:
         self._audit = audit  # failed authentications: one aggregated row per address a minute
         self._known: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         self._unknown: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def create(
         self,
@@ -255,6 +257,7 @@ class KeyService:
         """Drop cached lookups (this replica's; others' expire within the cache TTL)."""
         self._known.clear()
         self._unknown.clear()
+        self._pending.clear()  # a lookup under way may predate the change
 
     async def count_all(self) -> int:
         """Keys ever created, revoked ones included (bootstrap happens on an empty store only)."""
@@ -269,6 +272,22 @@ class KeyService:
             if hit is not None and hit[0] > now:
                 cache.move_to_end(digest)
                 return hit[1]
+        # One lookup per key at a time: when an entry expires, the requests that arrive
+        # together (a busy key's whole concurrency) wait for the first one's answer.
+        pending = self._pending.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._fetch(digest, now))
+        self._pending[digest] = task
+
+        def done(_t: object) -> None:
+            if self._pending.get(digest) is task:
+                del self._pending[digest]
+
+        task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _fetch(self, digest: str, now: float) -> Principal | None:
         found = await self._repo.find_active_by_hash(digest)
         principal = Principal.of(found) if found else None
         cache = self._known if principal else self._unknown
@@ -286,15 +305,15 @@ class KeyService:
         key = f"authfail:{client}" if client is not None and self._limiter is not None else None
         try:
             digest = self._digest(authorization)
+            known = self._cached(self._known, digest)
+            if known is not None:  # a key known valid passes even a throttled address
+                return self._admitted(known, client)
             refusal = await self._refusal(key) if key is not None else None
             if refusal is not None:
-                known = self._cached(self._known, digest)
-                if known is None:
-                    self._count("throttled")
-                    if self._audit is not None:
-                        self._audit.count("auth.failed", client_ip=client, reason="throttled")
-                    raise refusal
-                return self._admitted(known, client)
+                self._count("throttled")
+                if self._audit is not None:
+                    self._audit.count("auth.failed", client_ip=client, reason="throttled")
+                raise refusal
             principal = await self._lookup(digest)
             if principal is None:
                 raise _Refused(
@@ -344,7 +363,10 @@ class KeyService:
         cache: OrderedDict[str, tuple[float, Principal | None]], digest: str
     ) -> Principal | None:
         hit = cache.get(digest)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        cache.move_to_end(digest)
+        return hit[1]
 
     def _count(self, reason: str) -> None:
         if self._metrics is not None:

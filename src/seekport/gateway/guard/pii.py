@@ -98,6 +98,17 @@ PATTERNS: dict[str, tuple[re.Pattern[str], Callable[[str], bool] | None]] = {
     ),
 }
 PRIORITY = ("email", "id_cn", "phone_cn", "bank_card", "ipv6", "ipv4")
+_DIGIT = re.compile(r"\d")
+# What a text must hold for a detector to have anything to find (one cheap pass each; most
+# text of a chat has no "@", no two colons, often no digit, and its scan is skipped)
+_NEEDS: dict[str, Callable[[str, bool], bool]] = {
+    "email": lambda t, _digit: "@" in t,
+    "id_cn": lambda _t, digit: digit,
+    "phone_cn": lambda _t, digit: digit,
+    "bank_card": lambda _t, digit: digit,
+    "ipv4": lambda t, digit: digit and "." in t,
+    "ipv6": lambda t, _digit: t.count(":") >= 2,
+}
 
 
 class Detector:
@@ -108,8 +119,12 @@ class Detector:
         self._checks: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None]] = [
             (k, *PATTERNS[k]) for k in PRIORITY if k in wanted
         ]
+        self._needs: list[Callable[[str, bool], bool] | None] = [
+            _NEEDS[k] for k, _, _ in self._checks
+        ]
         for name, pattern in (custom or {}).items():
             self._checks.append((name, re.compile(pattern), None))
+            self._needs.append(None)
         self._rank = {name: i for i, (name, _, _) in enumerate(self._checks)}
 
     @property
@@ -119,7 +134,10 @@ class Detector:
     def find(self, text: str) -> list[Match]:
         """Non-overlapping matches, in order of position."""
         found: list[Match] = []
-        for kind, pattern, check in self._checks:
+        digit = _DIGIT.search(text) is not None
+        for (kind, pattern, check), needs in zip(self._checks, self._needs, strict=True):
+            if needs is not None and not needs(text, digit):
+                continue
             for hit in pattern.finditer(text):
                 value = hit.group(0)
                 if check is None or check(value):
