@@ -31,6 +31,7 @@ class SeekportError(Exception):
     status_code: int = 500
     error_type: str = "internal_error"
     code: str | None = "internal_error"
+    request_id: str | None = None  # the SDK's copy of the server's X-Request-ID
 
     def __init__(
         self,
