@@ -37,7 +37,8 @@ malformed      200 whose JSON is cut and garbled        one broken ``data:`` eve
                                                         then the rest of a valid stream
 =============  =======================================  ========================================
 
-``latency_ms`` delays every outcome's first byte, ``drip_ms`` spaces stream chunks and
+``reasoning_tokens`` puts ``think0 think1 …`` in ``reasoning_content`` before the answer (a
+stream sends them as their own deltas first). ``latency_ms`` delays every outcome's first byte, ``drip_ms`` spaces stream chunks and
 ``keepalives`` sends that many ``: keep-alive`` comments (``keepalive_ms`` apart) before the first
 event. ``require_key`` makes every API route answer 401 without ``Authorization: Bearer <key>``.
 
@@ -72,7 +73,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -202,6 +203,11 @@ FIELDS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "name": ("chaos", _text, "x-chaos-upstream header, fp_<name> fingerprint, chatcmpl-<name>-N"),
     "models": (["deepseek-chat", "deepseek-reasoner"], _names, "ids listed by /v1/models"),
     "tokens": (16, _integer(0, 1_000_000), "completion tokens per answer"),
+    "reasoning_tokens": (
+        0,
+        _integer(0, 1_000_000),
+        "reasoning_content tokens (think0 think1 …) before the answer, as DeepSeek's reasoner",
+    ),
     "echo": (False, _flag, "answer with the last user message's text, 3 characters a token"),
     "latency_ms": (0.0, _number(0, 600_000), "delay before the first response byte"),
     "jitter_ms": (0.0, _number(0, 600_000), "plus a seeded uniform(0, jitter_ms)"),
@@ -275,6 +281,7 @@ class Answer:
     tokens: list[str]  # token i > 0 carries its leading space: they concatenate to the text
     finish: str
     prompt_tokens: int
+    reasoning: list[str] = field(default_factory=list)  # before the answer
 
     @property
     def usage(self) -> dict[str, int]:
@@ -287,6 +294,8 @@ class Answer:
 
     def completion(self) -> dict[str, Any]:
         message = {"role": "assistant", "content": "".join(self.tokens)}
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish}
         return {**self._envelope("chat.completion", [choice]), "usage": self.usage}
 
@@ -705,6 +714,10 @@ class Upstream:
             tokens=[f"tok{i}" if i == 0 else f" tok{i}" for i in range(n)],
             finish=finish,
             prompt_tokens=max(1, prompt),
+            reasoning=[
+                f"think{i}" if i == 0 else f" think{i}"
+                for i in range(self.settings["reasoning_tokens"])
+            ],
         )
 
     def echo(self, body: dict[str, Any], model: str, seq: int) -> Answer:
@@ -762,6 +775,10 @@ class Upstream:
             await response.write(b": keep-alive\n\n")
             await asyncio.sleep(s["keepalive_ms"] / 1000)
         await response.write(sse(answer.chunk({"role": "assistant", "content": ""})))
+        if answer.reasoning:
+            await response.write(
+                b"".join(sse(answer.chunk({"reasoning_content": t})) for t in answer.reasoning)
+            )
 
         pending: list[bytes] = []
         sent = 0

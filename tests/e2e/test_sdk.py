@@ -21,6 +21,7 @@ from seekport.errors import (
 )
 from seekport.protocol.chat import ChatCompletion
 from seekport.sdk import (
+    APITimeoutError,
     BreakerSettings,
     ChatDelta,
     CircuitOpenError,
@@ -199,3 +200,29 @@ def test_environment_configures_the_client(server: Server, monkeypatch: pytest.M
     with Client(retry=FAST) as c:
         assert c.base_url == server.url
         assert MODEL in [m.id for m in c.models.list().data]
+
+
+def test_stream_keeps_reasoning_apart(server: Server, fresh_chaos: Chaos) -> None:
+    fresh_chaos.control(reasoning_tokens=3)
+    with make(server) as c:
+        stream = c.chat.completions.create(model=MODEL, messages=HI, stream=True, max_tokens=2)
+        deltas = list(stream)
+        thinking = [d.reasoning_content for d in deltas if d.reasoning_content]
+        assert thinking == ["think0", " think1", " think2"]
+        assert all(d.content is None for d in deltas if d.reasoning_content)
+        assert stream.reasoning_content == "think0 think1 think2"
+        assert stream.content == "tok0 tok1"
+        answer = c.chat.completions.create(model=MODEL, messages=HI, max_tokens=2)
+        assert answer.choices[0].message.reasoning_content == "think0 think1 think2"
+        assert answer.choices[0].message.content == "tok0 tok1"
+
+
+def test_timeout_per_call(server: Server, fresh_chaos: Chaos) -> None:
+    fresh_chaos.control(script=["timeout"])
+    events: list[RetryEvent] = []
+    with make(server, on_retry=events.append) as c:
+        with pytest.raises(APITimeoutError):
+            c.chat.completions.create(model=MODEL, messages=HI, timeout=0.5, max_retries=0)
+        answer = c.chat.completions.create(model=MODEL, messages=HI, max_tokens=1, timeout=30)
+        assert answer.choices[0].message.content == "tok0"
+    assert events == []
