@@ -271,6 +271,38 @@ def test_embeddings_from_the_local_model_with_the_official_client(server: Server
     assert r2.status_code == 400 and r2.json()["error"]["code"] == "context_length_exceeded"
 
 
+def test_the_sdk_covers_knowledge_bases(server: Server, upstream: Chaos) -> None:
+    """seekport.Client: create, upload, status, search, a grounded stream's citations,
+    embeddings, delete — the same API through the SDK's typed methods."""
+    from seekport import Client
+
+    with Client(base_url=server.url, api_key=server.key, max_retries=0) as c:
+        kb = c.knowledge.create("sdk-notes")
+        note = "订单号 SP-7731 的退款在 3 个工作日内到账。".encode()
+        up = c.knowledge.upload(kb.id, [("refunds.txt", note)])
+        assert [d.status for d in up.data] == ["queued"]
+        for _ in range(600):
+            docs = c.knowledge.documents(kb.id).data
+            if all(d.status in ("done", "failed") for d in docs):
+                break
+            time.sleep(0.1)
+        assert [(d.filename, d.status) for d in docs] == [("refunds.txt", "done")]
+        hits = c.knowledge.search(kb.id, "SP-7731 退款").data
+        assert hits and "SP-7731" in hits[0].text and hits[0].lexical_rank == 1
+        stream = c.chat.completions.create(
+            model="m1",
+            messages=[{"role": "user", "content": "SP-7731 退款多久到账？"}],
+            stream=True,
+            knowledge_bases=["sdk-notes"],
+        ).collect()
+        assert stream.citations and "SP-7731" in stream.citations[0]["text"]
+        assert stream.content  # the upstream echoes the question
+        vectors = c.embeddings.create(model="e5", input=["退款", "refund"])
+        assert [len(v.embedding) for v in vectors.data] == [384, 384]
+        c.knowledge.delete(kb.id)
+        assert "sdk-notes" not in [k.name for k in c.knowledge.list().data]
+
+
 def test_openapi_documents_the_knowledge_api(server: Server) -> None:
     paths = httpx.get(server.url + "/openapi.json", timeout=10).json()["paths"]
     for p in ("/v1/embeddings", "/v1/knowledge", "/v1/knowledge/{kb}/search"):

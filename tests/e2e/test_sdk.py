@@ -17,6 +17,7 @@ from seekport.errors import (
     AuthenticationError,
     InvalidRequestError,
     OverloadedError,
+    PermissionDeniedError,
     SeekportError,
 )
 from seekport.protocol.chat import ChatCompletion
@@ -226,3 +227,23 @@ def test_timeout_per_call(server: Server, fresh_chaos: Chaos) -> None:
         answer = c.chat.completions.create(model=MODEL, messages=HI, max_tokens=1, timeout=30)
         assert answer.choices[0].message.content == "tok0"
     assert events == []
+
+
+def test_admin_through_the_sdk(server: Server) -> None:
+    with make(server) as c:
+        tenant = c.admin.tenants.create("sdk-tenant")
+        assert tenant.id in [t.id for t in c.admin.tenants.list()]
+        user = c.admin.users.create("sdk-user", tenant_id=tenant.id)
+        assert c.admin.users.retrieve(user.id).tenant_id == tenant.id
+        made = c.admin.keys.create("sdk-key", "user", tenant_id=tenant.id, user_id=user.id)
+        assert made.secret.startswith("sk-sp-")
+        with Client(base_url=server.url, api_key=made.secret, retry=FAST) as as_user:
+            assert MODEL in [m.id for m in as_user.models.list().data]
+            with pytest.raises(PermissionDeniedError) as denied:
+                as_user.admin.keys.list()
+            assert denied.value.status_code == 403 and denied.value.request_id
+        assert c.admin.keys.revoke(made.id).id == made.id
+        revoked = Client(base_url=server.url, api_key=made.secret, retry=FAST)
+        with revoked, pytest.raises(AuthenticationError):  # at once on the replica that revoked
+            revoked.models.list()
+        assert c.admin.tenants.update(tenant.id, disabled=True).disabled is True

@@ -13,7 +13,7 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from seekport.protocol.admin import Key, KeyWithSecret, UsageReport
+from seekport.protocol.admin import Key, KeyWithSecret, Tenant, UsageReport, User
 from seekport.protocol.balance import UserBalance
 from seekport.protocol.chat import ChatCompletion
 from seekport.protocol.common import Usage
@@ -312,7 +312,37 @@ class _Keys(_Resource):
         return self._c._run(self._c.aio.admin.keys.rotate(key_id, grace_s))
 
 
+class _Tenants(_Resource):
+    def create(self, name: str, **fields: Any) -> Tenant:
+        return self._c._run(self._c.aio.admin.tenants.create(name, **fields))
+
+    def list(self) -> list[Tenant]:
+        return self._c._run(self._c.aio.admin.tenants.list())
+
+    def retrieve(self, tenant_id: str) -> Tenant:
+        return self._c._run(self._c.aio.admin.tenants.retrieve(tenant_id))
+
+    def update(self, tenant_id: str, **fields: Any) -> Tenant:
+        return self._c._run(self._c.aio.admin.tenants.update(tenant_id, **fields))
+
+
+class _Users(_Resource):
+    def create(self, name: str, **fields: Any) -> User:
+        return self._c._run(self._c.aio.admin.users.create(name, **fields))
+
+    def list(self, *, tenant_id: str | None = None) -> list[User]:
+        return self._c._run(self._c.aio.admin.users.list(tenant_id=tenant_id))
+
+    def retrieve(self, user_id: str) -> User:
+        return self._c._run(self._c.aio.admin.users.retrieve(user_id))
+
+    def update(self, user_id: str, **fields: Any) -> User:
+        return self._c._run(self._c.aio.admin.users.update(user_id, **fields))
+
+
 class _Admin(_Resource):
     def __init__(self, client: Client) -> None:
         super().__init__(client)
         self.keys = _Keys(client)
+        self.tenants = _Tenants(client)
+        self.users = _Users(client)

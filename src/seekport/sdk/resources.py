@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from seekport.protocol.admin import Key, KeyWithSecret, ListOf
+from seekport.protocol.admin import Key, KeyWithSecret, ListOf, Tenant, User
 from seekport.protocol.chat import ChatCompletion
 from seekport.protocol.completions import Completion
 from seekport.protocol.embeddings import EmbeddingResponse
@@ -252,7 +252,50 @@ class Keys(_Resource):
         )
 
 
+class Tenants(_Resource):
+    async def create(self, name: str, **fields: Any) -> Tenant:
+        """A tenant (``limits``); a superadmin key."""
+        return await self._client._model(
+            Tenant, "POST", "/admin/tenants", body={"name": name, **fields}, retry_post=False
+        )
+
+    async def list(self) -> list[Tenant]:
+        return (await self._client._model(ListOf[Tenant], "GET", "/admin/tenants")).data
+
+    async def retrieve(self, tenant_id: str) -> Tenant:
+        return await self._client._model(Tenant, "GET", f"/admin/tenants/{tenant_id}")
+
+    async def update(self, tenant_id: str, **fields: Any) -> Tenant:
+        """``limits``, ``disabled``."""
+        return await self._client._model(
+            Tenant, "PATCH", f"/admin/tenants/{tenant_id}", body=fields, retry_post=False
+        )
+
+
+class Users(_Resource):
+    async def create(self, name: str, **fields: Any) -> User:
+        """A user (``tenant_id``, ``limits``)."""
+        return await self._client._model(
+            User, "POST", "/admin/users", body={"name": name, **fields}, retry_post=False
+        )
+
+    async def list(self, *, tenant_id: str | None = None) -> list[User]:
+        params = {"tenant_id": tenant_id} if tenant_id else None
+        return (await self._client._model(ListOf[User], "GET", "/admin/users", params=params)).data
+
+    async def retrieve(self, user_id: str) -> User:
+        return await self._client._model(User, "GET", f"/admin/users/{user_id}")
+
+    async def update(self, user_id: str, **fields: Any) -> User:
+        """``limits``, ``disabled``."""
+        return await self._client._model(
+            User, "PATCH", f"/admin/users/{user_id}", body=fields, retry_post=False
+        )
+
+
 class Admin(_Resource):
     def __init__(self, client: AsyncClient) -> None:
         super().__init__(client)
         self.keys = Keys(client)
+        self.tenants = Tenants(client)
+        self.users = Users(client)
