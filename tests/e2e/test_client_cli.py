@@ -158,3 +158,18 @@ def test_chat_in_a_terminal(server: Server, fresh_chaos: Chaos) -> None:
     assert sent == ["deepseek-chat", "deepseek-chat"]  # both names lead to the same upstream model
     second = fresh_chaos.requests(1)[0]["body"]
     assert "again" in second and "tok0 tok1" in second  # the history went along
+
+
+def test_server_lists_print_json_lines(server: Server) -> None:
+    server.cli("users", "create", "--name", "json-user")
+    listed = {
+        what: [json.loads(line) for line in server.cli(what, "list", "--json").stdout.splitlines()]
+        for what in ("keys", "tenants", "users")
+    }
+    assert any(k["name"] == "tests" and k["state"] == "active" for k in listed["keys"])
+    assert all(
+        set(k) == {"id", "name", "role", "tenant_id", "user_id", "prefix", "state"}
+        for k in listed["keys"]
+    )  # never a secret or its hash
+    assert any(t["id"] == "ten_default" for t in listed["tenants"])
+    assert "json-user" in [u["name"] for u in listed["users"]]

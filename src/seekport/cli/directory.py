@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Annotated, Any
 
 import typer
 
+from seekport.cli.client import JsonOpt
 from seekport.cli.common import (
     BudgetOpt,
     ConfigOpt,
@@ -48,13 +50,21 @@ def tenants_create(
 
 @tenants_app.command("list")
 def tenants_list(
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
-    """List tenants."""
+    """List tenants (--json: one object per line)."""
     from seekport.gateway.directory import CLI_ACTOR
 
     settings = load(config, data_dir=data_dir, database_url=database_url)
     rows = run(lambda: with_directory(settings, lambda d: d.list_tenants(CLI_ACTOR)))
+    if as_json:
+        for t in rows:
+            state = "disabled" if t.disabled_at else "active"
+            typer.echo(json.dumps({"id": t.id, "name": t.name, "state": state}, ensure_ascii=False))
+        return
     typer.echo(f"{'id':22} {'name':24} state")
     for t in rows:
         typer.echo(f"{t.id:22} {t.name[:24]:24} {'disabled' if t.disabled_at else 'active'}")
@@ -92,15 +102,22 @@ def users_create(
 @users_app.command("list")
 def users_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's (id or name).")] = None,
+    as_json: JsonOpt = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """List users."""
+    """List users (--json: one object per line)."""
     from seekport.gateway.directory import CLI_ACTOR
 
     settings = load(config, data_dir=data_dir, database_url=database_url)
     rows = run(lambda: with_directory(settings, lambda d: d.list_users(CLI_ACTOR, tenant)))
+    if as_json:
+        for u in rows:
+            state = "disabled" if u.disabled_at else "active"
+            line = {"id": u.id, "name": u.name, "tenant_id": u.tenant_id, "state": state}
+            typer.echo(json.dumps(line, ensure_ascii=False))
+        return
     typer.echo(f"{'id':22} {'name':24} {'tenant':22} state")
     for u in rows:
         state = "disabled" if u.disabled_at else "active"

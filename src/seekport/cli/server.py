@@ -6,12 +6,14 @@ puts them beside the client commands."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
+from seekport.cli.client import JsonOpt
 from seekport.cli.common import (
     BudgetOpt,
     ConfigOpt,
@@ -297,11 +299,21 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """List keys (id, name, role, prefix, state); secrets are never shown again."""
     settings = load(config, data_dir=data_dir, database_url=database_url)
     rows = run(lambda: with_keys(settings, lambda k: k.list()))
+    if as_json:
+        for r in rows:
+            state = "revoked" if r.revoked_at else "active"
+            line = {"id": r.id, "name": r.name, "role": r.role, "tenant_id": r.tenant_id}
+            line |= {"user_id": r.user_id, "prefix": r.prefix, "state": state}
+            typer.echo(json.dumps(line, ensure_ascii=False))
+        return
     typer.echo(f"{'id':22} {'name':20} {'role':10} {'tenant':20} {'prefix':12} state")
     for r in rows:
         state = "revoked" if r.revoked_at else "active"
