@@ -8,6 +8,7 @@ the caller's thread one delta at a time. Safe to share between threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -53,6 +54,10 @@ class _Loop:
     def close(self) -> None:
         if self.loop.is_closed():
             return
+        # finish what async generators left (an error in a stream's reader), then stop
+        done = asyncio.run_coroutine_threadsafe(self.loop.shutdown_asyncgens(), self.loop)
+        with contextlib.suppress(Exception):
+            done.result(timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()
