@@ -40,7 +40,8 @@ malformed      200 whose JSON is cut and garbled        one broken ``data:`` eve
 ``reasoning_tokens`` puts ``think0 think1 …`` in ``reasoning_content`` before the answer (a
 stream sends them as their own deltas first). ``latency_ms`` delays every outcome's first
 byte, ``drip_ms`` spaces stream chunks and ``keepalives`` sends that many ``: keep-alive``
-comments (``keepalive_ms`` apart) before the first event. ``require_key`` makes every API route answer 401 without ``Authorization: Bearer <key>``.
+comments (``keepalive_ms`` apart) before the first event. ``require_key`` makes every API
+route answer 401 without ``Authorization: Bearer <key>``.
 
 Control routes (never faulty, never counted):
 
