@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from seekport.errors import AuthenticationError, PermissionDeniedError, SeekportError
-from seekport.sdk import APIConnectionError, Client
+
+if TYPE_CHECKING:  # imported when a client command runs: the server's commands start faster
+    from seekport.sdk import Client
 
 BaseUrlOpt = Annotated[
     str | None,
@@ -40,6 +42,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 @contextlib.contextmanager
 def connect(base_url: str | None, api_key: str | None) -> Iterator[Client]:
     """A client whose errors leave as one readable line (exit 1)."""
+    from seekport.sdk import APIConnectionError, Client
+
     try:
         client = Client(base_url=base_url, api_key=api_key, max_retries=2, timeout=600)
     except ValueError as exc:

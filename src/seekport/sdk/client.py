@@ -54,8 +54,15 @@ class _Loop:
     def close(self) -> None:
         if self.loop.is_closed():
             return
-        # finish what async generators left (an error in a stream's reader), then stop
-        done = asyncio.run_coroutine_threadsafe(self.loop.shutdown_asyncgens(), self.loop)
+
+        async def settle() -> None:
+            # what async generators left (an error in a stream's reader), and the transports'
+            # last callbacks (closing their sockets) run before the loop stops
+            await self.loop.shutdown_asyncgens()
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+        done = asyncio.run_coroutine_threadsafe(settle(), self.loop)
         with contextlib.suppress(Exception):
             done.result(timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
