@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -125,18 +126,20 @@ def users_list(
 
 
 def usage(
-    group_by: Annotated[str | None, typer.Option(help="day, model or key.")] = None,
-    since: Annotated[str | None, typer.Option(help="From (ISO 8601, UTC if no zone).")] = None,
-    until: Annotated[str | None, typer.Option(help="Until (exclusive).")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant (id).")] = None,
-    user: Annotated[str | None, typer.Option(help="Only this user (usr_…).")] = None,
-    key: Annotated[str | None, typer.Option(help="Only this key (key_…).")] = None,
-    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    database_url: DbOpt = None,
+    *,
+    group_by: str | None,
+    since: str | None,
+    until: str | None,
+    tenant: str | None,
+    user: str | None,
+    key: str | None,
+    model: str | None,
+    config: Path | None,
+    data_dir: Path | None,
+    database_url: str | None,
 ) -> None:
-    """Requests, tokens and cost from the usage records (what GET /admin/usage answers)."""
+    """Requests, tokens and cost from the usage records (what GET /admin/usage answers), read
+    from the database; ``seekport usage`` (main.py) holds the options."""
     from seekport.config.pricing import decimal_string
     from seekport.store.protocols import UsageQuery
     from seekport.store.sql import Database, UsageTotals

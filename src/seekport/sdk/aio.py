@@ -13,6 +13,7 @@ that reads the environment.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -92,9 +93,7 @@ class AsyncClient:
         self.api_key = api_key if api_key is not None else os.environ.get("SEEKPORT_API_KEY")
         policy = retry or RetryPolicy()
         if max_retries is not None:
-            policy = RetryPolicy(
-                max_retries, policy.initial_delay, policy.max_delay, policy.max_retry_after
-            )
+            policy = dataclasses.replace(policy, max_retries=max_retries)
         self.retry = policy
         settings = BreakerSettings() if breaker is _NOT_GIVEN else (breaker or None)
         self.breakers = Breakers(settings, dict(fallbacks or {}))
@@ -191,9 +190,7 @@ class AsyncClient:
     def _call(self, max_retries: int | None) -> _Call:
         policy = self.retry
         if max_retries is not None:
-            policy = RetryPolicy(
-                max_retries, policy.initial_delay, policy.max_delay, policy.max_retry_after
-            )
+            policy = dataclasses.replace(policy, max_retries=max_retries)
         return _Call(policy)
 
     async def _send(

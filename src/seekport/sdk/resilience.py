@@ -71,11 +71,22 @@ State = Literal["closed", "open", "half_open"]
 
 
 @dataclass
-class Breaker:
+class BreakerSettings:
     error_rate: float = 0.3
     min_calls: int = 10
     window_s: float = 60.0
     cooldown_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.error_rate <= 1:
+            raise ValueError("error_rate must be in (0, 1]")
+        if self.min_calls < 1 or self.window_s <= 0 or self.cooldown_s < 0:
+            raise ValueError("min_calls >= 1, window_s > 0 and cooldown_s >= 0")
+
+
+@dataclass
+class Breaker:
+    settings: BreakerSettings = field(default_factory=BreakerSettings)
     clock: Callable[[], float] = time.monotonic
     _outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
     _opened_at: float | None = None
@@ -85,14 +96,14 @@ class Breaker:
     def state(self) -> State:
         if self._opened_at is None:
             return "closed"
-        if self.clock() - self._opened_at < self.cooldown_s:
+        if self.clock() - self._opened_at < self.settings.cooldown_s:
             return "open"
         return "half_open"
 
     def retry_in(self) -> float:
         if self._opened_at is None:
             return 0.0
-        return max(0.0, self.cooldown_s - (self.clock() - self._opened_at))
+        return max(0.0, self.settings.cooldown_s - (self.clock() - self._opened_at))
 
     def allow(self) -> bool:
         """May a call go to this model now? (In half-open state: one probe at a time.)"""
@@ -117,30 +128,16 @@ class Breaker:
                 self._opened_at = now
             return
         self._outcomes.append((now, ok))
-        while self._outcomes and self._outcomes[0][0] < now - self.window_s:
+        while self._outcomes and self._outcomes[0][0] < now - self.settings.window_s:
             self._outcomes.popleft()
         n = len(self._outcomes)
         errors = sum(1 for _, good in self._outcomes if not good)
-        if n >= self.min_calls and errors / n > self.error_rate:
+        if n >= self.settings.min_calls and errors / n > self.settings.error_rate:
             self._opened_at = now
 
     def release(self) -> None:
         """A probe that ended without an outcome (the caller went away, a 4xx)."""
         self._probing = False
-
-
-@dataclass
-class BreakerSettings:
-    error_rate: float = 0.3
-    min_calls: int = 10
-    window_s: float = 60.0
-    cooldown_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.error_rate <= 1:
-            raise ValueError("error_rate must be in (0, 1]")
-        if self.min_calls < 1 or self.window_s <= 0 or self.cooldown_s < 0:
-            raise ValueError("min_calls >= 1, window_s > 0 and cooldown_s >= 0")
 
 
 class Breakers:
@@ -164,10 +161,7 @@ class Breakers:
             return None
         b = self._by_model.get(model)
         if b is None:
-            s = self.settings
-            b = self._by_model[model] = Breaker(
-                s.error_rate, s.min_calls, s.window_s, s.cooldown_s, self._clock
-            )
+            b = self._by_model[model] = Breaker(self.settings, self._clock)
         return b
 
     def pick(self, model: str) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from seekport.errors import SeekportError
 from seekport.protocol.chat import ChatCompletionChunk, ToolCallChunk
@@ -20,6 +20,7 @@ from seekport.protocol.common import Usage
 from seekport.protocol.completions import Completion
 from seekport.sdk.errors import APIConnectionError, StreamInterruptedError, error_from
 
+C = TypeVar("C", bound=BaseModel)
 # reopen(error) -> a new response, or raises (no retry left, not retryable)
 Reopen = Callable[[SeekportError], Awaitable[httpx.Response]]
 
@@ -130,6 +131,21 @@ class _Stream:
                 self.response = await self._reopen(err)
                 self._events = None
 
+    async def _next_chunk(self, model: type[C]) -> C | None:
+        """The next event as ``model``; None once the stream has ended (and is closed)."""
+        if self._done:
+            return None
+        payload = await self._next_payload()
+        if payload is None:
+            await self.aclose()
+            return None
+        try:
+            chunk = model.model_validate(payload)
+        except ValidationError as exc:
+            raise APIConnectionError(f"the stream sent an unexpected chunk: {exc}") from exc
+        self._envelope(payload)
+        return chunk
+
     def _after_content(self, exc: SeekportError) -> SeekportError:
         if isinstance(exc, APIConnectionError) and not isinstance(exc, StreamInterruptedError):
             out = StreamInterruptedError(f"the stream broke after content was received: {exc}")
@@ -167,16 +183,7 @@ class AsyncChatStream(_Stream):
         return self
 
     async def __anext__(self) -> ChatDelta:
-        while not self._done:
-            payload = await self._next_payload()
-            if payload is None:
-                await self.aclose()
-                break
-            try:
-                chunk = ChatCompletionChunk.model_validate(payload)
-            except ValidationError as exc:
-                raise APIConnectionError(f"the stream sent an unexpected chunk: {exc}") from exc
-            self._envelope(payload)
+        while (chunk := await self._next_chunk(ChatCompletionChunk)) is not None:
             if not chunk.choices:
                 continue  # the usage-only chunk
             choice = chunk.choices[0]
@@ -225,16 +232,7 @@ class AsyncCompletionStream(_Stream):
         return self
 
     async def __anext__(self) -> TextDelta:
-        while not self._done:
-            payload = await self._next_payload()
-            if payload is None:
-                await self.aclose()
-                break
-            try:
-                chunk = Completion.model_validate(payload)
-            except ValidationError as exc:
-                raise APIConnectionError(f"the stream sent an unexpected chunk: {exc}") from exc
-            self._envelope(payload)
+        while (chunk := await self._next_chunk(Completion)) is not None:
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
