@@ -5,6 +5,7 @@ metric, hashed keys, the auth cache and revocation across instances."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import sqlite3
@@ -58,11 +59,19 @@ def usage(request_id: str | None = None) -> UsageEvent:
     )
 
 
+def _as_row(ev: UsageEvent) -> dict[str, object]:
+    return dataclasses.asdict(ev)
+
+
 def failures(metrics: Metrics) -> float:
     return float(metrics.usage_write_failures._value.get())
 
 
-async def test_concurrent_records_are_committed_together(db: Database) -> None:
+async def test_records_waiting_for_the_lock_are_committed_together(
+    db: Database, tmp_path: Path
+) -> None:
+    """With another writer holding SQLite's lock, records queue up behind the first and are
+    committed together once it is free: far fewer transactions than records, none lost."""
     commits = 0
 
     def count(_conn: object) -> None:
@@ -70,13 +79,46 @@ async def test_concurrent_records_are_committed_together(db: Database) -> None:
         commits += 1
 
     assert db.sync_engine is not None
-    event.listen(db.sync_engine, "commit", count)
+    event.listen(db.sync_engine, "commit", count)  # the path that waits for the lock
     recorder = UsageRecorder(UsageRepository(db), Metrics())
     await recorder.start()
-    await asyncio.gather(*(recorder.record(usage()) for _ in range(200)))
+    blocker = sqlite3.connect(tmp_path / "seekport.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process's write transaction
+    records = asyncio.gather(*(recorder.record(usage()) for _ in range(200)))
+    await asyncio.sleep(0.3)
+    assert not records.done()  # nothing acknowledged while nothing could be committed
+    assert await UsageRepository(db).count() == 0
+    blocker.execute("COMMIT")
+    blocker.close()
+    await records
     await recorder.stop()
     assert await UsageRepository(db).count() == 200
     assert commits < 20  # group commit: far fewer transactions than records
+
+
+async def test_an_idle_record_is_committed_before_record_returns(
+    db: Database, tmp_path: Path
+) -> None:
+    """The path without a queue (the lock free, nothing waiting) stores what the SQLAlchemy
+    path stores, and the row is durable when ``record`` returns."""
+    recorder = UsageRecorder(UsageRepository(db), Metrics())
+    await recorder.start()
+    ev = usage("req_inline")
+    ev.ttft_ms, ev.cost_nanos, ev.currency = 12.5, 1234, "CNY"
+    await recorder.record(ev)
+    other = sqlite3.connect(tmp_path / "seekport.db")
+    assert other.execute(
+        "SELECT count(*) FROM usage_records WHERE request_id = 'req_inline'"
+    ).fetchone() == (1,)
+    other.close()
+    await UsageRepository(db).insert_many([_as_row(usage("req_threaded"))])
+    await recorder.stop()
+    repo = UsageRepository(db)
+    inline, threaded = await repo.get("req_inline"), await repo.get("req_threaded")
+    assert inline is not None and threaded is not None
+    assert inline["created_at"] == ev.created_at.replace(tzinfo=None)  # as SQLAlchemy stores it
+    assert (inline["ttft_ms"], inline["cost_nanos"], inline["currency"]) == (12.5, 1234, "CNY")
+    assert type(inline["created_at"]) is type(threaded["created_at"])
 
 
 async def test_one_duplicate_does_not_lose_the_rows_beside_it(db: Database) -> None:

@@ -20,7 +20,7 @@ from seekport import __version__
 from seekport.api.deps import Services
 from seekport.api.errors import anthropic_error_response, error_response, install_error_handlers
 from seekport.api.jobs import Jobs
-from seekport.api.middleware import EdgeMiddleware
+from seekport.api.lane import SeekportApp
 from seekport.api.reload import Reloader
 from seekport.api.routes import (
     admin,
@@ -357,7 +357,7 @@ class _Parts:
 
 def create_app(
     settings: Settings, reload_settings: Callable[[], Settings] | None = None
-) -> FastAPI:
+) -> SeekportApp:
     """The app for ``settings``; ``reload_settings`` re-reads the same sources for a hot reload
     (SIGHUP, ``POST /admin/reload``)."""
     metrics = Metrics()
@@ -428,7 +428,7 @@ def create_app(
             await parts.stop()
             await db.close()
 
-    app = FastAPI(
+    app = SeekportApp(
         title="seekport",
         version=__version__,
         lifespan=lifespan,
@@ -457,8 +457,7 @@ def create_app(
         rs = RequestScope(app.state.services, Request(scope), route, render=render)
         await (await rs.refuse(err))(scope, receive, send)
 
-    app.add_middleware(
-        EdgeMiddleware,
+    app.add_edge(  # the API routes skip the framework's stack (lane.py)
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.knowledge.max_upload_bytes,

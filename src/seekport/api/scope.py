@@ -126,19 +126,36 @@ class RequestScope:
 
     async def race(self, work: Awaitable[T]) -> T | Response:
         """Await ``work`` unless the client hangs up first: then cancel it, record 499 and
-        answer 499. The request body must have been read already."""
-        task = asyncio.ensure_future(work)
-        gone = asyncio.ensure_future(self._wait_disconnect())
+        answer 499. The request body must have been read already.
+
+        The work runs in this task (a task of its own and ``asyncio.wait`` cost ~25 µs a
+        request); a watcher task cancels this one if the client goes while the work is still
+        under way. The watcher only runs while this task is suspended, so while ``racing`` is
+        set the cancellation lands inside the work, and it cannot land after it."""
+        current = asyncio.current_task()
+        assert current is not None
+        racing = True
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            await self._wait_disconnect()
+            if racing:
+                gone = True
+                current.cancel()
+
+        watcher = asyncio.ensure_future(watch())
         try:
-            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            if not task.done():
-                task.cancel()
-        if not task.done() or task.cancelled():
+            return await work
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            current.uncancel()
             self.record_nowait(499, "client_closed")
             return Response(status_code=499, headers=self.headers())
-        return task.result()
+        finally:
+            racing = False
+            watcher.cancel()
 
     async def _wait_disconnect(self) -> None:
         while True:
@@ -260,8 +277,8 @@ class RequestScope:
             return
         self._observed = True
         m, label = self._svc.metrics, self.label or "-"
-        m.requests.labels(self.route, label, str(status)).inc()
-        m.latency.labels(self.route, label).observe(time.perf_counter() - self.ctx.started)
+        m.child(m.requests, self.route, label, str(status)).inc()
+        m.child(m.latency, self.route, label).observe(time.perf_counter() - self.ctx.started)
 
 
 async def aclose(it: Any) -> None:

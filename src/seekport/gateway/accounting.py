@@ -63,6 +63,7 @@ class UsageRecorder:
         self._batch_max = batch_max
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._writing = 0  # records of the batch being committed
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="usage-writer")
@@ -78,7 +79,17 @@ class UsageRecorder:
         self._task = None
 
     async def record(self, event: UsageEvent) -> None:
-        """Queue the record and wait for its commit. Raises OverloadedError if it failed."""
+        """Queue the record and wait for its commit. Raises OverloadedError if it failed.
+        With nothing queued and a store that commits without blocking (SQLite's write lock
+        free), the record is committed here and now: a batch of one, without the hand-over."""
+        if self._queue.empty() and self._writing == 0:
+            try:
+                done = self._repo.insert_now([_row(event)])
+            except Exception:  # a duplicate id, a broken database
+                self._fail([(event, None)])
+                raise _not_stored() from None
+            if done:
+                return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, fut))
         await asyncio.shield(fut)
@@ -92,7 +103,11 @@ class UsageRecorder:
             batch = [await self._queue.get()]
             while len(batch) < self._batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            self._writing = len(batch)
+            try:
+                await self._commit(batch)
+            finally:
+                self._writing = 0
             for _ in batch:
                 self._queue.task_done()
 
@@ -122,8 +137,8 @@ class UsageRecorder:
         )
         for _, fut in batch:
             if fut is not None and not fut.done():
-                fut.set_exception(
-                    OverloadedError(
-                        "the usage record could not be stored; retry later", retry_after=1
-                    )
-                )
+                fut.set_exception(_not_stored())
+
+
+def _not_stored() -> OverloadedError:
+    return OverloadedError("the usage record could not be stored; retry later", retry_after=1)

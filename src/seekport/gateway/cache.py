@@ -115,7 +115,7 @@ class ResponseCacher:
         raw = await self._store.get(key)
         if raw is None:
             if not semantic:  # the exact lookup's miss is the one counted
-                self._metrics.cache_lookups.labels(model, "miss").inc()
+                self._metrics.child(self._metrics.cache_lookups, model, "miss").inc()
             return None
         try:
             stored = orjson.loads(raw)
@@ -124,10 +124,12 @@ class ResponseCacher:
             events = load_events(stored["events"])
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable cache entry: a miss", extra={"fields": {"model": model}})
-            self._metrics.cache_lookups.labels(model, "miss").inc()
+            self._metrics.child(self._metrics.cache_lookups, model, "miss").inc()
             return None
-        self._metrics.cache_lookups.labels(model, "semantic_hit" if semantic else "hit").inc()
-        self._metrics.cache_bytes.labels("served").inc(len(raw))
+        self._metrics.child(
+            self._metrics.cache_lookups, model, "semantic_hit" if semantic else "hit"
+        ).inc()
+        self._metrics.child(self._metrics.cache_bytes, "served").inc(len(raw))
         if self.config.billing == "cache_hit":
             for ev in events:
                 if isinstance(ev, UsageReport):
@@ -148,7 +150,7 @@ class ResponseCacher:
         if lookup is not None and self.semantic is not None:
             self.semantic.add(lookup, key)
         await self._store.set(key, value, self.config.ttl_s)
-        self._metrics.cache_bytes.labels("stored").inc(len(value))
+        self._metrics.child(self._metrics.cache_bytes, "stored").inc(len(value))
         self._metrics.cache_memory_bytes.set(self._store.bytes_held())
 
 

@@ -180,13 +180,13 @@ def usage_event(
 def observe_tokens(metrics: Metrics, ev: UsageEvent) -> None:
     model = ev.model or "-"
     if ev.prompt_tokens:
-        metrics.tokens.labels(model, "prompt").inc(ev.prompt_tokens)
+        metrics.child(metrics.tokens, model, "prompt").inc(ev.prompt_tokens)
     if ev.completion_tokens:
-        metrics.tokens.labels(model, "completion").inc(ev.completion_tokens)
+        metrics.child(metrics.tokens, model, "completion").inc(ev.completion_tokens)
     if ev.cached_tokens:
-        metrics.tokens.labels(model, "cached").inc(ev.cached_tokens)
+        metrics.child(metrics.tokens, model, "cached").inc(ev.cached_tokens)
     if ev.ttft_ms is not None:
-        metrics.ttft.labels(model).observe(ev.ttft_ms / 1000)
+        metrics.child(metrics.ttft, model).observe(ev.ttft_ms / 1000)
 
 
 def _backend_of(result: ChatResult | None) -> str | None:

@@ -11,7 +11,6 @@ Request shaping lives in ``shaping``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,8 +240,9 @@ class ChatService:
         if policy is None:
             return req, body
         held.guard = policy
-        body = copy.deepcopy(body)
-        held.redaction = self._guard.check_request(policy, body) if self._guard else None
+        if self._guard is None:
+            return req, body
+        body, held.redaction = self._guard.check_request(policy, body)
         if held.redaction is None:
             return req, body
         ceiling = isinstance(req, ChatCompletionRequest) and req.output_ceiling

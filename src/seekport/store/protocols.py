@@ -142,6 +142,12 @@ class UsageStore(Protocol):
 
     async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None: ...
 
+    def insert_now(self, rows: Sequence[dict[str, Any]]) -> bool:
+        """Commit rows at once without awaiting, when the store can do it without blocking
+        (SQLite with its write lock free); False, with nothing written, when it cannot.
+        Raises ``DuplicateRecordError`` as ``insert_many`` does."""
+        ...
+
     async def spent(self, scope: str, scope_id: str, since: dt.datetime) -> dict[str, int]:
         """Cost since ``since`` of the records of a ``key``, ``user`` or ``tenant``, in
         nano-units per currency."""

@@ -11,6 +11,7 @@ back goes out with a later chunk or at the answer's end.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -136,9 +137,12 @@ class Guard:
 
     # ---- the request
 
-    def check_request(self, policy: Compiled, body: dict[str, Any]) -> Redaction | None:
-        """Block (400) or redact the request's text in ``body`` (changed in place); the
-        request's placeholders, or None when nothing was redacted."""
+    def check_request(
+        self, policy: Compiled, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], Redaction | None]:
+        """Block (400) or redact the request's text: the body the model gets (``body`` itself
+        when nothing was redacted, else a redacted copy) and the request's placeholders, or
+        None when nothing was redacted."""
         texts = list(_texts(body))
         if policy.policy.words.input == "block":
             for _, text in texts:
@@ -151,7 +155,8 @@ class Guard:
                         code="content_blocked",
                     )
         redaction = Redaction()
-        for setter, text in texts:
+        redacted: list[tuple[int, str]] = []  # (which text, its redacted form)
+        for i, (_, text) in enumerate(texts):
             matches = [m for m in policy.detector.find(text) if policy.action(m.kind) != "allow"]
             for m in matches:
                 if policy.action(m.kind) == "block":
@@ -165,8 +170,16 @@ class Guard:
             if matches:
                 for m in matches:
                     self._count(m.kind, "redact")
-                setter(_replace(text, matches, lambda m: redaction.placeholder(m.kind, m.value)))
-        return redaction if redaction.values else None
+                redacted.append(
+                    (i, _replace(text, matches, lambda m: redaction.placeholder(m.kind, m.value)))
+                )
+        if not redacted:
+            return body, None
+        body = copy.deepcopy(body)  # the caller's body stays as it came
+        setters = [setter for setter, _ in _texts(body)]
+        for i, text in redacted:
+            setters[i](text)
+        return body, redaction if redaction.values else None
 
     # ---- the answer
 
@@ -178,7 +191,7 @@ class Guard:
 
     def _count(self, kind: str, action: str) -> None:
         if self._metrics is not None:
-            self._metrics.guard_actions.labels(kind, action).inc()
+            self._metrics.child(self._metrics.guard_actions, kind, action).inc()
 
 
 def _replace(text: str, matches: list[Match], mark: Any) -> str:

@@ -262,7 +262,7 @@ class Router:
         plan.last, plan.last_kind = exc, kind
         now = self._clock()
         outcome = kind if kind != RETRY else type(exc).__name__.removesuffix("Error").lower()
-        self._metrics.attempts.labels(dep.model, dep.id, outcome).inc()
+        self._metrics.child(self._metrics.attempts, dep.model, dep.id, outcome).inc()
         if exc.retry_after and kind in (RETRY, RATE_LIMITED) and dep.retry_same:
             # an upstream's Retry-After; the local engine's is advice to clients, and its
             # readiness says when it serves again
@@ -321,7 +321,7 @@ class Router:
         except BaseException:
             dep.in_flight -= 1
             raise
-        self._metrics.attempts.labels(dep.model, dep.id, "ok").inc()
+        self._metrics.child(self._metrics.attempts, dep.model, dep.id, "ok").inc()
         tracked = _Tracked(self, dep, call, held, events, started)
         return Routed(dep, call, tracked)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from seekport.store.sql.inline import InlineWriter
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -55,7 +57,8 @@ class Database:
     """Owns the engines. ``open()`` creates the SQLite directory and migrates to head.
 
     SQLite also gets a plain (sync) engine for the write-heavy usage path: aiosqlite pays a
-    thread hop per statement, while one ``asyncio.to_thread`` call runs a whole group commit.
+    thread hop per statement; the usage records' group commits run on the event loop through an
+    ``InlineWriter`` (``inline.py``), and in one ``asyncio.to_thread`` call when it is busy.
     """
 
     def __init__(self, url: str) -> None:
@@ -63,11 +66,21 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self._engine: AsyncEngine | None = None
         self._sync: Engine | None = None
+        self._writers: dict[str, InlineWriter] = {}
 
     @property
     def sync_engine(self) -> Engine | None:
         """SQLite only: a sync engine over the same file; None on PostgreSQL."""
         return self._sync
+
+    def inline_writer(self, table: Table) -> InlineWriter | None:
+        """SQLite only: the table's writer on the event loop; None on PostgreSQL."""
+        if self._sync is None:
+            return None
+        writer = self._writers.get(table.name)
+        if writer is None:
+            writer = self._writers[table.name] = InlineWriter(self._sync, table)
+        return writer
 
     @property
     def engine(self) -> AsyncEngine:
@@ -96,6 +109,9 @@ class Database:
                 await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
         if self._sync is not None:
             self._sync.dispose()
             self._sync = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,12 +25,15 @@ from seekport.store.protocols import (
     UserRecord,
 )
 from seekport.store.sql.db import Database
+from seekport.store.sql.inline import Busy, InlineWriter
 from seekport.store.sql.tables import (
     api_keys,
     tenants,
     usage_records,
     users,
 )
+
+log = logging.getLogger("seekport.store")
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:
@@ -317,9 +322,28 @@ def _changes(limits: Limits | None, disabled: bool | None) -> dict[str, Any]:
 class UsageRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._checkpoint: asyncio.Task[None] | None = None
+
+    def insert_now(self, rows: Sequence[dict[str, Any]]) -> bool:
+        """SQLite: commit on the event loop unless another writer holds the lock
+        (``inline.py``); PostgreSQL: False."""
+        writer = self._db.inline_writer(usage_records)
+        if writer is None:
+            return False
+        try:
+            writer.insert(rows)
+        except Busy:
+            return False  # another writer holds the lock: insert_many waits in a thread
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRecordError(str(exc)) from exc
+        if writer.due_checkpoint() and self._checkpoint is None:
+            self._checkpoint = asyncio.create_task(self._checkpoint_wal(writer))
+        return True
 
     async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
         """Commit rows in one transaction (group commit); a duplicate request id fails all."""
+        if self.insert_now(rows):
+            return
         try:
             sync = self._db.sync_engine
             if sync is not None:
@@ -329,6 +353,14 @@ class UsageRepository:
                     await conn.execute(insert(usage_records), list(rows))
         except IntegrityError as exc:
             raise DuplicateRecordError(str(exc.orig)) from exc
+
+    async def _checkpoint_wal(self, writer: InlineWriter) -> None:
+        try:
+            await asyncio.to_thread(writer.checkpoint)
+        except Exception:  # the next one may succeed; an autocheckpoint elsewhere too
+            log.warning("WAL checkpoint failed", exc_info=True)
+        finally:
+            self._checkpoint = None
 
     @staticmethod
     def _insert_sync(engine: Engine, rows: list[dict[str, Any]]) -> None:
