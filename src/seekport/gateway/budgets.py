@@ -80,19 +80,37 @@ class Budgets:
     def __init__(self, limiter: Limiter, usage: UsageStore, pricing: PricingConfig) -> None:
         self._limiter = limiter
         self._usage = usage
+        self._tables: dict[str | None, PriceTable | None] = {}
         self.pricing = pricing
+
+    @property
+    def pricing(self) -> PricingConfig:
+        return self._pricing
+
+    @pricing.setter
+    def pricing(self, pricing: PricingConfig) -> None:  # a reload's new prices
+        self._pricing = pricing
+        self._tables = {}
+
+    def _table(self, model: str | None) -> PriceTable | None:
+        """The model's price table, kept per model (a pydantic lookup per request is ~5 µs)."""
+        try:
+            return self._tables[model]
+        except KeyError:
+            found = self._tables[model] = self._pricing.table(model)
+            return found
 
     def cost(
         self, model: str | None, prompt: int, cached: int, completion: int, when: dt.datetime
     ) -> tuple[int, str] | None:
         """A call's cost in nano-units of its table's currency, or None for an unpriced model."""
-        table = self.pricing.table(model)
+        table = self._table(model)
         if table is None:
             return None
         return table.nanos(prompt, cached, completion, table.factor_at(when)), table.currency
 
     def priced(self, models: list[str]) -> list[PriceTable]:
-        return [t for m in models if (t := self.pricing.table(m)) is not None]
+        return [t for m in models if (t := self._table(m)) is not None]
 
     async def reserve(
         self,
