@@ -56,11 +56,13 @@ from seekport.gateway.content_log import ContentLogger
 from seekport.gateway.directory import Directory
 from seekport.gateway.embeddings import EmbeddingBackend, EmbeddingService
 from seekport.gateway.guard.policy import Guard
+from seekport.gateway.lifecycle import resolve_path
 from seekport.gateway.routing.breaker import Breaker
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.service import ChatService
 from seekport.store.kv import Limiter, limiter_for
 from seekport.store.kv.cache import ResponseCache, cache_for
+from seekport.store.registry import Registry
 from seekport.store.sql import (
     AuditRepository,
     ContentRepository,
@@ -85,7 +87,8 @@ log = logging.getLogger("seekport")
 
 def build_backend(cfg: ModelConfig, metrics: Metrics, settings: Settings) -> ChatBackend:
     if isinstance(cfg, LocalModelConfig):
-        return LocalBackend(cfg, metrics)
+        path, version = resolve_path(cfg.path, Registry(settings.resolved_models_dir))
+        return LocalBackend(cfg.model_copy(update={"path": path}), metrics, version=version)
     if isinstance(cfg, ManagedModelConfig):
         return ManagedBackend(cfg, metrics, log_dir=settings.data_dir / "logs")
     return OpenAICompatBackend(cfg, metrics)

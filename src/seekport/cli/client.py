@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -212,9 +213,30 @@ def chat(
 
 @models_app.command("list")
 def models_list(
-    json_out: JsonOpt = False, base_url: BaseUrlOpt = None, api_key: ApiKeyOpt = None
+    json_out: JsonOpt = False,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="This machine's model registry instead.")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="With --local: its settings file.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="With --local: its data directory.")
+    ] = None,
 ) -> None:
-    """The models the server serves (GET /v1/models)."""
+    """The models the server serves (GET /v1/models); with --local, the versions in this
+    machine's registry and their measured figures."""
+    if local:
+        try:
+            from seekport.cli.lifecycle import list_local
+        except ImportError as exc:
+            raise fail(
+                "--local needs the server's dependencies: pip install 'seekport[server]'", 2
+            ) from exc
+        list_local(config, data_dir, json_out)
+        return
     with connect(base_url, api_key) as client:
         found = client.models.list()
     if json_out:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from seekport.cli import lifecycle as _lifecycle  # noqa: F401 - registers `seekport models …`
 from seekport.cli.client import JsonOpt
 from seekport.cli.common import (
     BudgetOpt,
@@ -49,11 +50,15 @@ def _check_models(settings: Settings) -> None:
     """Fail before binding the port, with the fix, when a local model file is missing."""
     from seekport.config import LocalModelConfig
     from seekport.gateway.backends.local import check_model_file
+    from seekport.gateway.lifecycle import resolve_path
+    from seekport.store.registry import Registry
 
+    registry = Registry(settings.resolved_models_dir)
     for m in settings.models:
         if isinstance(m, LocalModelConfig):
             try:
-                check_model_file(m)
+                path, _ = resolve_path(m.path, registry)
+                check_model_file(m.model_copy(update={"path": path}))
             except ConfigError as exc:
                 typer.echo(f"error: model '{m.name}': {exc.message}", err=True)
                 raise typer.Exit(2) from exc

@@ -147,6 +147,15 @@ class ChatService:
         """Served models, then aliases: what /models lists."""
         return [*self._groups, *self._aliases]
 
+    def versions(self) -> dict[str, str]:
+        """The registry version (NAME@VERSION) each model served from the registry runs."""
+        found: dict[str, str] = {}
+        for d in self.router.table:
+            version = getattr(d.backend, "version", None)
+            if isinstance(version, str):
+                found[d.model] = version
+        return found
+
     def served_model(self, model: str | None) -> str | None:
         """The served model a public name stands for (itself, or an alias's target); None for
         a name served nowhere."""

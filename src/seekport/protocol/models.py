@@ -12,6 +12,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    version: str | None = None  # a local model served from the registry: NAME@VERSION
 
 
 class ModelList(BaseModel):

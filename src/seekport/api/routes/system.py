@@ -19,8 +19,10 @@ from seekport.protocol.models import ModelCard, ModelList
 router = APIRouter()
 
 
-def _card(model: str, created: int, owned_by: str) -> ModelCard:
-    return ModelCard(id=model, created=created, owned_by=owned_by)
+def _card(model: str, created: int, owned_by: str, svc: Services) -> ModelCard:
+    served = svc.chat.served_model(model) or model
+    version = svc.chat.versions().get(served)
+    return ModelCard(id=model, created=created, owned_by=owned_by, version=version)
 
 
 def _owners(settings: Settings) -> dict[str, str]:
@@ -51,11 +53,11 @@ async def list_models(request: Request) -> Response:
         who = await authorize(svc, request, "models")
         owners = _owners(svc.settings)
         data = [
-            _card(m, svc.started_at, owners.get(m, "seekport"))
+            _card(m, svc.started_at, owners.get(m, "seekport"), svc)
             for m in _listed(svc)
             if who.policy.allows_model(m)  # a key limited to some models sees only those
         ]
-        return _json(ModelList(data=data).model_dump_json(), scope)
+        return _json(ModelList(data=data).model_dump_json(exclude_none=True), scope)
 
     return await scope.run(handle)
 
@@ -72,8 +74,8 @@ async def get_model(request: Request, model_id: str) -> Response:
             raise ModelNotFoundError(
                 f"Model Not Exist: the model '{model_id}' does not exist", param="model"
             )
-        card = _card(model_id, svc.started_at, _owners(svc.settings).get(model_id, "seekport"))
-        return _json(card.model_dump_json(), scope)
+        card = _card(model_id, svc.started_at, _owners(svc.settings).get(model_id, "seekport"), svc)
+        return _json(card.model_dump_json(exclude_none=True), scope)
 
     return await scope.run(handle)
 

@@ -64,10 +64,17 @@ class LocalBackend:
     kind = "local"
 
     def __init__(
-        self, cfg: LocalModelConfig, metrics: Metrics | None = None, runner: Any = None
+        self,
+        cfg: LocalModelConfig,
+        metrics: Metrics | None = None,
+        runner: Any = None,
+        *,
+        version: str | None = None,
     ) -> None:
-        """``runner``: an already built runner (tests pass a fake one); default llama.cpp."""
+        """``runner``: an already built runner (tests pass a fake one); default llama.cpp.
+        ``version``: the registry version (NAME@VERSION) whose file ``cfg.path`` is."""
         self.model = cfg.name
+        self.version = version
         self._cfg = cfg
         self._metrics = metrics
         self._runner: LlamaCppRunner | None = runner

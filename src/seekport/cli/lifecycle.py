@@ -1,0 +1,293 @@
+"""``seekport models`` on this machine's registry: ``pull``, ``add``, ``quantize``,
+``measure``, ``show``, ``rm`` and ``list --local`` (``list`` alone asks the server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from seekport.cli.client import JsonOpt, _table, fail, models_app
+from seekport.cli.common import ConfigOpt, DataDirOpt, load
+from seekport.errors import SeekportError
+from seekport.store.registry import ModelVersion, Registry
+
+NameOpt = Annotated[str | None, typer.Option("--name", help="Register under this name.")]
+VersionOpt = Annotated[
+    str | None, typer.Option("--version", help="This version (default: the next number).")
+]
+
+
+def registry_of(config: Path | None, data_dir: Path | None) -> Registry:
+    overrides: dict[str, Any] = {"data_dir": data_dir} if data_dir is not None else {}
+    return Registry(load(config, **overrides).resolved_models_dir)
+
+
+def _threads(value: str) -> list[int]:
+    try:
+        threads = [int(t) for t in value.split(",") if t.strip()]
+    except ValueError as exc:
+        raise fail("--threads: thread counts, comma-separated (e.g. 1,2)", 2) from exc
+    if not threads or min(threads) < 1:
+        raise fail("--threads: thread counts, comma-separated (e.g. 1,2)", 2)
+    return threads
+
+
+def _tps(figures: dict[str, Any], key: str) -> str:
+    per = figures.get(key) or {}
+    return " / ".join(f"{v:g}" for v in per.values()) if per else "-"
+
+
+def figure_rows(entries: list[ModelVersion]) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "model",
+        "type",
+        "MB",
+        "load RSS MB",
+        "prompt tok/s (threads)",
+        "gen tok/s (threads)",
+        "ppl en",
+        "ppl zh",
+        "tensors",
+    ]
+    rows = []
+    for e in entries:
+        f = e.figures
+        threads = ",".join((f.get("prompt_tps") or {}).keys())
+        mix = f.get("tensor_mix") or {}
+        rows.append(
+            [
+                e.ref,
+                e.quantization or "-",
+                f"{f.get('file_mb', e.size / 2**20):.1f}",
+                str(f.get("load_rss_mb", "-")),
+                f"{_tps(f, 'prompt_tps')} ({threads})" if threads else "-",
+                f"{_tps(f, 'gen_tps')} ({threads})" if threads else "-",
+                str(f.get("ppl_en", "-")),
+                str(f.get("ppl_zh", "-")),
+                ", ".join(f"{k} ×{n}" for k, n in mix.items()) or "-",
+            ]
+        )
+    return header, rows
+
+
+def _print(entries: list[ModelVersion], json_out: bool) -> None:
+    if json_out:
+        from dataclasses import asdict
+
+        typer.echo(json.dumps([asdict(e) for e in entries], ensure_ascii=False))
+        return
+    _table(*figure_rows(entries))
+
+
+def _guard(fn: Any) -> Any:
+    """Errors as one line (exit 1) instead of a traceback."""
+    try:
+        return fn()
+    except SeekportError as exc:
+        raise fail(exc.message) from exc
+
+
+def list_local(config: Path | None, data_dir: Path | None, json_out: bool) -> None:
+    reg = registry_of(config, data_dir)
+    entries = _guard(reg.entries)
+    if not entries and not json_out:
+        typer.echo(f"no models in {reg.root}: `seekport models pull` or `seekport models add`")
+        return
+    _print(entries, json_out)
+
+
+@models_app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """One registered version: its file, SHA-256, source, parent and measured figures."""
+    reg = registry_of(config, data_dir)
+    entry = _guard(lambda: reg.get(ref))
+    if json_out:
+        _print([entry], True)
+        return
+    for label, value in (
+        ("model", entry.ref),
+        ("kind", entry.kind),
+        ("file", str(reg.path_of(entry))),
+        ("sha256", entry.sha256),
+        ("size", f"{entry.size} bytes"),
+        ("type", entry.quantization or "-"),
+        ("source", entry.source),
+        ("parent", entry.parent or "-"),
+        ("added", entry.created_at),
+        ("serve it", f"path: registry:{entry.ref}"),
+    ):
+        typer.echo(f"{label:>9}: {value}")
+    if entry.figures.get("prompt_tps"):
+        _table(*figure_rows([entry]))
+
+
+@models_app.command("rm")
+def rm(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (NAME alone if it has one).")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Delete a registered version and its file."""
+    reg = registry_of(config, data_dir)
+    entry = _guard(lambda: reg.remove(ref))
+    typer.echo(f"removed {entry.ref}")
+
+
+@models_app.command("add")
+def add(
+    file: Annotated[Path, typer.Argument(help="A GGUF file on this machine.")],
+    name: Annotated[str, typer.Option("--name", help="Register under this name.")],
+    version: VersionOpt = None,
+    sha256: Annotated[
+        str | None, typer.Option("--sha256", help="The expected SHA-256 (checked).")
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Register a local file (copied into the registry) as a new version."""
+    from seekport.store.pull import gguf_file_type
+
+    reg = registry_of(config, data_dir)
+    path = file.expanduser().resolve()
+    entry = _guard(
+        lambda: reg.add(
+            name,
+            path,
+            source=str(path),
+            version=version,
+            sha256=sha256,
+            quantization=gguf_file_type(path),
+        )
+    )
+    typer.echo(f"added {entry.ref} ({entry.size} bytes, sha256 {entry.sha256})")
+
+
+@models_app.command("pull")
+def pull(
+    source: Annotated[
+        str, typer.Argument(help="An http(s) URL, or hf:OWNER/REPO/FILE[@REVISION].")
+    ],
+    name: NameOpt = None,
+    version: VersionOpt = None,
+    sha256: Annotated[
+        str | None, typer.Option("--sha256", help="The expected SHA-256 of the file.")
+    ] = None,
+    manifest: Annotated[
+        str | None,
+        typer.Option("--manifest", help="A sha256sum-style list (URL or file) holding it."),
+    ] = None,
+    mirror: Annotated[
+        str | None, typer.Option("--mirror", help="HF-style mirror for hf: sources.")
+    ] = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Register it without an expected hash.")
+    ] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Download a model into the registry: resumable, SHA-256 verified, renamed into place
+    only when whole. An interrupted pull resumes when run again."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TransferSpeedColumn,
+    )
+
+    from seekport.store.pull import pull as do_pull
+
+    reg = registry_of(config, data_dir)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("downloading", total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        entry = _guard(
+            lambda: do_pull(
+                reg,
+                source,
+                name=name,
+                version=version,
+                sha256=sha256,
+                manifest=manifest,
+                mirror=mirror,
+                verify=not no_verify,
+                progress=progress,
+            )
+        )
+    typer.echo(f"pulled {entry.ref} ({entry.size} bytes, sha256 {entry.sha256} verified)")
+    typer.echo(f"serve it with `path: registry:{entry.ref}` in a local model entry")
+
+
+@models_app.command("quantize")
+def quantize(
+    ref: Annotated[str, typer.Argument(help="NAME[@VERSION] in the registry, or `bundled`.")],
+    to: Annotated[str, typer.Option("--to", help="q8_0, f16, q4_0, q4_k_m, … (see --help)")],
+    name: NameOpt = None,
+    version: VersionOpt = None,
+    measure: Annotated[
+        bool, typer.Option("--measure/--no-measure", help="Measure it afterwards.")
+    ] = True,
+    threads: Annotated[
+        str, typer.Option("--threads", help="Thread counts to measure speed at.")
+    ] = "1,2",
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Quantise a model in-process into a new registered version, then measure it (size,
+    memory, speed, perplexity on English and Chinese text) beside the model it came from."""
+    from seekport.gateway.lifecycle import ModelLifecycle
+
+    counts = _threads(threads)
+    life = ModelLifecycle(registry_of(config, data_dir))
+    typer.echo(f"quantising {ref} to {to} …", err=True)
+    entry = _guard(lambda: life.quantize(ref, to, name=name, version=version))
+    if measure:
+        typer.echo(f"measuring {entry.ref} …", err=True)
+        _guard(lambda: life.measure(entry.ref, counts))
+        entry = life.registry.get(entry.ref)
+    _print([entry], json_out)
+
+
+@models_app.command("measure")
+def measure_cmd(
+    ref: Annotated[str, typer.Argument(help="NAME[@VERSION] in the registry, or `bundled`.")],
+    threads: Annotated[
+        str, typer.Option("--threads", help="Thread counts to measure speed at.")
+    ] = "1,2",
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Measure a version again (kept in the registry): size, load memory, prompt and
+    generation speed, perplexity on the bundled English and Chinese texts."""
+    from seekport.gateway.lifecycle import ModelLifecycle
+
+    counts = _threads(threads)
+    life = ModelLifecycle(registry_of(config, data_dir))
+    figures = _guard(lambda: life.measure(ref, counts))
+    if json_out:
+        typer.echo(json.dumps(figures, ensure_ascii=False))
+        return
+    entry = (
+        life.registry.get(ref)
+        if ref != "bundled"
+        else ModelVersion("bundled", "-", "model", "", "", 0, "bundled", "", figures=figures)
+    )
+    _table(*figure_rows([entry]))

@@ -1,0 +1,126 @@
+"""Model lifecycle: the one way the CLI (and later the admin API) reaches the engine's model
+tools. Quantise a registered model (or the bundled one) into a new version, measure a version
+in a process of its own, and resolve a config's ``path`` (``bundled``, a file, or
+``registry:NAME@VERSION``) to the file the engine loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from seekport.errors import SeekportError
+from seekport.store.registry import PREFIX, ModelVersion, Registry, RegistryError, check_name
+
+BUNDLED = "bundled"
+BUNDLED_NAME = "smollm2-135m-instruct"
+MEASURE_TIMEOUT_S = 900
+
+
+def bundled_path() -> Path:
+    from seekport.engine.runners.llamacpp import bundled_model_path
+
+    return bundled_model_path()
+
+
+def resolve_path(path: str, registry: Registry) -> tuple[str, str | None]:
+    """(the file the engine loads, the registry version it is or None) for a config's
+    ``path``: ``registry:NAME[@VERSION]`` becomes that version's file; ``bundled`` and file
+    paths are left to the engine."""
+    if not path.startswith(PREFIX):
+        return path, None
+    entry = registry.get(path.removeprefix(PREFIX))
+    if entry.kind != "model":
+        raise RegistryError(f"{entry.ref} is an {entry.kind}, not a model")
+    return str(registry.resolve(entry.ref)), entry.ref
+
+
+class ModelLifecycle:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def source(self, ref: str) -> tuple[Path, str, str]:
+        """(file, parent reference, default name) of a model to derive from: ``bundled`` or
+        a registry reference."""
+        if ref == BUNDLED:
+            return bundled_path(), BUNDLED, BUNDLED_NAME
+        entry = self.registry.get(ref)
+        return self.registry.resolve(entry.ref), entry.ref, entry.name
+
+    def quantize(
+        self,
+        ref: str,
+        target: str,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        n_threads: int | None = None,
+    ) -> ModelVersion:
+        """Quantise ``ref`` to ``target`` as ``name@version`` (default: the source's name,
+        version = the target)."""
+        from seekport.engine.quantize import ftype_of, quantize, tensor_mix
+
+        ftype_of(target)  # a bad target fails before any work
+        src, parent, default_name = self.source(ref)
+        name = check_name(name or default_name)
+        version = version or target.lower()
+        if any(e.version == version for e in self.registry.entries(name)):
+            raise RegistryError(
+                f"{name}@{version} exists already; pass --version to name the new one"
+            )
+        self.registry.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.registry.root, prefix=".work-") as work:
+            out = Path(work) / f"{name}.{target.upper()}.gguf"
+            quantize(src, out, target, n_threads)
+            mix = tensor_mix(out)
+            return self.registry.add(
+                name,
+                out,
+                source=f"quantize {target.lower()}",
+                version=version,
+                parent=parent,
+                quantization=target.upper(),
+                move=True,
+                figures={"tensor_mix": mix},
+            )
+
+    def measure(self, ref: str, threads: Sequence[int] = (1, 2)) -> dict[str, Any]:
+        """Measure a version (``bundled``: the bundled file, not stored) in a child process;
+        a registry version keeps the figures."""
+        from seekport.engine.quantize import tensor_mix
+
+        path, _, _ = self.source(ref)
+        cmd = [
+            sys.executable,
+            "-m",
+            "seekport.engine.measure",
+            str(path),
+            "--threads",
+            ",".join(str(t) for t in threads),
+        ]
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        try:
+            done = subprocess.run(  # noqa: S603 - our own module, on a registered file
+                cmd,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=MEASURE_TIMEOUT_S,
+                env=env,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SeekportError(f"measuring {ref} took over {MEASURE_TIMEOUT_S} s") from exc
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SeekportError(f"measuring {ref} failed: {tail}")
+        figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        figures["tensor_mix"] = tensor_mix(path)
+        if ref != BUNDLED:
+            entry = self.registry.get(ref)
+            self.registry.set_figures(entry.ref, {**entry.figures, **figures})
+        return figures

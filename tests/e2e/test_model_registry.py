@@ -1,0 +1,99 @@
+"""The model registry end to end with the real CLI and the real bundled model: quantise it to
+Q8_0 and F16 (measured), serve each version by ``path: registry:NAME@VERSION`` and call it with
+the official ``openai`` client; pull a registered file back over HTTP through a server that
+drops the connection; refuse a config naming a version that does not exist."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.fileserver import Faults, FileServer, serve_files
+from tests.harness import SEEKPORT, openai_client, run_cli, run_server, write_config
+
+pytestmark = pytest.mark.slow
+NAME = "smollm2-135m-instruct"
+
+
+def local(name: str, ref: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "backend": "local",
+        "path": f"registry:{ref}",
+        "context_length": 1024,
+        "max_num_seqs": 2,
+    }
+
+
+def test_quantised_versions_are_measured_registered_and_served(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    q8 = run_cli(cfg, "models", "quantize", "bundled", "--to", "q8_0", "--threads", "2")
+    row = q8.stdout.strip().splitlines()[-1].split("\t")
+    assert row[0] == f"{NAME}@q8_0" and row[1] == "Q8_0"
+    assert row[8] == "Q8_0 ×211, F32 ×61"  # the real tensor mix, read from the file
+    run_cli(cfg, "models", "quantize", "bundled", "--to", "f16", "--no-measure")
+    listed = json.loads(run_cli(cfg, "models", "list", "--local", "--json").stdout)
+    by_ref = {e["name"] + "@" + e["version"]: e for e in listed}
+    assert set(by_ref) == {f"{NAME}@q8_0", f"{NAME}@f16"}
+    figures = by_ref[f"{NAME}@q8_0"]["figures"]
+    assert figures["gen_tps"]["2"] > 0 and 1 < figures["ppl_en"] < 100 and figures["ppl_zh"] > 1
+    assert by_ref[f"{NAME}@f16"]["size"] > by_ref[f"{NAME}@q8_0"]["size"]
+    assert by_ref[f"{NAME}@f16"]["parent"] == "bundled"
+
+    serve = write_config(tmp_path, [local("sm-q8", f"{NAME}@q8_0"), local("sm-f16", f"{NAME}@f16")])
+    with run_server(serve) as server:
+        client = openai_client(server.url + "/v1", server.key)
+        cards = {m.id: m for m in client.models.list().data}
+        assert cards["sm-q8"].version == f"{NAME}@q8_0"  # type: ignore[attr-defined]
+        assert cards["sm-f16"].version == f"{NAME}@f16"  # type: ignore[attr-defined]
+        for model in ("sm-q8", "sm-f16"):
+            out = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": "What is the capital of France?"}],
+                max_tokens=12,
+                temperature=0,
+            )
+            assert out.choices[0].message.content and out.model == model
+
+
+def test_a_registered_file_pulls_back_through_a_dropping_server(tmp_path: Path) -> None:
+    """The CLI's pull: resumed across dropped connections, verified, registered."""
+    cfg = write_config(tmp_path)
+    src = tmp_path / "tiny.gguf"
+    src.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    added = run_cli(cfg, "models", "add", str(src), "--name", "tiny")
+    assert digest in added.stdout
+    fs = FileServer({"tiny.gguf": src.read_bytes()}, Faults(drop_after=200_000, drops=2))
+    with serve_files(fs):
+        pulled = run_cli(
+            cfg, "models", "pull", fs.url("tiny.gguf"), "--name", "tiny", "--sha256", digest
+        )
+        assert "tiny@2" in pulled.stdout and "verified" in pulled.stdout
+        assert [r for _, r in fs.hits] == [None, "bytes=200000-", "bytes=400000-"]
+        fs.faults.corrupt_at = 10
+        bad = run_cli(cfg, "models", "pull", fs.url("tiny.gguf"), "--sha256", digest, check=False)
+    assert bad.returncode == 1 and "SHA-256 mismatch" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    shown = json.loads(run_cli(cfg, "models", "show", "tiny@2", "--json").stdout)[0]
+    assert shown["sha256"] == digest and shown["source"] == fs.url("tiny.gguf")
+    run_cli(cfg, "models", "rm", "tiny@1")
+    listed = json.loads(run_cli(cfg, "models", "list", "--local", "--json").stdout)
+    assert [e["version"] for e in listed] == ["2"]
+
+
+def test_a_config_naming_a_missing_version_fails_before_serving(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [local("m", f"{NAME}@nope")])
+    done = subprocess.run(
+        [*SEEKPORT, "serve", "--config", str(cfg), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"no model '{NAME}' in the registry" in done.stderr
