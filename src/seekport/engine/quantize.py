@@ -53,6 +53,7 @@ def ftype_of(target: str) -> int:
 def quantize(src: Path, dst: Path, target: str, n_threads: int | None = None) -> None:
     """Write ``src`` quantised to ``target`` at ``dst`` (blocking: seconds for small models)."""
     import llama_cpp
+    import llama_cpp.llama  # installs its log callback, which honours the level
 
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # its per-tensor lines
     params = llama_cpp.llama_model_quantize_default_params()

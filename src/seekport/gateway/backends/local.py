@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
@@ -43,6 +44,8 @@ from seekport.protocol.events import (
     UsageReport,
 )
 from seekport.telemetry.metrics import Metrics
+
+log = logging.getLogger("seekport.engine")
 
 if TYPE_CHECKING:
     from seekport.engine.async_engine import AsyncEngine
@@ -82,6 +85,7 @@ class LocalBackend:
         self.fingerprint: str | None = "fp_seekport_local"
         self.reasoning = cfg.reasoning is not None
         self._closed = False
+        self._warm = False  # a warm-up generation has run (start)
 
     async def start(self) -> None:
         from seekport.engine.async_engine import AsyncEngine
@@ -116,6 +120,35 @@ class LocalBackend:
             m.engine_waiting.labels(name).set_function(lambda: engine.num_waiting)
             m.engine_running.labels(name).set_function(lambda: engine.num_running)
             m.engine_kv_cells.labels(name).set_function(lambda: engine.kv_cells_used)
+        await self._warm_up()
+
+    async def _warm_up(self) -> None:
+        """One short generation before the model takes traffic (``ready`` is false until it
+        ends): the engine thread starts, the weights are paged in and the first steps'
+        buffers allocated, so the first caller does not pay for them."""
+        started = time.perf_counter()
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": 2,
+            "temperature": 0,
+        }
+        req = ChatCompletionRequest.model_validate(body)
+        call = BackendCall("chat", self.model, req, body, "warmup_" + uuid.uuid4().hex)
+        events = await self.generate(call)
+        async for _ in events:
+            pass
+        self._warm = True
+        log.info(
+            "model warmed up",
+            extra={
+                "fields": {
+                    "model": self.model,
+                    "version": self.version,
+                    "ms": round((time.perf_counter() - started) * 1000),
+                }
+            },
+        )
 
     def _observe_step(self, plan: StepPlan) -> None:
         """Engine thread, after each step: token and batch metrics (prometheus is thread-safe)."""
@@ -143,8 +176,8 @@ class LocalBackend:
             self._runner.close()
 
     def ready(self) -> bool:
-        """Started, and the engine is not recovering from a failure."""
-        return self._engine is not None and self._engine.ready
+        """Started, warmed up, and the engine is not recovering from a failure."""
+        return self._warm and self._engine is not None and self._engine.ready
 
     # ---- request → sequence
 
