@@ -97,6 +97,8 @@ def render(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
         "tensors fell back to Q5_0/Q8_0 because their rows are not multiples of 256.",
         "- Types below Q4_1 cannot recover precision the bundled file has already lost; "
         "requantising down costs perplexity (the last column).",
+        "- Q4_0 takes more memory than its file: llama.cpp repacks Q4_0 weights for the "
+        "CPU's vector units into a buffer of their own, which is also why it is fast here.",
         "",
         "What a GPU changes: the same files load into llama.cpp with layers offloaded (or, "
         "for vLLM/SGLang, the original safetensors with their own quantisations); prompt "

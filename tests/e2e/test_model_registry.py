@@ -5,16 +5,20 @@ drops the connection; refuse a config naming a version that does not exist."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.fileserver import Faults, FileServer, serve_files
-from tests.harness import SEEKPORT, openai_client, run_cli, run_server, write_config
+from tests.harness import SEEKPORT, Server, openai_client, run_cli, run_server, write_config
 
 pytestmark = pytest.mark.slow
 NAME = "smollm2-135m-instruct"
@@ -108,3 +112,91 @@ def test_a_config_naming_a_missing_version_fails_before_serving(tmp_path: Path) 
     )
     assert done.returncode == 2
     assert f"no model '{NAME}' in the registry" in done.stderr
+
+
+async def _swap_under_streams(server: Server) -> tuple[dict[str, object], list[float], float]:
+    """8 streams; once each has its first chunk, switch the version; read them all to the
+    end. (the switch's answer, each stream's end time, the switch's end time)"""
+    auth = {"Authorization": f"Bearer {server.key}"}
+    async with openai.AsyncOpenAI(
+        base_url=server.url + "/v1", api_key=server.key, max_retries=0, timeout=300
+    ) as ac:
+        streams = [
+            await ac.chat.completions.create(
+                model="sm",
+                messages=[{"role": "user", "content": f"Count upwards from {i}"}],
+                max_tokens=160,
+                temperature=0,
+                logit_bias={"2": -100},  # no early end: every stream runs its 160 tokens
+                stream=True,
+            )
+            for i in range(8)
+        ]
+        firsts = [await anext(aiter(s)) for s in streams]
+        assert all(f.choices for f in firsts)
+
+        async def drain(stream: Any) -> float:
+            finish = None
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    finish = chunk.choices[0].finish_reason
+            assert finish == "length"
+            return time.monotonic()
+
+        readers = [asyncio.create_task(drain(s)) for s in streams]
+        async with httpx.AsyncClient(timeout=120) as http:
+            r = await http.post(
+                server.url + "/admin/models/sm/use",
+                json={"version": f"{NAME}@f16"},
+                headers=auth,
+            )
+        swapped_at = time.monotonic()
+        assert r.status_code == 200, r.text
+        ends = await asyncio.gather(*readers)  # raises if any stream failed
+    return r.json(), list(ends), swapped_at
+
+
+def test_use_switches_versions_under_live_streams_and_rolls_back(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    run_cli(cfg, "models", "quantize", "bundled", "--to", "q8_0", "--no-measure")
+    run_cli(cfg, "models", "quantize", "bundled", "--to", "f16", "--no-measure")
+    serve = write_config(tmp_path, [{**local("sm", f"{NAME}@q8_0"), "max_num_seqs": 8}])
+    with run_server(serve) as server:
+        done, ends, swapped_at = asyncio.run(_swap_under_streams(server))
+        assert done["serving"] == f"registry:{NAME}@f16"
+        assert done["previous"] == f"registry:{NAME}@q8_0"
+        assert sum(end > swapped_at for end in ends) >= 4  # the switch happened mid-stream
+        client = openai_client(server.url + "/v1", server.key)
+        assert client.models.retrieve("sm").version == f"{NAME}@f16"  # type: ignore[attr-defined]
+        out = client.chat.completions.create(
+            model="sm", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
+        assert out.choices[0].message.content is not None
+
+        use = [*SEEKPORT, "models", "use", "sm", f"{NAME}@nope"]
+        env = {"SEEKPORT_BASE_URL": server.url, "SEEKPORT_API_KEY": server.key}
+        bad = subprocess.run(
+            use, capture_output=True, text=True, env={**server.env, **env}, check=False
+        )
+        assert bad.returncode == 1 and "no version 'nope'" in bad.stderr
+        auth = {"Authorization": f"Bearer {server.key}"}
+        in_use = httpx.delete(
+            f"{server.url}/admin/models/registry/{NAME}@f16", headers=auth, timeout=30
+        )
+        assert in_use.status_code == 400 and in_use.json()["error"]["code"] == "model_in_use"
+
+        back = subprocess.run(
+            [*SEEKPORT, "models", "rollback", "sm"],
+            capture_output=True,
+            text=True,
+            env={**server.env, **env},
+            check=False,
+        )
+        assert back.returncode == 0, back.stderr
+        assert f"serving registry:{NAME}@q8_0" in back.stdout
+        assert client.models.retrieve("sm").version == f"{NAME}@q8_0"  # type: ignore[attr-defined]
+        again = httpx.post(f"{server.url}/admin/models/sm/rollback", headers=auth, timeout=30)
+        assert again.status_code == 400 and "no earlier version" in again.text
+        audit = httpx.get(f"{server.url}/admin/audit", headers=auth, timeout=30).json()
+        actions = [row["action"] for row in audit["data"]]
+        assert "model.use" in actions and "model.rollback" in actions

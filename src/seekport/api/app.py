@@ -28,6 +28,7 @@ from seekport.api.routes import (
     embeddings,
     inference,
     knowledge,
+    models_admin,
     records,
     responses,
     system,
@@ -450,6 +451,7 @@ def create_app(
     app.include_router(responses.router)
     app.include_router(system.router)
     app.include_router(admin.router)
+    app.include_router(models_admin.router)
     app.include_router(records.router)
 
     async def refuse(

@@ -245,6 +245,32 @@ def models_list(
     _table(["model", "owned by"], [[m.id, m.owned_by] for m in found.data])
 
 
+@models_app.command("use")
+def models_use(
+    model: Annotated[str, typer.Argument(help="A local model the server serves.")],
+    version: Annotated[str, typer.Argument(help="NAME@VERSION from `models list --local`.")],
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Switch a served local model to a registry version: loaded and warmed up first, calls
+    under way finish on the old one (a superadmin key). Held until the server restarts."""
+    with connect(base_url, api_key) as client:
+        done = client.admin.models.use(model, version)
+    typer.echo(f"{model}: serving {done['serving']} (was {done['previous']})")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    model: Annotated[str, typer.Argument(help="A local model the server serves.")],
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Switch a served local model back to what it served before its last `models use`."""
+    with connect(base_url, api_key) as client:
+        done = client.admin.models.rollback(model)
+    typer.echo(f"{model}: serving {done['serving']} (was {done['previous']})")
+
+
 def usage_over_api(
     group_by: str | None,
     since: str | None,

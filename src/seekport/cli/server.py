@@ -31,7 +31,7 @@ from seekport.cli.directory import tenants_app, users_app
 from seekport.cli.directory import usage as usage_db
 from seekport.cli.knowledge import kb_app
 from seekport.config import Settings, load_settings
-from seekport.errors import ConfigError
+from seekport.errors import SeekportError
 from seekport.protocol.keys import KeyPolicy
 
 app = typer.Typer(
@@ -59,7 +59,7 @@ def _check_models(settings: Settings) -> None:
             try:
                 path, _ = resolve_path(m.path, registry)
                 check_model_file(m.model_copy(update={"path": path}))
-            except ConfigError as exc:
+            except SeekportError as exc:  # a ConfigError, or a registry reference's error
                 typer.echo(f"error: model '{m.name}': {exc.message}", err=True)
                 raise typer.Exit(2) from exc
 

@@ -150,3 +150,21 @@ class AuditPage(BaseModel):
     object: Literal["list"] = "list"
     data: list[AuditRow]
     next: int | None = Field(description="Pass as `after` for the next page; None: the end.")
+
+
+class RegistryAdd(_In):
+    """``POST /admin/models/registry``: register a file already on the server's machine
+    (``path``) or pull one (``url``: http(s), or ``hf:OWNER/REPO/FILE``)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    path: Annotated[str, Field(max_length=4096)] | None = None
+    url: Annotated[str, Field(max_length=4096)] | None = None
+    version: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    sha256: Annotated[str, Field(min_length=64, max_length=64)] | None = None
+    mirror: Annotated[str, Field(max_length=2048)] | None = None
+
+
+class ModelUse(_In):
+    """``POST /admin/models/{model}/use``: serve a local model from this registry version."""
+
+    version: Annotated[str, Field(min_length=1, max_length=100, description="NAME@VERSION")]

@@ -352,9 +352,21 @@ class _Users(_Resource):
         return self._c._run(self._c.aio.admin.users.update(user_id, **fields))
 
 
+class _LocalModels(_Resource):
+    def use(self, model: str, version: str) -> dict[str, Any]:
+        return self._c._run(self._c.aio.admin.models.use(model, version))
+
+    def rollback(self, model: str) -> dict[str, Any]:
+        return self._c._run(self._c.aio.admin.models.rollback(model))
+
+    def versions(self, model: str) -> dict[str, Any]:
+        return self._c._run(self._c.aio.admin.models.versions(model))
+
+
 class _Admin(_Resource):
     def __init__(self, client: Client) -> None:
         super().__init__(client)
         self.keys = _Keys(client)
         self.tenants = _Tenants(client)
         self.users = _Users(client)
+        self.models = _LocalModels(client)

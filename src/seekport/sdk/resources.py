@@ -293,9 +293,29 @@ class Users(_Resource):
         )
 
 
+class LocalModels(_Resource):
+    """Switching a local model between registry versions (superadmin)."""
+
+    async def use(self, model: str, version: str) -> dict[str, Any]:
+        """Serve ``model`` from ``version`` (NAME@VERSION); calls under way finish on the old."""
+        data: dict[str, Any] = await self._client._json(
+            "POST", f"/admin/models/{model}/use", body={"version": version}
+        )
+        return data
+
+    async def rollback(self, model: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self._client._json("POST", f"/admin/models/{model}/rollback")
+        return data
+
+    async def versions(self, model: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self._client._json("GET", f"/admin/models/{model}/versions")
+        return data
+
+
 class Admin(_Resource):
     def __init__(self, client: AsyncClient) -> None:
         super().__init__(client)
         self.keys = Keys(client)
         self.tenants = Tenants(client)
         self.users = Users(client)
+        self.models = LocalModels(client)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from filelock import FileLock
 
-from seekport.errors import ConfigError
+from seekport.errors import InvalidRequestError
 
 PREFIX = "registry:"
 Kind = Literal["model", "adapter"]
@@ -36,8 +36,9 @@ _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 _CHUNK = 1 << 20
 
 
-class RegistryError(ConfigError):
-    """A reference that names nothing, a bad name, a file that does not match its hash."""
+class RegistryError(InvalidRequestError):
+    """A reference that names nothing, a bad name, a file that does not match its hash (a
+    400 over the admin API, one line from the CLI)."""
 
 
 @dataclass
