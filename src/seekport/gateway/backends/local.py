@@ -93,6 +93,7 @@ class LocalBackend:
         from seekport.engine.scheduler import SchedulerConfig
 
         cfg = self._cfg
+        built = self._runner is None  # an injected runner (a test's) is already warm
         if self._runner is None:
             path = resolve_model_path(cfg.path)
             self._runner = await asyncio.to_thread(
@@ -120,7 +121,9 @@ class LocalBackend:
             m.engine_waiting.labels(name).set_function(lambda: engine.num_waiting)
             m.engine_running.labels(name).set_function(lambda: engine.num_running)
             m.engine_kv_cells.labels(name).set_function(lambda: engine.kv_cells_used)
-        await self._warm_up()
+        if built:
+            await self._warm_up()
+        self._warm = True
 
     async def _warm_up(self) -> None:
         """One short generation before the model takes traffic (``ready`` is false until it
@@ -138,7 +141,6 @@ class LocalBackend:
         events = await self.generate(call)
         async for _ in events:
             pass
-        self._warm = True
         log.info(
             "model warmed up",
             extra={
