@@ -57,7 +57,7 @@ from seekport.gateway.content_log import ContentLogger
 from seekport.gateway.directory import Directory
 from seekport.gateway.embeddings import EmbeddingBackend, EmbeddingService
 from seekport.gateway.guard.policy import Guard
-from seekport.gateway.lifecycle import resolve_path
+from seekport.gateway.lifecycle import resolve_adapter, resolve_path
 from seekport.gateway.routing.breaker import Breaker
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.service import ChatService
@@ -88,8 +88,11 @@ log = logging.getLogger("seekport")
 
 def build_backend(cfg: ModelConfig, metrics: Metrics, settings: Settings) -> ChatBackend:
     if isinstance(cfg, LocalModelConfig):
-        path, version = resolve_path(cfg.path, Registry(settings.resolved_models_dir))
-        return LocalBackend(cfg.model_copy(update={"path": path}), metrics, version=version)
+        registry = Registry(settings.resolved_models_dir)
+        path, version = resolve_path(cfg.path, registry)
+        adapter = resolve_adapter(cfg.adapter, registry)
+        resolved = cfg.model_copy(update={"path": path, "adapter": adapter})
+        return LocalBackend(resolved, metrics, version=version)
     if isinstance(cfg, ManagedModelConfig):
         return ManagedBackend(cfg, metrics, log_dir=settings.data_dir / "logs")
     return OpenAICompatBackend(cfg, metrics)

@@ -291,3 +291,74 @@ def measure_cmd(
         else ModelVersion("bundled", "-", "model", "", "", 0, "bundled", "", figures=figures)
     )
     _table(*figure_rows([entry]))
+
+
+def finetune(
+    base: Annotated[
+        str, typer.Option("--base", help="NAME[@VERSION] in the registry, or `bundled`.")
+    ],
+    data: Annotated[Path, typer.Option("--data", help="JSONL: instruction, input, output.")],
+    name: NameOpt = None,
+    rank: Annotated[int, typer.Option("--rank", min=1, max=256, help="LoRA rank.")] = 16,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="LoRA alpha (default: 2 × rank).")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=100_000)] = 40,
+    lr: Annotated[float, typer.Option("--lr", min=1e-7, max=1.0, help="Learning rate.")] = 1e-3,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=256)] = 8,
+    scale: Annotated[
+        float, typer.Option("--scale", min=0.0, max=4.0, help="Serving scale it records.")
+    ] = 1.0,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """LoRA fine-tune on the CPU (extra [finetune]): the answers of a JSONL file, checkpointed
+    and resumable (run it again the same way), registered as an adapter with its training
+    record and a held-out check before and after."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from seekport.gateway.lifecycle import (
+        FinetuneUnavailable,
+        ModelLifecycle,
+        Step,
+        TrainConfig,
+    )
+
+    cfg = TrainConfig(rank=rank, alpha=alpha or 2.0 * rank, steps=steps, lr=lr, batch=batch)
+    life = ModelLifecycle(registry_of(config, data_dir))
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("training", total=steps, info="loading the model …")
+
+        def progress(s: Step) -> None:
+            info = f"loss {s.loss:.3f} · {s.s_per_step:.1f} s/step · ETA {s.eta_s:.0f} s"
+            bar.update(task, completed=s.step, info=info)
+
+        try:
+            entry = _guard(
+                lambda: life.finetune(base, data, cfg, name=name, scale=scale, progress=progress)
+            )
+        except FinetuneUnavailable as exc:
+            raise fail(str(exc), 2) from exc
+    if json_out:
+        _print([entry], True)
+        return
+    rec = entry.figures["training"]
+    losses = rec["losses"]
+    typer.echo(f"adapter {entry.ref} for {entry.parent} ({entry.size} bytes)")
+    typer.echo(
+        f"steps {len(losses)} · loss {losses[0]:.3f} → {losses[-1]:.3f} · {rec['seconds']} s"
+    )
+    typer.echo(
+        f"held-out loss {rec['heldout_loss_before']:.3f} → {rec['heldout_loss_after']:.3f} "
+        f"({entry.figures['heldout_rows']} rows)"
+    )
+    for s in rec["samples"]:
+        typer.echo(f"  {s['prompt'][:60]!r}")
+        typer.echo(f"    before: {s['before'][:80]!r}\n    after:  {s['after'][:80]!r}")
+    typer.echo(f"serve it: adapter: registry:{entry.ref} (adapter_scale: {scale})")

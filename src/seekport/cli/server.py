@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from seekport.cli import lifecycle as _lifecycle  # noqa: F401 - registers `seekport models …`
+from seekport.cli import lifecycle as _lifecycle  # registers `seekport models …`
 from seekport.cli.client import JsonOpt
 from seekport.cli.common import (
     BudgetOpt,
@@ -44,13 +44,14 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(users_app, name="users")
 app.add_typer(kb_app, name="kb")
+app.command("finetune")(_lifecycle.finetune)
 
 
 def _check_models(settings: Settings) -> None:
     """Fail before binding the port, with the fix, when a local model file is missing."""
     from seekport.config import LocalModelConfig
     from seekport.gateway.backends.local import check_model_file
-    from seekport.gateway.lifecycle import resolve_path
+    from seekport.gateway.lifecycle import resolve_adapter, resolve_path
     from seekport.store.registry import Registry
 
     registry = Registry(settings.resolved_models_dir)
@@ -58,7 +59,8 @@ def _check_models(settings: Settings) -> None:
         if isinstance(m, LocalModelConfig):
             try:
                 path, _ = resolve_path(m.path, registry)
-                check_model_file(m.model_copy(update={"path": path}))
+                adapter = resolve_adapter(m.adapter, registry)
+                check_model_file(m.model_copy(update={"path": path, "adapter": adapter}))
             except SeekportError as exc:  # a ConfigError, or a registry reference's error
                 typer.echo(f"error: model '{m.name}': {exc.message}", err=True)
                 raise typer.Exit(2) from exc

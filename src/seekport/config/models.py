@@ -169,6 +169,15 @@ class LocalModelConfig(ModelConfigBase):
         "or `registry:NAME@VERSION` (a version of `seekport models list --local`; "
         "`registry:NAME` is its newest).",
     )
+    adapter: str | None = Field(
+        default=None,
+        description="local: a LoRA adapter (GGUF) applied to every answer of this model: a file "
+        "path or `registry:NAME@VERSION` (from `seekport finetune`). Entries with the same "
+        "`path` and different adapters serve the base with each adapter.",
+    )
+    adapter_scale: Annotated[float, Field(ge=0, le=4)] = Field(
+        default=1.0, description="local: the adapter's weight (0 = the base model alone)."
+    )
     n_threads: Annotated[int, Field(ge=1, le=256)] = Field(
         default_factory=default_threads,
         description="local: llama.cpp threads. Default: free cores minus one, at most 4.",

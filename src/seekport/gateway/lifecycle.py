@@ -5,17 +5,30 @@ in a process of its own, and resolve a config's ``path`` (``bundled``, a file, o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from seekport.engine.finetune.train import FinetuneUnavailable, Step, TrainConfig
 from seekport.errors import SeekportError
-from seekport.store.registry import PREFIX, ModelVersion, Registry, RegistryError, check_name
+from seekport.store.registry import (
+    PREFIX,
+    ModelVersion,
+    Registry,
+    RegistryError,
+    check_name,
+    sha256_of,
+)
+
+__all__ = ["FinetuneUnavailable", "ModelLifecycle", "Step", "TrainConfig"]
 
 BUNDLED = "bundled"
 BUNDLED_NAME = "smollm2-135m-instruct"
@@ -26,6 +39,16 @@ def bundled_path() -> Path:
     from seekport.engine.runners.llamacpp import bundled_model_path
 
     return bundled_model_path()
+
+
+def resolve_adapter(adapter: str | None, registry: Registry) -> str | None:
+    """The file of a model entry's ``adapter`` (a path, or ``registry:NAME@VERSION``)."""
+    if adapter is None or not adapter.startswith(PREFIX):
+        return adapter
+    entry = registry.get(adapter.removeprefix(PREFIX))
+    if entry.kind != "adapter":
+        raise RegistryError(f"{entry.ref} is a {entry.kind}, not an adapter")
+    return str(registry.resolve(entry.ref))
 
 
 def resolve_path(path: str, registry: Registry) -> tuple[str, str | None]:
@@ -124,3 +147,46 @@ class ModelLifecycle:
             entry = self.registry.get(ref)
             self.registry.set_figures(entry.ref, {**entry.figures, **figures})
         return figures
+
+    def finetune(
+        self,
+        base_ref: str,
+        data: Path,
+        cfg: TrainConfig,
+        *,
+        name: str | None = None,
+        scale: float = 1.0,
+        progress: Callable[[Step], None] | None = None,
+    ) -> ModelVersion:
+        """Train a LoRA adapter for ``base_ref`` on the JSONL ``data`` and register it (kind
+        ``adapter``, parent the base) with its training record. A run with the same base,
+        data and settings resumes from its last checkpoint."""
+        from seekport.engine.finetune.data import load_examples, split
+        from seekport.engine.finetune.train import train
+
+        examples = load_examples(data)
+        train_rows, heldout = split(examples)
+        src, parent, default_name = self.source(base_ref)
+        name = check_name(name or f"{default_name}-lora")
+        key = hashlib.sha256(
+            json.dumps([parent, sha256_of(data), asdict(cfg)], sort_keys=True).encode()
+        ).hexdigest()[:16]
+        work = self.registry.root / f".finetune-{key}"
+        work.mkdir(parents=True, exist_ok=True)
+        adapter, record = train(src, train_rows, heldout, work, cfg, name=name, progress=progress)
+        entry = self.registry.add(
+            name,
+            adapter,
+            source=f"finetune {data.name}",
+            kind="adapter",
+            parent=parent,
+            move=True,
+            figures={
+                "training": asdict(record),
+                "rows": len(train_rows),
+                "heldout_rows": len(heldout),
+                "scale": scale,
+            },
+        )
+        shutil.rmtree(work, ignore_errors=True)
+        return entry

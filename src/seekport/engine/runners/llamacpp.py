@@ -19,6 +19,7 @@ import numpy as np
 
 from seekport.engine import sizing
 from seekport.engine.parsers.reasoning import CLOSE, OPEN
+from seekport.engine.runners import lora
 from seekport.engine.runners.cpu_probe import extra_buffers_work
 from seekport.engine.sampling import SamplingParams
 from seekport.engine.scheduler import StepPlan, Work
@@ -186,9 +187,12 @@ class LlamaCppRunner:
         n_threads: int,
         max_num_seqs: int | None,
         n_batch: int = 512,
+        adapter: Path | None = None,
+        adapter_scale: float = 1.0,
     ) -> None:
         """``n_ctx``: one slot's context (its own KV stream); ``max_num_seqs``: the slots,
-        or None to size them from the memory available now (``engine.sizing``)."""
+        or None to size them from the memory available now (``engine.sizing``);
+        ``adapter``: a LoRA adapter GGUF applied to every sequence at ``adapter_scale``."""
         try:
             import llama_cpp as lc
             from llama_cpp._internals import LlamaModel
@@ -236,8 +240,7 @@ class LlamaCppRunner:
         self.max_num_seqs = max_num_seqs
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = n_ctx * max_num_seqs  # split evenly: n_ctx cells per stream
-        cparams.n_batch = n_batch
-        cparams.n_ubatch = n_batch
+        cparams.n_batch = cparams.n_ubatch = n_batch
         cparams.n_seq_max = max_num_seqs
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
@@ -250,6 +253,8 @@ class LlamaCppRunner:
         self._ctx = lc.llama_init_from_model(self._model.model, cparams)
         if not self._ctx:
             raise ConfigError(f"llama.cpp could not create a context for {model_path}")
+        if adapter is not None:  # every sequence of this engine: base + scale × adapter
+            lora.attach(lc, self._model.model, self._ctx, adapter, adapter_scale)
         self._mem = lc.llama_get_memory(self._ctx)
         self._vocab = lc.llama_model_get_vocab(self._model.model)
         self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))

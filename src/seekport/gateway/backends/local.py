@@ -12,10 +12,11 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seekport.config import LocalModelConfig
-from seekport.errors import InvalidRequestError, OverloadedError
+from seekport.errors import ConfigError, InvalidRequestError, OverloadedError
 from seekport.gateway.backends.base import BackendCall, OwnedEvents
 from seekport.gateway.backends.local_requests import (
     chat_prefix,
@@ -61,6 +62,8 @@ def check_model_file(cfg: LocalModelConfig) -> None:
     from seekport.engine.runners.llamacpp import resolve_model_path
 
     resolve_model_path(cfg.path)
+    if cfg.adapter is not None and not Path(cfg.adapter).expanduser().is_file():
+        raise ConfigError(f"models[].adapter: no adapter file at {cfg.adapter}")
 
 
 class LocalBackend:
@@ -103,6 +106,8 @@ class LocalBackend:
                 n_threads=cfg.n_threads,
                 max_num_seqs=cfg.max_num_seqs,  # None: the runner sizes it from memory
                 n_batch=cfg.max_step_tokens,
+                adapter=Path(cfg.adapter) if cfg.adapter else None,
+                adapter_scale=cfg.adapter_scale,
             )
         self._engine = AsyncEngine(
             self._runner,
