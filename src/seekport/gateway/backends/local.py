@@ -23,6 +23,7 @@ from seekport.gateway.backends.local_requests import (
     reject_unsupported,
     sampling_params,
     template_message,
+    warmup_call,
 )
 from seekport.gateway.backends.local_tools import (
     render_history,
@@ -135,14 +136,7 @@ class LocalBackend:
         ends): the engine thread starts, the weights are paged in and the first steps'
         buffers allocated, so the first caller does not pay for them."""
         started = time.perf_counter()
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": "Hello"}],
-            "max_tokens": 2,
-            "temperature": 0,
-        }
-        req = ChatCompletionRequest.model_validate(body)
-        call = BackendCall("chat", self.model, req, body, "warmup_" + uuid.uuid4().hex)
+        call = warmup_call(self.model)
         events = await self.generate(call)
         async for _ in events:
             pass

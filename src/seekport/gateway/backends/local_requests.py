@@ -3,12 +3,14 @@ sampling parameters, refusing what the engine cannot honour."""
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from seekport.config import LocalModelConfig
 from seekport.errors import ContextLengthExceededError, InvalidRequestError
+from seekport.gateway.backends.base import BackendCall
 from seekport.protocol.chat import ChatCompletionRequest, ChatMessage
 from seekport.protocol.completions import CompletionRequest
 
@@ -229,3 +231,15 @@ def sampling_params(
         logit_bias=logit_bias,
         json_schema=json_schema,
     )
+
+
+def warmup_call(model: str) -> BackendCall:
+    """The warm-up's call: two greedy tokens after a one-word question."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Hello"}],
+        "max_tokens": 2,
+        "temperature": 0,
+    }
+    req = ChatCompletionRequest.model_validate(body)
+    return BackendCall("chat", model, req, body, "warmup_" + uuid.uuid4().hex)
