@@ -9,10 +9,13 @@ of the target is therefore not the answer: ``tensor_mix`` reads what each tensor
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import logging
 import os
+import sys
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from seekport.errors import ConfigError, SeekportError
@@ -53,17 +56,40 @@ def ftype_of(target: str) -> int:
 def quantize(src: Path, dst: Path, target: str, n_threads: int | None = None) -> None:
     """Write ``src`` quantised to ``target`` at ``dst`` (blocking: seconds for small models)."""
     import llama_cpp
-    import llama_cpp.llama  # installs its log callback, which honours the level
 
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # its per-tensor lines
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype_of(target)
     params.allow_requantize = True
     params.nthread = n_threads or len(os.sched_getaffinity(0))
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    with _native_stderr() as said:
+        rc = llama_cpp.llama_model_quantize(
+            str(src).encode(), str(dst).encode(), ctypes.byref(params)
+        )
     if rc != 0 or not dst.is_file():
         dst.unlink(missing_ok=True)
-        raise SeekportError(f"llama.cpp could not quantise {src.name} to {target} (code {rc})")
+        last = ("".join(said).strip().splitlines() or [""])[-1]
+        raise SeekportError(
+            f"llama.cpp could not quantise {src.name} to {target} (code {rc}): {last}"
+        )
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """llama.cpp's quantiser writes a line per tensor that falls back to another type
+    straight to the process's stderr, past Python's logging: fd 2 goes to a temporary file
+    meanwhile; what it said is in the yielded list afterwards (for an error message)."""
+    said: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said.append(sink.read()[-4096:].decode("utf-8", "replace"))
 
 
 def tensor_mix(path: Path) -> dict[str, int]:
