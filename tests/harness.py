@@ -149,14 +149,18 @@ def write_config(tmp: Path, models: list[dict[str, Any]] | None = None, **fields
 
 
 def run_cli(
-    config: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+    config: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SEEKPORT, *args, "--config", str(config)],
         capture_output=True,
         text=True,
         env=env or os.environ.copy(),
-        timeout=120,
+        timeout=timeout,
         check=check,
     )
 

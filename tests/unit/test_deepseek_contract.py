@@ -10,7 +10,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from pydantic import ValidationError
 
 from seekport.config import Settings
-from seekport.engine.runners.llamacpp import thinking_kwargs, thinking_switch
+from seekport.engine.runners.chat_prompt import thinking_kwargs, thinking_switch
 from seekport.errors import InvalidRequestError
 from seekport.protocol.chat import EFFORT_LEVELS, ChatCompletionRequest
 

@@ -15,7 +15,7 @@ from seekport.api.encoders.anthropic import AnthropicBody, AnthropicStream, Mess
 from seekport.api.encoders.responses import ResponseMeta, ResponsesStream
 from seekport.config import LocalModelConfig
 from seekport.engine.parsers.tools import GenericToolParser, HermesToolParser, ToolCallPiece
-from seekport.engine.runners.llamacpp import grammar_for
+from seekport.engine.runners.grammar import grammar_for
 from seekport.errors import InvalidRequestError
 from seekport.gateway.backends.local import LocalBackend
 from seekport.gateway.backends.local_requests import template_message

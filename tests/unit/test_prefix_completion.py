@@ -11,7 +11,7 @@ import pytest
 
 from seekport.api.encoders.openai import AnswerMeta, OpenAIBody, OpenAIStream
 from seekport.config import LocalModelConfig
-from seekport.engine.runners.llamacpp import prefix_text
+from seekport.engine.runners.chat_prompt import prefix_text
 from seekport.errors import InvalidRequestError
 from seekport.gateway.backends.base import BackendCall
 from seekport.gateway.backends.local import LocalBackend

@@ -333,3 +333,36 @@ def test_further_choices_are_admitted_with_their_first_one() -> None:
     s.add(Sequence("c1", list(first.prompt_tokens), first.params, after=first))
     with pytest.raises(OverloadedError):
         s.add(seq("third", 3))
+
+
+def test_kv_computed_under_one_adapter_is_no_prefix_for_another() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=2))
+    system = list(range(40))
+    tuned = seq("tuned", [*system, 1, 2], max_tokens=2)
+    tuned.adapter = 1
+    s.add(tuned)
+    run_all(s)
+    base = seq("base", [*system, 1, 2, 3], max_tokens=2)  # extends tuned's slot token by token
+    s.add(base)
+    plan = step(s)
+    assert base.cached_tokens == 0 and plan.copies == []
+    assert base.slot != tuned.slot  # the empty slot: tuned's cache is kept for its adapter
+    again = seq("again", [*system, 1, 2, 7], max_tokens=2)
+    again.adapter = 1
+    s.add(again)
+    plan = step(s)
+    assert again.slot == tuned.slot and again.cached_tokens == 42  # its own adapter's cache
+    assert s.slots[base.slot].adapter == 0 and s.slots[tuned.slot].adapter == 1
+
+
+def test_a_slot_taken_by_another_adapter_drops_all_it_held() -> None:
+    s = Scheduler(SchedulerConfig(max_num_seqs=1))
+    first = seq("first", list(range(20)), max_tokens=2)
+    s.add(first)
+    run_all(s)
+    other = seq("other", list(range(25)), max_tokens=2)
+    other.adapter = 2
+    s.add(other)
+    plan = step(s)
+    assert plan.evict == [(0, 0)] and other.cached_tokens == 0
+    assert [(w.pos, len(w.tokens)) for w in plan.work] == [(0, 25)]

@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -48,6 +48,7 @@ from seekport.gateway.auth import KeyService
 from seekport.gateway.backends.base import ChatBackend
 from seekport.gateway.backends.local import LocalBackend
 from seekport.gateway.backends.local_embeddings import LocalEmbeddingBackend
+from seekport.gateway.backends.local_engines import LocalEngines
 from seekport.gateway.backends.managed import ManagedBackend
 from seekport.gateway.backends.openai_compat import OpenAICompatBackend
 from seekport.gateway.backends.remote_embeddings import RemoteEmbeddingBackend
@@ -86,13 +87,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("seekport")
 
 
-def build_backend(cfg: ModelConfig, metrics: Metrics, settings: Settings) -> ChatBackend:
+def build_backend(
+    cfg: ModelConfig, metrics: Metrics, settings: Settings, engines: LocalEngines
+) -> ChatBackend:
+    """``engines``: the server's local engines (entries over one base share one)."""
     if isinstance(cfg, LocalModelConfig):
         registry = Registry(settings.resolved_models_dir)
         path, version = resolve_path(cfg.path, registry)
         adapter = resolve_adapter(cfg.adapter, registry)
         resolved = cfg.model_copy(update={"path": path, "adapter": adapter})
-        return LocalBackend(resolved, metrics, version=version)
+        return LocalBackend(resolved, metrics, version=version, engines=engines)
     if isinstance(cfg, ManagedModelConfig):
         return ManagedBackend(cfg, metrics, log_dir=settings.data_dir / "logs")
     return OpenAICompatBackend(cfg, metrics)
@@ -229,7 +233,7 @@ def _knowledge_desk(
 
 
 async def _start_chat(
-    settings: Settings, metrics: Metrics, started: list[ChatBackend]
+    settings: Settings, metrics: Metrics, started: list[ChatBackend], engines: LocalEngines
 ) -> list[Deployment]:
     """The chat models' deployments, their backends started (and added to ``started``)."""
     deployments = []
@@ -237,7 +241,7 @@ async def _start_chat(
         if cfg.kind != "chat":
             continue
         # a managed engine's start returns at once: it comes up in the background
-        backend = build_backend(cfg, metrics, settings)
+        backend = build_backend(cfg, metrics, settings, engines)
         await backend.start()
         started.append(backend)
         deployments.append(build_deployment(dep_id, cfg, backend, settings))
@@ -312,6 +316,8 @@ class _Parts:
     cacher: ResponseCacher
     content: ContentLogger
     content_store: ContentRepository
+    # the local models' engines: entries over one base file share one
+    engines: LocalEngines = field(default_factory=LocalEngines)
 
     @classmethod
     async def start(cls, settings: Settings, db: Database, metrics: Metrics) -> _Parts:
@@ -379,7 +385,7 @@ def create_app(
         embeddings: EmbeddingService | None = None
         try:
             embeddings = await start_embeddings(settings, metrics, parts)
-            deployments = await _start_chat(settings, metrics, started)
+            deployments = await _start_chat(settings, metrics, started, parts.engines)
             table = RoutingTable.of(deployments, settings.routing)
             chat = ChatService(
                 table,
@@ -413,7 +419,7 @@ def create_app(
                 services.reloader = Reloader(
                     services,
                     reload_settings,
-                    lambda _id, cfg, s: build_backend(cfg, metrics, s),
+                    lambda _id, cfg, s: build_backend(cfg, metrics, s, parts.engines),
                     build_deployment,
                     started,
                     metrics,

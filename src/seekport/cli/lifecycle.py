@@ -12,7 +12,7 @@ import typer
 from seekport.cli.client import JsonOpt, _table, fail, models_app
 from seekport.cli.common import ConfigOpt, DataDirOpt, load
 from seekport.errors import SeekportError
-from seekport.store.registry import ModelVersion, Registry
+from seekport.store.registry import Kind, ModelVersion, Registry
 
 NameOpt = Annotated[str | None, typer.Option("--name", help="Register under this name.")]
 VersionOpt = Annotated[
@@ -149,14 +149,26 @@ def add(
     sha256: Annotated[
         str | None, typer.Option("--sha256", help="The expected SHA-256 (checked).")
     ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="For a LoRA adapter: the model it was trained on."),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Register a local file (copied into the registry) as a new version."""
-    from seekport.store.pull import gguf_file_type
+    """Register a local file (copied into the registry) as a new version. A GGUF LoRA
+    adapter (llama.cpp's convert_lora_to_gguf, or another seekport's finetune) is registered
+    as an adapter of --base (`bundled` or NAME[@VERSION])."""
+    from seekport.store.pull import gguf_file_type, gguf_kind
 
     reg = registry_of(config, data_dir)
     path = file.expanduser().resolve()
+    kind: Kind = "adapter" if gguf_kind(path) == "adapter" else "model"
+    if kind == "adapter" and base is None:
+        raise fail(f"{path.name} is a LoRA adapter: name the model it was trained on (--base)")
+    if kind == "model" and base is not None:
+        raise fail(f"{path.name} is a model, not an adapter: --base applies to adapters")
+    parent = base if base in (None, "bundled") else _guard(lambda: reg.get(base).ref)
     entry = _guard(
         lambda: reg.add(
             name,
@@ -164,7 +176,9 @@ def add(
             source=str(path),
             version=version,
             sha256=sha256,
-            quantization=gguf_file_type(path),
+            kind=kind,
+            parent=parent,
+            quantization=gguf_file_type(path) if kind == "model" else None,
         )
     )
     typer.echo(f"added {entry.ref} ({entry.size} bytes, sha256 {entry.sha256})")
@@ -265,6 +279,37 @@ def quantize(
     _print([entry], json_out)
 
 
+@models_app.command("merge")
+def merge(
+    adapter: Annotated[str, typer.Argument(help="An adapter's NAME[@VERSION] in the registry.")],
+    to: Annotated[str, typer.Option("--to", help="f16 or q8_0 (smaller types erase it).")],
+    scale: Annotated[
+        float, typer.Option("--scale", min=0, max=4, help="The adapter's weight.")
+    ] = 1.0,
+    name: NameOpt = None,
+    version: VersionOpt = None,
+    measure: Annotated[
+        bool, typer.Option("--measure/--no-measure", help="Measure it afterwards.")
+    ] = True,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Merge a LoRA adapter into its base model as a new registered model version (F16 or
+    Q8_0), served without the adapter. Below Q8_0 the rounding erases what the adapter
+    learned: serve the base with `adapter:` instead."""
+    from seekport.gateway.lifecycle import ModelLifecycle
+
+    life = ModelLifecycle(registry_of(config, data_dir))
+    typer.echo(f"merging {adapter} into its base as {to} …", err=True)
+    entry = _guard(lambda: life.merge(adapter, to, scale=scale, name=name, version=version))
+    if measure:
+        typer.echo(f"measuring {entry.ref} …", err=True)
+        _guard(lambda: life.measure(entry.ref))
+        entry = life.registry.get(entry.ref)
+    _print([entry], json_out)
+
+
 @models_app.command("measure")
 def measure_cmd(
     ref: Annotated[str, typer.Argument(help="NAME[@VERSION] in the registry, or `bundled`.")],
@@ -309,13 +354,17 @@ def finetune(
     scale: Annotated[
         float, typer.Option("--scale", min=0.0, max=4.0, help="Serving scale it records.")
     ] = 1.0,
+    device: Annotated[
+        str, typer.Option("--device", help="auto (a CUDA GPU when torch sees one), cpu, cuda.")
+    ] = "auto",
     json_out: JsonOpt = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """LoRA fine-tune on the CPU (extra [finetune]): the answers of a JSONL file, checkpointed
-    and resumable (run it again the same way), registered as an adapter with its training
-    record and a held-out check before and after."""
+    """LoRA fine-tune (extra [finetune]; the CPU, or a CUDA GPU when torch sees one): the
+    answers of a JSONL file, checkpointed and resumable (run it again the same way),
+    registered as an adapter with its training record and a held-out check before and
+    after."""
     from rich.progress import BarColumn, Progress, TextColumn
 
     from seekport.gateway.lifecycle import (
@@ -341,7 +390,9 @@ def finetune(
 
         try:
             entry = _guard(
-                lambda: life.finetune(base, data, cfg, name=name, scale=scale, progress=progress)
+                lambda: life.finetune(
+                    base, data, cfg, name=name, scale=scale, device=device, progress=progress
+                )
             )
         except FinetuneUnavailable as exc:
             raise fail(str(exc), 2) from exc
@@ -352,7 +403,8 @@ def finetune(
     losses = rec["losses"]
     typer.echo(f"adapter {entry.ref} for {entry.parent} ({entry.size} bytes)")
     typer.echo(
-        f"steps {len(losses)} · loss {losses[0]:.3f} → {losses[-1]:.3f} · {rec['seconds']} s"
+        f"steps {len(losses)} · loss {losses[0]:.3f} → {losses[-1]:.3f} · {rec['seconds']} s "
+        f"on {rec.get('device', 'cpu')}"
     )
     typer.echo(
         f"held-out loss {rec['heldout_loss_before']:.3f} → {rec['heldout_loss_after']:.3f} "

@@ -173,7 +173,8 @@ class LocalModelConfig(ModelConfigBase):
         default=None,
         description="local: a LoRA adapter (GGUF) applied to every answer of this model: a file "
         "path or `registry:NAME@VERSION` (from `seekport finetune`). Entries with the same "
-        "`path` and different adapters serve the base with each adapter.",
+        "`path` and engine settings share one engine (one copy of the weights, one KV cache): "
+        "each serves the base with its own adapter, switched per batch.",
     )
     adapter_scale: Annotated[float, Field(ge=0, le=4)] = Field(
         default=1.0, description="local: the adapter's weight (0 = the base model alone)."

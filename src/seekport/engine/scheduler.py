@@ -25,7 +25,8 @@ elsewhere, since each slot's cells are its own. The choices of one request (``n`
 their prompt outright: the first computes it, the others (``after`` it) are admitted once it
 has, copy all of it but the last token and compute that one for their own KV; their first
 token is sampled from the first choice's logits row (the runner keeps it), so a greedy request
-starts every choice alike.
+starts every choice alike. A slot's tokens are those of one LoRA adapter (or of the base
+alone): KV computed with one adapter is no prefix of a sequence running another.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class SchedulerConfig:
 class Slot:
     index: int  # the llama.cpp seq_id
     tokens: list[int] = field(default_factory=list)  # tokens whose KV the slot holds
+    adapter: int = 0  # the adapter those tokens were computed with
     owner: Sequence | None = None
     last_used: int = 0
 
@@ -196,7 +198,7 @@ class Scheduler:
 
     def _admit(self, plan: StepPlan, seq: Sequence) -> None:
         prompt = seq.prompt_tokens
-        free = [(s, _common_prefix(s.tokens, prompt)) for s in self.slots if s.owner is None]
+        free = [(s, _shared(s, seq)) for s in self.slots if s.owner is None]
         # Where the sequence runs: a free slot it extends without discarding anything (the
         # longest such prefix: the previous turn of this conversation; else an empty slot);
         # failing that, the least recently used one. A cache that shares only part of its
@@ -208,7 +210,7 @@ class Scheduler:
         )
         # any slot, running ones included, may hold a longer prefix: copy it over
         src, src_hit = max(
-            ((s, _common_prefix(s.tokens, prompt)) for s in self.slots),
+            ((s, _shared(s, seq)) for s in self.slots),
             key=lambda sh: sh[1],
         )
         limit = len(prompt) - 1  # one token must run to get logits
@@ -226,6 +228,7 @@ class Scheduler:
                 plan.evict.append((slot.index, hit))
                 del slot.tokens[hit:]
         slot.owner = seq
+        slot.adapter = seq.adapter
         seq.slot = slot.index
         seq.num_computed = hit
         seq.cached_tokens = hit
@@ -236,6 +239,11 @@ def _waits_for_prompt(seq: Sequence) -> bool:
     """A further choice whose first choice is still computing the prompt they share."""
     first = seq.after
     return first is not None and first.finish_reason is None and first.prefilling
+
+
+def _shared(slot: Slot, seq: Sequence) -> int:
+    """Prompt tokens of ``seq`` whose KV ``slot`` holds (none under another adapter)."""
+    return _common_prefix(slot.tokens, seq.prompt_tokens) if slot.adapter == seq.adapter else 0
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

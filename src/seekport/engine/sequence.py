@@ -19,6 +19,7 @@ class Sequence:
     request_id: str
     prompt_tokens: list[int]
     params: SamplingParams
+    adapter: int = 0  # the LoRA adapter it runs with (the runner's id; 0: the base alone)
     cached_tokens: int = 0  # prompt tokens whose KV was reused from an earlier request
     completion_tokens: int = 0  # sampled tokens, EOS included (as vLLM counts)
     cancelled: bool = False  # set by the client side; honoured at the next step

@@ -112,6 +112,56 @@ class ModelLifecycle:
                 figures={"tensor_mix": mix},
             )
 
+    def merge(
+        self,
+        adapter_ref: str,
+        target: str,
+        *,
+        scale: float = 1.0,
+        name: str | None = None,
+        version: str | None = None,
+    ) -> ModelVersion:
+        """Merge a registered adapter into its base (the adapter's parent) at ``scale`` as a
+        new model version (F16, or Q8_0 quantised from it); below Q8_0 is refused (see
+        ``engine.merge``). Default: ``<adapter name>-merged@<target>``."""
+        from seekport.engine.merge import check_target, merge_to_f16
+        from seekport.engine.quantize import quantize, tensor_mix
+
+        target = check_target(target)
+        adapter = self.registry.get(adapter_ref)
+        if adapter.kind != "adapter":
+            raise RegistryError(f"{adapter.ref} is a {adapter.kind}, not an adapter")
+        if not adapter.parent:
+            raise RegistryError(f"{adapter.ref} names no base model (parent) to merge into")
+        base, _, _ = self.source(adapter.parent)
+        name = check_name(name or f"{adapter.name}-merged")
+        version = version or target
+        if any(e.version == version for e in self.registry.entries(name)):
+            raise RegistryError(
+                f"{name}@{version} exists already; pass --version to name the new one"
+            )
+        self.registry.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.registry.root, prefix=".work-") as work:
+            f16 = Path(work) / f"{name}.F16.gguf"
+            merged = merge_to_f16(base, self.registry.resolve(adapter.ref), f16, scale)
+            out = f16
+            if target != "f16":
+                out = Path(work) / f"{name}.{target.upper()}.gguf"
+                quantize(f16, out, target)
+            return self.registry.add(
+                name,
+                out,
+                source=f"merge {adapter.ref} into {adapter.parent} ×{scale:g}",
+                version=version,
+                parent=adapter.ref,
+                quantization=target.upper(),
+                move=True,
+                figures={
+                    "tensor_mix": tensor_mix(out),
+                    "merged": {"adapter": adapter.ref, "scale": scale, "tensors": merged},
+                },
+            )
+
     def measure(self, ref: str, threads: Sequence[int] = (1, 2)) -> dict[str, Any]:
         """Measure a version (``bundled``: the bundled file, not stored) in a child process;
         a registry version keeps the figures."""
@@ -156,6 +206,7 @@ class ModelLifecycle:
         *,
         name: str | None = None,
         scale: float = 1.0,
+        device: str = "auto",
         progress: Callable[[Step], None] | None = None,
     ) -> ModelVersion:
         """Train a LoRA adapter for ``base_ref`` on the JSONL ``data`` and register it (kind
@@ -173,7 +224,9 @@ class ModelLifecycle:
         ).hexdigest()[:16]
         work = self.registry.root / f".finetune-{key}"
         work.mkdir(parents=True, exist_ok=True)
-        adapter, record = train(src, train_rows, heldout, work, cfg, name=name, progress=progress)
+        adapter, record = train(
+            src, train_rows, heldout, work, cfg, name=name, device=device, progress=progress
+        )
         entry = self.registry.add(
             name,
             adapter,

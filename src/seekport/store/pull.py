@@ -256,6 +256,20 @@ def pull(
     )
 
 
+def gguf_kind(path: Path) -> str | None:
+    """``adapter`` for a GGUF LoRA adapter, ``model`` for another GGUF; None for another
+    format or without the ``gguf`` package."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return None
+    try:
+        field = GGUFReader(path).fields.get("general.type")
+    except (ValueError, OSError):
+        return None
+    return "adapter" if field is not None and field.contents() == "adapter" else "model"
+
+
 def gguf_file_type(path: Path) -> str | None:
     """The file type a GGUF declares (``Q8_0``, ``F16``…); None for another format or
     without the ``gguf`` package."""

@@ -10,8 +10,9 @@ from there. The result is written as a GGUF adapter (``export.py``) with its tra
 the losses, the speed, and the held-out check before and after (the mean loss on the held-out
 answers, and greedy answers to a few held-out prompts).
 
-On a GPU the same code runs with the model on the device; only the speed changes (the figures
-in the record are this machine's).
+``device``: ``auto`` (the default) trains on a CUDA GPU when torch sees one, else on the CPU;
+the model, the batches and the optimiser's state all live on that device, and the record
+says which it was. A GPU changes the speed (s/step), not the recipe or the result's format.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from seekport.engine.finetune.data import Example
 from seekport.engine.finetune.export import TENSORS, lora_tensors, write_adapter
+from seekport.errors import ConfigError
 
 INSTALL = "pip install 'seekport[finetune]' (torch, transformers, peft)"
 
@@ -64,6 +66,7 @@ class TrainRecord:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     resumed_at: int = 0
+    device: str = "cpu"
     heldout_loss_before: float | None = None
     heldout_loss_after: float | None = None
     samples: list[dict[str, str]] = field(default_factory=list)
@@ -107,26 +110,43 @@ class _Data:
         return self._ids([{"role": "user", "content": e.prompt}], True)
 
 
-def _batch(torch: Any, rows: list[tuple[list[int], list[int]]], pad: int) -> dict[str, Any]:
+def pick_device(torch: Any, device: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one fails."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "--device cuda: torch sees no CUDA GPU (a CPU build of torch, or no driver); "
+            "use --device cpu"
+        )
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device}: choose auto, cpu or cuda")
+    return device
+
+
+def _batch(
+    torch: Any, rows: list[tuple[list[int], list[int]]], pad: int, device: str = "cpu"
+) -> dict[str, Any]:
     width = max(len(ids) for ids, _ in rows)
     ids = [r[0] + [pad] * (width - len(r[0])) for r in rows]
     labels = [r[1] + [-100] * (width - len(r[1])) for r in rows]
     mask = [[1] * len(r[0]) + [0] * (width - len(r[0])) for r in rows]
     return {
-        "input_ids": torch.tensor(ids),
-        "attention_mask": torch.tensor(mask),
-        "labels": torch.tensor(labels),
+        "input_ids": torch.tensor(ids, device=device),
+        "attention_mask": torch.tensor(mask, device=device),
+        "labels": torch.tensor(labels, device=device),
     }
 
 
 def _mean_loss(torch: Any, model: Any, data: _Data, rows: list[Any], pad: int) -> float:
+    device = str(model.device)
     with torch.no_grad():
-        losses = [float(model(**_batch(torch, [r], pad)).loss) for r in rows]
+        losses = [float(model(**_batch(torch, [r], pad, device)).loss) for r in rows]
     return sum(losses) / len(losses)
 
 
 def _greedy(torch: Any, model: Any, data: _Data, e: Example, pad: int) -> str:
-    ids = torch.tensor([data.prompt_ids(e)])
+    ids = torch.tensor([data.prompt_ids(e)], device=model.device)
     with torch.no_grad():
         out = model.generate(
             input_ids=ids,
@@ -146,20 +166,22 @@ def train(
     cfg: TrainConfig,
     *,
     name: str,
+    device: str = "auto",
     progress: Callable[[Step], None] | None = None,
 ) -> tuple[Path, TrainRecord]:
     """Train an adapter for the GGUF ``base``; (the adapter's GGUF in ``work``, its record)."""
     torch, transformers, peft = _imports()
+    device = pick_device(torch, device)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     tok = transformers.AutoTokenizer.from_pretrained(str(base.parent), gguf_file=base.name)
     model = transformers.AutoModelForCausalLM.from_pretrained(
         str(base.parent), gguf_file=base.name, dtype=torch.float32
-    )
+    ).to(device)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     data = _Data(tok, train_rows, cfg.max_len)
     check = _Data(tok, heldout, cfg.max_len)
-    record = TrainRecord(config=asdict(cfg))
+    record = TrainRecord(config=asdict(cfg), device=device)
     record.heldout_loss_before = _mean_loss(torch, model, check, check.rows, pad)
     before = [(e, _greedy(torch, model, check, e, pad)) for e in heldout[:3]]
 
@@ -180,7 +202,7 @@ def train(
     t0 = time.perf_counter()
     for step in range(start, cfg.steps):
         picks = [data.rows[order[(step * cfg.batch + i) % len(order)]] for i in range(cfg.batch)]
-        loss = model(**_batch(torch, picks, pad)).loss
+        loss = model(**_batch(torch, picks, pad, device)).loss
         loss.backward()
         optim.step()
         optim.zero_grad()
@@ -244,7 +266,7 @@ def _resume(
     path = work / "checkpoint.pt"
     if not path.exists():
         return 0
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location=model.device)
     if state.get("config") != asdict(cfg):
         return 0
     peft.set_peft_model_state_dict(model, state["lora"])

@@ -5,12 +5,10 @@ removal), chat templates, tokenization and per-sequence sampler chains."""
 from __future__ import annotations
 
 import ctypes
-import functools
 import importlib.util
-import json
 import logging
 import random
-import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from seekport.engine import sizing
-from seekport.engine.parsers.reasoning import CLOSE, OPEN
 from seekport.engine.runners import lora
+from seekport.engine.runners.chat_prompt import prefix_text, thinking_kwargs, thinking_switch
 from seekport.engine.runners.cpu_probe import extra_buffers_work
+from seekport.engine.runners.grammar import grammar_for
 from seekport.engine.sampling import SamplingParams
 from seekport.engine.scheduler import StepPlan, Work
 from seekport.engine.sequence import Sequence
@@ -64,60 +63,6 @@ def resolve_model_path(path: str) -> Path:
     return p
 
 
-MAX_SCHEMA_CHARS = 16_384
-MAX_SCHEMA_REPEAT = 256  # minItems/maxItems/...: grammars expand these literally
-_REPEAT_KEYS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")
-
-
-def _check_bounds(node: object) -> None:
-    """Refuse schemas whose repetition counts would blow up the compiled grammar."""
-    if isinstance(node, dict):
-        for key in _REPEAT_KEYS:
-            value = node.get(key)
-            if isinstance(value, int) and value > MAX_SCHEMA_REPEAT:
-                raise InvalidRequestError(
-                    f"JSON schema {key}={value} exceeds {MAX_SCHEMA_REPEAT}",
-                    param="response_format",
-                )
-        for v in node.values():
-            _check_bounds(v)
-    elif isinstance(node, list):
-        for v in node:
-            _check_bounds(v)
-
-
-@functools.lru_cache(maxsize=64)
-def compile_grammar(schema_json: str) -> str:
-    """GBNF for a JSON schema (``{}``: any JSON object). Cached: clients repeat schemas."""
-    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
-
-    if schema_json == "{}":
-        return str(JSON_GBNF)
-    try:
-        return str(json_schema_to_gbnf(schema_json))
-    except (ValueError, RuntimeError, KeyError, TypeError, RecursionError) as exc:
-        raise InvalidRequestError(
-            f"unsupported JSON schema: {exc}", param="response_format"
-        ) from exc
-
-
-def grammar_for(schema: dict[str, Any] | None) -> str | None:
-    """Validate a response_format schema and return its grammar (None: unconstrained).
-
-    The grammar keeps the schema's property order (keys are not sorted): OpenAI's structured
-    outputs follow it, and generic tool calls need ``name`` before ``arguments`` to stream."""
-    if schema is None:
-        return None
-    text = json.dumps(schema)
-    if len(text) > MAX_SCHEMA_CHARS:
-        raise InvalidRequestError(
-            f"the JSON schema is {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}",
-            param="response_format",
-        )
-    _check_bounds(schema)
-    return compile_grammar(text)
-
-
 @dataclass(frozen=True, slots=True)
 class PreparedPrompt:
     tokens: list[int]
@@ -131,41 +76,6 @@ class Sampled:
     seq: Sequence
     token: int
     logprobs: list[dict[str, Any]]
-
-
-_DEFINED_THINKING = re.compile(r"\bthinking\s+is\s+(?:not\s+)?defined\b")
-
-
-def thinking_switch(template: str | None) -> str | None:
-    """The Jinja variable a chat template reads as its thinking switch: ``enable_thinking``
-    (Qwen3, SmolLM3), ``thinking`` where the template tests ``thinking is defined``
-    (DeepSeek-V3.1); None when it has none (SmolLM2: a request's switch changes nothing)."""
-    if not template:
-        return None
-    if "enable_thinking" in template:
-        return "enable_thinking"
-    if _DEFINED_THINKING.search(template):
-        return "thinking"
-    return None
-
-
-def thinking_kwargs(switch: str | None, thinking: bool | None) -> dict[str, bool]:
-    """What the template is rendered with for a request's thinking switch."""
-    return {switch: thinking} if switch is not None and thinking is not None else {}
-
-
-def prefix_text(prompt: str, content: str, reasoning: str | None) -> str:
-    """What follows a rendered chat prompt (ending with the template's generation prompt)
-    when the last assistant message is a prefix to continue (DeepSeek's chat prefix
-    completion). With ``reasoning`` (a thinking model's chain-of-thought prefix) the text is
-    inside a think block, opened here unless the generation prompt already opened it, and
-    closed only when ``content`` follows. Without, it is the content; a think block the
-    generation prompt opened is closed empty first, since the prefix is the answer."""
-    opened = prompt.rstrip().endswith(OPEN)
-    if reasoning is None:
-        return f"{CLOSE}\n\n{content}" if opened else content
-    think = reasoning if opened else f"{OPEN}\n{reasoning}"
-    return f"{think.rstrip()}\n{CLOSE}\n\n{content}" if content else think
 
 
 class LlamaCppRunner:
@@ -187,12 +97,9 @@ class LlamaCppRunner:
         n_threads: int,
         max_num_seqs: int | None,
         n_batch: int = 512,
-        adapter: Path | None = None,
-        adapter_scale: float = 1.0,
     ) -> None:
         """``n_ctx``: one slot's context (its own KV stream); ``max_num_seqs``: the slots,
-        or None to size them from the memory available now (``engine.sizing``);
-        ``adapter``: a LoRA adapter GGUF applied to every sequence at ``adapter_scale``."""
+        or None to size them from the memory available now (``engine.sizing``)."""
         try:
             import llama_cpp as lc
             from llama_cpp._internals import LlamaModel
@@ -253,8 +160,8 @@ class LlamaCppRunner:
         self._ctx = lc.llama_init_from_model(self._model.model, cparams)
         if not self._ctx:
             raise ConfigError(f"llama.cpp could not create a context for {model_path}")
-        if adapter is not None:  # every sequence of this engine: base + scale × adapter
-            lora.attach(lc, self._model.model, self._ctx, adapter, adapter_scale)
+        self._adapters = lora.Adapters(lc, self._model.model, self._ctx)
+        self._lock = threading.Lock()  # execute (engine thread) against add_adapter
         self._mem = lc.llama_get_memory(self._ctx)
         self._vocab = lc.llama_model_get_vocab(self._model.model)
         self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
@@ -318,6 +225,16 @@ class LlamaCppRunner:
             lc.llama_free(self._ctx)
             self._ctx = None
         self._model.close()  # type: ignore[no-untyped-call]
+
+    def add_adapter(self, path: Path, scale: float) -> int:
+        """Load a LoRA adapter GGUF over this model (once per file) and return the id a
+        sequence runs it with (``Sequence.adapter``) at ``scale``; any thread."""
+        with self._lock:
+            return self._adapters.add(path, scale)
+
+    @property
+    def adapters_loaded(self) -> int:
+        return len(self._adapters)
 
     # ---- text
 
@@ -473,10 +390,26 @@ class LlamaCppRunner:
             lc.llama_memory_seq_rm(self._mem, slot, pos, -1)
         if not plan.work:
             return []
+        # one decode per adapter the step's sequences run with, the one set now first
+        groups: dict[int, list[Work]] = {self._adapters.current: []}
+        for w in plan.work:
+            groups.setdefault(w.seq.adapter, []).append(w)
+        out: list[Sampled] = []
+        with self._lock:
+            for adapter, work in groups.items():
+                if work:
+                    self._adapters.select(adapter)
+                    out += self._decode(work)
+        return out
+
+    def _decode(self, work: list[Work]) -> list[Sampled]:
+        """One ``llama_decode`` of ``work`` (which fits the batch: the scheduler plans at
+        most ``n_batch`` tokens a step), then each sequence that asked for a token samples."""
+        lc = self._lc
         batch = self._batch
         n = 0
         wanted: list[tuple[int, Work]] = []
-        for w in plan.work:
+        for w in work:
             if w.seq not in self._samplers:
                 self.start_sequence(w.seq)
             for i, tok in enumerate(w.tokens):

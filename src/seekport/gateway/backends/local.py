@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from seekport.config import LocalModelConfig
 from seekport.errors import ConfigError, InvalidRequestError, OverloadedError
 from seekport.gateway.backends.base import BackendCall, OwnedEvents
+from seekport.gateway.backends.local_engines import LocalEngines, SharedEngine
+from seekport.gateway.backends.local_events import EventMaker
 from seekport.gateway.backends.local_requests import (
     chat_prefix,
     reject_unsupported,
@@ -35,14 +36,10 @@ from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.common import Usage
 from seekport.protocol.completions import CompletionRequest
 from seekport.protocol.events import (
-    ContentDelta,
     Event,
     Finish,
     KeepAlive,
-    ReasoningDelta,
     RoleDelta,
-    TokenLogprob,
-    ToolCallDelta,
     UsageReport,
 )
 from seekport.telemetry.metrics import Metrics
@@ -52,9 +49,8 @@ log = logging.getLogger("seekport.engine")
 if TYPE_CHECKING:
     from seekport.engine.async_engine import AsyncEngine
     from seekport.engine.parsers.reasoning import ReasoningParser
-    from seekport.engine.parsers.tools import GenericToolParser, HermesToolParser, ToolCallPiece
+    from seekport.engine.parsers.tools import GenericToolParser, HermesToolParser
     from seekport.engine.runners.llamacpp import LlamaCppRunner
-    from seekport.engine.scheduler import StepPlan
     from seekport.engine.sequence import TokenDelta
 
 
@@ -77,58 +73,46 @@ class LocalBackend:
         runner: Any = None,
         *,
         version: str | None = None,
+        engines: LocalEngines | None = None,
     ) -> None:
         """``runner``: an already built runner (tests pass a fake one); default llama.cpp.
-        ``version``: the registry version (NAME@VERSION) whose file ``cfg.path`` is."""
+        ``version``: the registry version (NAME@VERSION) whose file ``cfg.path`` is.
+        ``engines``: the server's engines, shared by entries over the same base (default:
+        one of this entry's own)."""
         self.model = cfg.name
         self.version = version
         self._cfg = cfg
         self._metrics = metrics
-        self._runner: LlamaCppRunner | None = runner
+        self._injected = runner
+        self._engines = engines if engines is not None else LocalEngines()
+        self._shared: SharedEngine | None = None
+        self._runner: LlamaCppRunner | None = None
         self._engine: AsyncEngine | None = None
+        self._adapter = 0  # the runner's id of this entry's adapter (0: the base alone)
         self.fingerprint: str | None = "fp_seekport_local"
         self.reasoning = cfg.reasoning is not None
         self._closed = False
-        self._warm = False  # a warm-up generation has run (start)
+        self._warm = False  # the engine's warm-up generation has run (start)
 
     async def start(self) -> None:
-        from seekport.engine.async_engine import AsyncEngine
-        from seekport.engine.runners.llamacpp import LlamaCppRunner, resolve_model_path
-        from seekport.engine.scheduler import SchedulerConfig
-
         cfg = self._cfg
-        built = self._runner is None  # an injected runner (a test's) is already warm
-        if self._runner is None:
-            path = resolve_model_path(cfg.path)
-            self._runner = await asyncio.to_thread(
-                LlamaCppRunner,
-                path,
-                n_ctx=cfg.context_length,
-                n_threads=cfg.n_threads,
-                max_num_seqs=cfg.max_num_seqs,  # None: the runner sizes it from memory
-                n_batch=cfg.max_step_tokens,
-                adapter=Path(cfg.adapter) if cfg.adapter else None,
-                adapter_scale=cfg.adapter_scale,
-            )
-        self._engine = AsyncEngine(
-            self._runner,
-            SchedulerConfig(
-                max_num_seqs=cfg.max_num_seqs or self._runner.max_num_seqs,
-                max_seq_cells=cfg.context_length,
-                max_step_tokens=cfg.max_step_tokens,
-                max_prefill_while_decoding=cfg.max_prefill_while_decoding,
-                max_waiting=cfg.max_waiting,
-            ),
-            name=self.model,
-            on_step=self._observe_step if self._metrics else None,
-        )
-        if self._metrics is not None:
-            m, engine, name = self._metrics, self._engine, self.model
-            m.engine_waiting.labels(name).set_function(lambda: engine.num_waiting)
-            m.engine_running.labels(name).set_function(lambda: engine.num_running)
-            m.engine_kv_cells.labels(name).set_function(lambda: engine.kv_cells_used)
-        if built:
-            await self._warm_up()
+        shared, new = await self._engines.acquire(cfg, self._metrics, self._injected)
+        self._shared, self._runner, self._engine = shared, shared.runner, shared.engine
+        try:
+            if cfg.adapter is not None:
+                self._adapter = await asyncio.to_thread(
+                    shared.runner.add_adapter, Path(cfg.adapter), cfg.adapter_scale
+                )
+            if not new:
+                await shared.warm.wait()
+            elif self._injected is None:  # an injected runner (a test's) is already warm
+                await self._warm_up()
+        except BaseException:
+            shared.warm.set()  # whoever waits finds the engine as it is
+            self._closed = True
+            await self._engines.release(shared)
+            raise
+        shared.warm.set()
         self._warm = True
 
     async def _warm_up(self) -> None:
@@ -151,30 +135,14 @@ class LocalBackend:
             },
         )
 
-    def _observe_step(self, plan: StepPlan) -> None:
-        """Engine thread, after each step: token and batch metrics (prometheus is thread-safe)."""
-        assert self._metrics is not None
-        if not plan.work:
-            return
-        m, name = self._metrics, self.model
-        decode = plan.num_decode
-        m.engine_tokens.labels(name, "decode").inc(decode)
-        m.engine_tokens.labels(name, "prefill").inc(plan.num_tokens - decode)
-        m.engine_batch.labels(name).observe(len(plan.work))
-        for w in plan.work:
-            if w.pos == w.seq.cached_tokens and w.seq.cached_tokens:  # first chunk after a hit
-                m.engine_prefix_hits.labels(name).inc(w.seq.cached_tokens)
-
     async def aclose(self) -> None:
-        """Open calls end with 503 (server shutting down). Idempotent: a drain on SIGTERM
-        closes first, the lifespan again."""
+        """This entry lets go of its engine; the last entry on it closes it (open calls end
+        with 503). Idempotent: a drain on SIGTERM closes first, the lifespan again."""
         if self._closed:
             return
         self._closed = True
-        if self._engine is not None:
-            await self._engine.aclose()
-        if self._runner is not None and hasattr(self._runner, "close"):
-            self._runner.close()
+        if self._shared is not None:
+            await self._engines.release(self._shared)
 
     def ready(self) -> bool:
         """Started, warmed up, and the engine is not recovering from a failure."""
@@ -234,7 +202,12 @@ class LocalBackend:
                 ) from exc
         elif params.json_schema:
             self._runner.check_schema(params.json_schema)
-        return Sequence(request_id=call.request_id, prompt_tokens=prepared.tokens, params=params)
+        return Sequence(
+            request_id=call.request_id,
+            prompt_tokens=prepared.tokens,
+            params=params,
+            adapter=self._adapter,
+        )
 
     def _chat_prompt(
         self, req: ChatCompletionRequest
@@ -319,7 +292,7 @@ class LocalBackend:
         (the shared prompt counted once, the completions summed)."""
         chat = call.endpoint == "chat"
         makers = [
-            _EventMaker(
+            EventMaker(
                 self._parser(call.request) if chat else None,
                 self._tool_parser(call) if chat else None,
             )
@@ -457,70 +430,8 @@ def _further_choices(call: BackendCall, first: Any) -> list[Any]:
                 request_id=call.request_id,
                 prompt_tokens=list(first.prompt_tokens),
                 params=params,
+                adapter=first.adapter,
                 after=first,
             )
         )
     return out
-
-
-class _EventMaker:
-    """Engine deltas → typed events: thinking split off, tool calls parsed out of the text
-    (a generic call streams as several ToolCallDeltas: id and name first, then arguments)."""
-
-    def __init__(
-        self, parser: ReasoningParser | None, tools: HermesToolParser | GenericToolParser | None
-    ) -> None:
-        self.parser = parser
-        self.tools = tools
-        self.reasoning_tokens = 0
-        self.tool_calls = 0
-
-    def feed(self, delta: TokenDelta) -> list[Event]:
-        lps = [_logprob(e) for e in delta.logprobs] if delta.logprobs else None
-        r, c = "", delta.text
-        if self.parser is not None:
-            self.reasoning_tokens += int(not self.parser.in_content)
-            r, c = self.parser.feed(delta.text)
-        return self._events(r, c, lps)
-
-    def flush(self) -> list[Event]:
-        """What the parsers still hold at the end of generation."""
-        r, c = self.parser.flush() if self.parser is not None else ("", "")
-        events = self._events(r, c, None)
-        if self.tools is not None:
-            rest = self.tools.flush()
-            content, calls = (rest, []) if isinstance(rest, str) else rest
-            if content:
-                events.append(ContentDelta(content))
-            events.extend(self._calls(calls))
-        return events
-
-    def _events(self, r: str, c: str, lps: list[TokenLogprob] | None) -> list[Event]:
-        out: list[Event] = []
-        if r:
-            out.append(ReasoningDelta(r, lps))
-            lps = None
-        calls: list[ToolCallPiece] = []
-        if self.tools is not None and c:
-            c, calls = self.tools.feed(c)
-        if c or lps:
-            out.append(ContentDelta(c, lps))
-        out.extend(self._calls(calls))
-        return out
-
-    def _calls(self, pieces: list[ToolCallPiece]) -> list[Event]:
-        """A call's first piece (it has the name) gets the call's id; its others follow it."""
-        out: list[Event] = []
-        for p in pieces:
-            if p.name is None:
-                out.append(ToolCallDelta(p.index, arguments=p.arguments))
-                continue
-            call_id = "call_" + uuid.uuid4().hex[:24]
-            out.append(ToolCallDelta(p.index, call_id, p.name, p.arguments))
-            self.tool_calls += 1
-        return out
-
-
-def _logprob(entry: dict[str, Any]) -> TokenLogprob:
-    top = sorted(entry["top"].items(), key=lambda kv: -kv[1])
-    return TokenLogprob(entry["token"], entry["logprob"], top)
