@@ -32,17 +32,17 @@ from seekport.errors import (
     UpstreamTimeoutError,
 )
 from seekport.gateway.backends.base import BackendCall, OwnedEvents
+from seekport.gateway.backends.openai_chunks import (
+    REASONING,
+    choice_events,
+    data_of,
+    rename_reasoning,
+)
 from seekport.protocol import sse
 from seekport.protocol.common import Usage
 from seekport.protocol.events import (
-    ContentDelta,
     Event,
-    Finish,
     KeepAlive,
-    ReasoningDelta,
-    RoleDelta,
-    TokenLogprob,
-    ToolCallDelta,
     UsageReport,
 )
 from seekport.telemetry.metrics import Metrics
@@ -283,7 +283,7 @@ class OpenAICompatBackend:
         if not isinstance(parsed, dict):
             self._fail("malformed")
             raise UpstreamError(f"upstream for '{self.model}' sent an unexpected body")
-        if _REASONING in data and _rename_reasoning(parsed, "message"):
+        if REASONING in data and rename_reasoning(parsed, "message"):
             data = orjson.dumps(parsed)
         events = self._events_of(parsed, call.endpoint, "message")
         if events:
@@ -354,7 +354,7 @@ class OpenAICompatBackend:
                 parts.clear()
 
         for raw in raw_events:
-            payload = _data_of(raw)
+            payload = data_of(raw)
             if payload is None:
                 # a comment (DeepSeek's ": keep-alive" while queued): pass one on per read, so
                 # the client and the proxies between us see the connection alive too
@@ -381,7 +381,7 @@ class OpenAICompatBackend:
             if not events:
                 continue
             # a multi-line data field is re-serialised too: one line per SSE event
-            if (_REASONING in payload and _rename_reasoning(obj, "delta")) or b"\n" in payload:
+            if (REASONING in payload and rename_reasoning(obj, "delta")) or b"\n" in payload:
                 payload = orjson.dumps(obj)
             data = sse.event(self._fix_model(payload))
             if isinstance(events[0], UsageReport):  # a usage-only chunk: bytes of its own
@@ -405,7 +405,7 @@ class OpenAICompatBackend:
         for position, ch in enumerate(choices if isinstance(choices, list) else ()):
             if isinstance(ch, dict):  # n > 1: each choice's events carry its index
                 index = ch.get("index")
-                _choice_events(
+                choice_events(
                     ch, endpoint, part, events, index if isinstance(index, int) else position
                 )
         usage = obj.get("usage")
@@ -433,86 +433,6 @@ class OpenAICompatBackend:
         return True
 
 
-_REASONING = b'"reasoning"'
-
-
-def _rename_reasoning(obj: Any, part: str) -> bool:
-    """``choices[].<part>.reasoning`` → ``reasoning_content`` (vLLM since late 2025, OpenRouter);
-    left alone where the upstream sends ``reasoning_content`` itself. True if changed."""
-    changed = False
-    choices = obj.get("choices") if isinstance(obj, dict) else None
-    for ch in choices if isinstance(choices, list) else []:
-        msg = ch.get(part) if isinstance(ch, dict) else None
-        if isinstance(msg, dict) and "reasoning" in msg and "reasoning_content" not in msg:
-            msg["reasoning_content"] = msg.pop("reasoning")
-            changed = True
-    return changed
-
-
-def _choice_events(
-    ch: dict[str, Any], endpoint: str, part: str, out: list[Event], choice: int
-) -> None:
-    """Typed events of one upstream choice (chat delta or message, or completion text)."""
-    lps = _logprobs(ch.get("logprobs"))
-    if endpoint == "completion":
-        text = ch.get("text")
-        if (isinstance(text, str) and text) or lps:
-            out.append(ContentDelta(text if isinstance(text, str) else "", lps, choice=choice))
-    else:
-        msg = ch.get(part)
-        if isinstance(msg, dict):
-            if msg.get("role"):
-                out.append(RoleDelta(str(msg["role"]), choice=choice))
-            thinking = msg.get("reasoning_content") or msg.get("reasoning")
-            if isinstance(thinking, str) and thinking:
-                out.append(ReasoningDelta(thinking, choice=choice))
-            content = msg.get("content")
-            if (isinstance(content, str) and content) or lps:
-                text = content if isinstance(content, str) else ""
-                out.append(ContentDelta(text, lps, choice=choice))
-            for i, tc in enumerate(msg.get("tool_calls") or []):
-                if isinstance(tc, dict):
-                    out.append(_tool_call(tc, i, choice))
-    if ch.get("finish_reason"):
-        out.append(Finish(str(ch["finish_reason"]), choice=choice))
-
-
-def _tool_call(tc: dict[str, Any], position: int, choice: int) -> ToolCallDelta:
-    fn = tc.get("function")
-    if not isinstance(fn, dict):
-        fn = {}
-    index = tc.get("index")
-    return ToolCallDelta(
-        index if isinstance(index, int) else position,
-        tc.get("id"),
-        fn.get("name"),
-        str(fn.get("arguments") or ""),
-        choice=choice,
-    )
-
-
-def _logprobs(lp: Any) -> list[TokenLogprob] | None:
-    """Chat (``{"content": [...]}``) or text-completion logprobs as TokenLogprobs."""
-    if not isinstance(lp, dict):
-        return None
-    out: list[TokenLogprob] = []
-    if isinstance(lp.get("content"), list):
-        for e in lp["content"]:
-            if isinstance(e, dict):
-                top = [
-                    (t.get("token", ""), t.get("logprob", 0.0)) for t in e.get("top_logprobs") or []
-                ]
-                out.append(TokenLogprob(str(e.get("token", "")), float(e.get("logprob", 0.0)), top))
-    elif isinstance(lp.get("tokens"), list):
-        tops = lp.get("top_logprobs") or []
-        for i, (tok, value) in enumerate(
-            zip(lp["tokens"], lp.get("token_logprobs") or [], strict=False)
-        ):
-            top = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
-            out.append(TokenLogprob(str(tok), float(value or 0.0), list(top.items())))
-    return out or None
-
-
 async def _read_body(resp: aiohttp.ClientResponse, limit: int, *, truncate: bool) -> bytes:
     """The whole body, at most ``limit`` bytes (cut there, or an UpstreamError)."""
     if not truncate and (resp.content_length or 0) > limit:
@@ -528,12 +448,3 @@ async def _read_body(resp: aiohttp.ClientResponse, limit: int, *, truncate: bool
             raise UpstreamError("the upstream sent an oversized body")
         parts.append(chunk)
     return b"".join(parts)
-
-
-def _data_of(event: bytes) -> bytes | None:
-    """The joined ``data:`` payload of one SSE event (comments and other fields dropped)."""
-    data: list[bytes] = []
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:"):
-            data.append(line[5:].lstrip(b" "))
-    return b"\n".join(data) if data else None
