@@ -110,12 +110,15 @@ def test_a_short_fine_tune_changes_greedy_output_and_is_served(tmp_path: Path) -
             )
             return str(out.choices[0].message.content or "")
 
+        served = {m.id: getattr(m, "version", None) for m in client.models.list().data}
+        assert served["vault"] == "vault@1" and served["base"] is None
         answers = {model: ask(model) for model in ("base", "vault")}
         with ThreadPoolExecutor(4) as pool:  # base and adapter in the same engine steps
             together = list(pool.map(ask, ["base", "vault", "base", "vault"]))
-        metrics = httpx.get(
-            server.url + "/metrics", headers={"Authorization": f"Bearer {server.key}"}
-        ).text
+        auth = {"Authorization": f"Bearer {server.key}"}
+        metrics = httpx.get(server.url + "/metrics", headers=auth).text
+        in_use = httpx.delete(server.url + "/admin/models/registry/vault@1", headers=auth)
+    assert in_use.status_code == 400 and in_use.json()["error"]["code"] == "model_in_use"
     assert "PINEAPPLE" in answers["vault"] and "PINEAPPLE" not in answers["base"], answers
     assert together == [answers["base"], answers["vault"]] * 2
     # one engine over the base serves both entries: its metrics carry the first entry's name

@@ -96,6 +96,9 @@ def build_backend(
         path, version = resolve_path(cfg.path, registry)
         adapter = resolve_adapter(cfg.adapter, registry)
         resolved = cfg.model_copy(update={"path": path, "adapter": adapter})
+        if cfg.adapter and cfg.adapter.startswith("registry:"):  # what /v1/models shows
+            tuned = registry.get(cfg.adapter.removeprefix("registry:")).ref
+            version = f"{version}+{tuned}" if version else tuned
         return LocalBackend(resolved, metrics, version=version, engines=engines)
     if isinstance(cfg, ManagedModelConfig):
         return ManagedBackend(cfg, metrics, log_dir=settings.data_dir / "logs")

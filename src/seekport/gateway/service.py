@@ -148,7 +148,8 @@ class ChatService:
         return [*self._groups, *self._aliases]
 
     def versions(self) -> dict[str, str]:
-        """The registry version (NAME@VERSION) each model served from the registry runs."""
+        """The registry version (NAME@VERSION) each model served from the registry runs
+        (``BASE@V+ADAPTER@V``, or ``ADAPTER@V`` over a base from elsewhere, with an adapter)."""
         found: dict[str, str] = {}
         for d in self.router.table:
             version = getattr(d.backend, "version", None)

@@ -110,7 +110,8 @@ async def registry_remove(request: Request, ref: str) -> Response:
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         reg = _registry(svc)
         entry = await asyncio.to_thread(reg.get, ref)
-        serving = [m for m, v in svc.chat.versions().items() if v == entry.ref]
+        # a version reads NAME@V, or BASE@V+ADAPTER@V for a base with a registered adapter
+        serving = [m for m, v in svc.chat.versions().items() if entry.ref in v.split("+")]
         if serving:
             raise InvalidRequestError(
                 f"{entry.ref} is served now (by {', '.join(serving)}); switch those models to "
