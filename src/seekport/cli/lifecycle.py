@@ -374,6 +374,8 @@ def finetune(
         TrainConfig,
     )
 
+    if device not in ("auto", "cpu", "cuda"):  # before torch is imported (seconds)
+        raise fail(f"--device {device}: choose auto, cpu or cuda")
     cfg = TrainConfig(rank=rank, alpha=alpha or 2.0 * rank, steps=steps, lr=lr, batch=batch)
     life = ModelLifecycle(registry_of(config, data_dir))
     with Progress(
