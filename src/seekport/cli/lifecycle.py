@@ -18,6 +18,7 @@ NameOpt = Annotated[str | None, typer.Option("--name", help="Register under this
 VersionOpt = Annotated[
     str | None, typer.Option("--version", help="This version (default: the next number).")
 ]
+MeasureOpt = Annotated[bool, typer.Option("--measure/--no-measure", help="Measure it afterwards.")]
 
 
 def registry_of(config: Path | None, data_dir: Path | None) -> Registry:
@@ -254,9 +255,7 @@ def quantize(
     to: Annotated[str, typer.Option("--to", help="q8_0, f16, q4_0, q4_k_m, … (see --help)")],
     name: NameOpt = None,
     version: VersionOpt = None,
-    measure: Annotated[
-        bool, typer.Option("--measure/--no-measure", help="Measure it afterwards.")
-    ] = True,
+    measure: MeasureOpt = True,
     threads: Annotated[
         str, typer.Option("--threads", help="Thread counts to measure speed at.")
     ] = "1,2",
@@ -288,9 +287,7 @@ def merge(
     ] = 1.0,
     name: NameOpt = None,
     version: VersionOpt = None,
-    measure: Annotated[
-        bool, typer.Option("--measure/--no-measure", help="Measure it afterwards.")
-    ] = True,
+    measure: MeasureOpt = True,
     json_out: JsonOpt = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,

@@ -67,6 +67,16 @@ class ModelLifecycle:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
+    def _work_for(self, name: str, version: str) -> tempfile.TemporaryDirectory[str]:
+        """A work directory in the registry for the new version ``name@version`` (a
+        RegistryError if that version exists)."""
+        if any(e.version == version for e in self.registry.entries(name)):
+            raise RegistryError(
+                f"{name}@{version} exists already; pass --version to name the new one"
+            )
+        self.registry.root.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=self.registry.root, prefix=".work-")
+
     def source(self, ref: str) -> tuple[Path, str, str]:
         """(file, parent reference, default name) of a model to derive from: ``bundled`` or
         a registry reference."""
@@ -92,12 +102,7 @@ class ModelLifecycle:
         src, parent, default_name = self.source(ref)
         name = check_name(name or default_name)
         version = version or target.lower()
-        if any(e.version == version for e in self.registry.entries(name)):
-            raise RegistryError(
-                f"{name}@{version} exists already; pass --version to name the new one"
-            )
-        self.registry.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.registry.root, prefix=".work-") as work:
+        with self._work_for(name, version) as work:
             out = Path(work) / f"{name}.{target.upper()}.gguf"
             quantize(src, out, target, n_threads)
             mix = tensor_mix(out)
@@ -136,12 +141,7 @@ class ModelLifecycle:
         base, _, _ = self.source(adapter.parent)
         name = check_name(name or f"{adapter.name}-merged")
         version = version or target
-        if any(e.version == version for e in self.registry.entries(name)):
-            raise RegistryError(
-                f"{name}@{version} exists already; pass --version to name the new one"
-            )
-        self.registry.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.registry.root, prefix=".work-") as work:
+        with self._work_for(name, version) as work:
             f16 = Path(work) / f"{name}.F16.gguf"
             merged = merge_to_f16(base, self.registry.resolve(adapter.ref), f16, scale)
             out = f16
