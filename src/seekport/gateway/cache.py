@@ -100,8 +100,10 @@ class ResponseCacher:
         for_key: bool | None = None,
     ) -> str | None:
         """The request's cache key, or None when it is not to be cached (``for_key``: the
-        key's own switch — false never, true whatever the model)."""
+        key's own switch — false never, true whatever the model; unset, the tenant's)."""
         c = self.config
+        if for_key is None:
+            for_key = c.tenants.get(tenant)
         if not c.enabled or for_key is False:
             return None
         if c.models and model not in c.models and not for_key:
@@ -117,6 +119,28 @@ class ResponseCacher:
             if not semantic:  # the exact lookup's miss is the one counted
                 self._metrics.child(self._metrics.cache_lookups, model, "miss").inc()
             return None
+        events = self.decode(raw, model)
+        if events is not None:
+            self.served(raw, model, semantic=semantic)
+        return events
+
+    async def stored(self, key: str) -> bytes | None:
+        """The stored value under ``key`` as it is, counting nothing (``hit_memo``'s look)."""
+        return await self._store.get(key)
+
+    def served(
+        self, raw: bytes, model: str, *, semantic: bool = False, short: bool = False
+    ) -> None:
+        """Count a stored answer served (``short``: the short way, ``hit_memo``)."""
+        kind = "semantic_hit" if semantic else "hit"
+        self._metrics.child(self._metrics.cache_lookups, model, kind).inc()
+        if short:
+            self._metrics.child(self._metrics.cache_short_hits, model).inc()
+        self._metrics.child(self._metrics.cache_bytes, "served").inc(len(raw))
+
+    def decode(self, raw: bytes, model: str) -> list[Event] | None:
+        """A stored value's events, billed as ``billing`` says; None (a miss, counted) for an
+        entry that cannot be read."""
         try:
             stored = orjson.loads(raw)
             if stored.get("v") != FORMAT:
@@ -126,10 +150,6 @@ class ResponseCacher:
             log.warning("unreadable cache entry: a miss", extra={"fields": {"model": model}})
             self._metrics.child(self._metrics.cache_lookups, model, "miss").inc()
             return None
-        self._metrics.child(
-            self._metrics.cache_lookups, model, "semantic_hit" if semantic else "hit"
-        ).inc()
-        self._metrics.child(self._metrics.cache_bytes, "served").inc(len(raw))
         if self.config.billing == "cache_hit":
             for ev in events:
                 if isinstance(ev, UsageReport):

@@ -15,25 +15,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from seekport.config import AliasConfig
 from seekport.config.cache import CacheConfig
 from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig
 from seekport.config.pricing import PricingConfig
-from seekport.errors import (
-    ModelNotFoundError,
-    PermissionDeniedError,
-)
+from seekport.errors import ModelNotFoundError, PermissionDeniedError
 from seekport.gateway.accounting import UsageEvent, UsageRecorder
 from seekport.gateway.auth import Principal
 from seekport.gateway.backends.base import BackendCall, Endpoint
-from seekport.gateway.budgets import Budgets, budget_scopes
+from seekport.gateway.budgets import Budgets
 from seekport.gateway.cache import ResponseCacher
 from seekport.gateway.content_log import ContentLogger
 from seekport.gateway.grounding import ground, wants_grounding
 from seekport.gateway.guard.policy import Guard
+from seekport.gateway.hit_memo import Entry, HitMemo, Notes, answer_of
 from seekport.gateway.knowledge import KnowledgeDesk
 from seekport.gateway.limits import Admission, Terms
 from seekport.gateway.metering import Held, Metered, from_list, usage_event
@@ -41,18 +37,19 @@ from seekport.gateway.routing.router import Router
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.semantic_cache import Lookup
 from seekport.gateway.shaping import (
+    budgeted,
     capped,
     estimate,
+    guarded,
     output_limit,
     retargeted,
+    revalidated,
     scopes_of,
     through_alias,
 )
 from seekport.protocol.chat import ChatCompletionRequest
 from seekport.protocol.completions import CompletionRequest
-from seekport.protocol.events import (
-    Event,
-)
+from seekport.protocol.events import Event
 from seekport.protocol.keys import Limits
 from seekport.store.kv import Limiter
 from seekport.telemetry.metrics import Metrics
@@ -113,6 +110,8 @@ class ChatService:
         self._cache = cache  # None: no response cache
         self._guard = guard  # None: no guard
         self._content = content  # None: no content log
+        self._memo = HitMemo() if cache is not None else None  # cache hits the short way
+        self._generation = 0  # of the configuration: a reload makes memo entries stale
 
     @property
     def _groups(self) -> dict[str, Any]:
@@ -130,6 +129,9 @@ class ChatService:
     ) -> None:
         """A reload: new requests route by the new table (and are priced by the new prices);
         those under way keep theirs."""
+        self._generation += 1
+        if self._memo is not None:
+            self._memo.clear()
         self.router.swap(table)
         self._aliases = {a.name: a for a in aliases}
         if pricing is not None and self._budgets is not None:
@@ -189,12 +191,15 @@ class ChatService:
         endpoint: Endpoint,
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, object],
+        raw: bytes | None = None,
     ) -> ChatResult:
         """Admit the call; errors before the first event raise here. An alias becomes its
-        served model here, its fixed parameters merged over the client's."""
+        served model here, its fixed parameters merged over the client's. ``raw``: the
+        request's bytes (an exact cache hit then leaves a memo entry for them)."""
         self.deployment_for(req.model)
         held = Held(self._budgets)
         grounded = isinstance(req, ChatCompletionRequest) and wants_grounding(body)
+        notes: Notes | None = None
         if ctx.principal is None:
             if grounded:
                 body, ctx.citations = await ground(self.knowledge, None, body)
@@ -202,64 +207,30 @@ class ChatService:
             who = ctx.principal
             self._admit_model(who, req.model)
             req, body = capped(req, body, who.policy.max_tokens)
-            scopes = scopes_of(who)
-            served = self.served_model(req.model)
-            lim = self._model_limits.get(served) if served is not None else None
-            if lim is not None:
-                scopes.append(
-                    Terms(
-                        f"model:{served}",
-                        f"the model '{served}'",
-                        lim.rpm,
-                        lim.tpm,
-                        lim.max_concurrent,
-                    )
-                )
+            if raw is not None and self._memo is not None and not grounded:
+                notes = Notes(raw, self._generation, (req, body))
             held.ticket = await self._admission.admit(
-                scopes, ctx.request_id, lambda: estimate(req, body)
+                self._scopes(who, req.model), ctx.request_id, lambda: estimate(req, body)
             )
             try:
                 if grounded:  # after admission: retrieval is work a limit must bound
                     body, ctx.citations = await ground(self.knowledge, who, body)
-                    req = _revalidated(req, body)  # type: ignore[arg-type]
-                # the guard sees the sources too: a document's personal data is redacted
-                req, body = self._guard_request(who, req, body, held)
-                req, body = await self._reserve(ctx, who, req, body, held)
+                    req = revalidated(req, body)  # type: ignore[arg-type]
+                if self._guard is not None:  # it sees the sources too: a document's data
+                    model = self.served_model(req.model) or req.model
+                    kinds = notes.redactions if notes is not None else None
+                    req, body, held.guard, held.redaction = guarded(
+                        self._guard, who, model, req, body, kinds
+                    )
+                req, body = await self._reserve(ctx, who, req, body, held, notes)
             except BaseException:
                 await held.settle(None)
                 raise
         try:
-            return await self._open(ctx, endpoint, req, body, held)
+            return await self._open(ctx, endpoint, req, body, held, notes)
         except BaseException:
             await held.settle(None)  # nothing was spent: reservations go back whole
             raise
-
-    def _guard_request(
-        self,
-        who: Principal,
-        req: ChatCompletionRequest | CompletionRequest,
-        body: dict[str, Any],
-        held: Held,
-    ) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
-        """The guard's policy for this caller and model: a blocked request is a 400; personal
-        data is redacted in the body the model gets (and the request revalidated from it)."""
-        model = self.served_model(req.model)
-        named = who.policy.guard
-        guard = self._guard
-        policy = guard.policy_for(who.tenant_id, model or req.model, named) if guard else None
-        if policy is None:
-            return req, body
-        held.guard = policy
-        if self._guard is None:
-            return req, body
-        body, held.redaction = self._guard.check_request(policy, body)
-        if held.redaction is None:
-            return req, body
-        ceiling = isinstance(req, ChatCompletionRequest) and req.output_ceiling
-        redacted = type(req).model_validate(body)
-        if ceiling and isinstance(redacted, ChatCompletionRequest):
-            redacted.as_ceiling()
-        return redacted, body
 
     def _logged(
         self,
@@ -298,29 +269,22 @@ class ChatService:
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, Any],
         held: Held,
+        notes: Notes | None = None,
     ) -> tuple[ChatCompletionRequest | CompletionRequest, dict[str, Any]]:
         """Reserve the call's most possible cost on the budgets over it (402 when one has
-        not enough left). Under a budget a call with no output limit gets one, so the
-        reservation is an upper bound."""
-        budgets = self._budgets
+        not enough left; ``shaping.budgeted``)."""
         model = self.served_model(req.model)
-        if budgets is None or model is None:
+        if self._budgets is None or model is None:
             return req, body
         policy = self.router.table.policy
         models = [model]  # and the models a fallback may send it to: the dearest is reserved
         for lists in (policy.fallbacks, policy.context_fallbacks, policy.balance_fallbacks):
             models += lists.get(model, [])
-        if not budgets.priced(models):
-            return req, body
-        if not budget_scopes(who):
-            return req, body
-        limit = output_limit(req)
-        if limit is None:
-            limit = budgets.pricing.output_reserve_tokens
-            req, body = capped(req, body, limit)
-        held.hold = await budgets.reserve(
-            who, ctx.request_id, models, len(orjson.dumps(body)), limit
-        )
+        req, body, reserve = budgeted(self._budgets, who, models, req, body)
+        if reserve is not None:
+            if notes is not None:
+                notes.reserve = reserve
+            held.hold = await self._budgets.reserve(who, ctx.request_id, *reserve)
         return req, body
 
     async def _open(
@@ -330,6 +294,7 @@ class ChatService:
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, object],
         held: Held,
+        notes: Notes | None = None,
     ) -> ChatResult:
         alias = self._aliases.get(req.model)
         if alias is not None:
@@ -352,6 +317,12 @@ class ChatService:
                 lookup, cached = await self._semantic(ctx, endpoint, req, body)
                 similarity = lookup.similarity if lookup is not None and cached else None
             if cached is not None:
+                if similarity is None and notes is not None and self._memo is not None:
+                    assert ctx.principal is not None
+                    kind = self._kind(ctx, endpoint)
+                    self._memo.remember(
+                        ctx.principal, kind, notes, req, body, key, held.guard, held.redaction
+                    )
                 replay = self._guarded(held, from_list(cached))
                 replay = self._logged(ctx, req.model, body, replay)
                 return self._replayed(ctx, call_for(req.model), replay, held, similarity)
@@ -381,6 +352,45 @@ class ChatService:
             headers,
             passthrough=guarded is events,
         )
+
+    def recalled(self, ctx: RequestContext, endpoint: Endpoint, raw: bytes) -> Entry | None:
+        """The memo's entry for these bytes from this caller (``hit_memo``), if it has one."""
+        who, memo = ctx.principal, self._memo
+        if who is None or memo is None or ctx.cache_refresh:
+            return None
+        return memo.get(who, self._kind(ctx, endpoint), raw, self._generation)
+
+    async def open_hit(
+        self, ctx: RequestContext, endpoint: Endpoint, entry: Entry
+    ) -> ChatResult | None:
+        """A cache hit the short way: the recalled entry's answer, while it is still stored.
+        None: take the long way (``open``)."""
+        who, cache = ctx.principal, self._cache
+        assert who is not None and cache is not None
+        stored = await cache.stored(entry.key)
+        if stored is None:
+            return None
+        req, body = entry.req, entry.body
+        held = Held(self._budgets)
+        held.ticket = await self._admission.admit(
+            self._scopes(who, req.model), ctx.request_id, lambda: entry.estimate
+        )
+        try:
+            if entry.reserve is not None and self._budgets is not None:
+                held.hold = await self._budgets.reserve(who, ctx.request_id, *entry.reserve)
+            answer = await answer_of(entry, stored, cache, self._guard)
+        except BaseException:
+            await held.settle(None)
+            raise
+        if answer is None:
+            await held.settle(None)
+            return None
+        held.guard, held.redaction = entry.guard, entry.redaction
+        call = BackendCall(
+            endpoint, req.model, req, body, ctx.request_id, stream=bool(req.stream), beta=ctx.beta
+        )
+        events = self._logged(ctx, req.model, body, from_list(answer))
+        return self._replayed(ctx, call, events, held)
 
     async def _semantic(
         self,
@@ -415,20 +425,11 @@ class ChatService:
         req: ChatCompletionRequest | CompletionRequest,
         body: dict[str, Any],
     ) -> str | None:
-        if self._cache is None or ctx.principal is None:
+        who = ctx.principal
+        if self._cache is None or who is None:
             return None
-        kind = self._kind(ctx, endpoint)
-        return self._cache.key_for(
-            ctx.principal.tenant_id,
-            req.model,
-            kind,
-            body,
-            output_limit(req),
-            _first_set(
-                ctx.principal.policy.cache,
-                self._cache.config.tenants.get(ctx.principal.tenant_id),
-            ),
-        )
+        kind, limit = self._kind(ctx, endpoint), output_limit(req)
+        return self._cache.key_for(who.tenant_id, req.model, kind, body, limit, who.policy.cache)
 
     def _replayed(
         self,
@@ -452,6 +453,10 @@ class ChatService:
         dep = self.deployment_for(call.model)
         replay = Metered(call.stats, events, held)
         return ChatResult(call, dep, replay, headers, passthrough=False, cache_hit=True)
+
+    def _scopes(self, who: Principal, model: str) -> list[Terms]:
+        served = self.served_model(model)
+        return scopes_of(who, served, self._model_limits.get(served or ""))
 
     def _admit_model(self, who: Principal, model: str) -> None:
         """403 for a model the key may not call."""
@@ -486,15 +491,3 @@ class ChatService:
     def record_nowait(self, ev: UsageEvent) -> None:
         """For paths that cannot wait (the client is gone): commit in the background."""
         self._recorder.record_nowait(ev)
-
-
-def _revalidated(req: ChatCompletionRequest, body: dict[str, Any]) -> ChatCompletionRequest:
-    """The request as its changed body says (an Anthropic-style output ceiling kept)."""
-    out = ChatCompletionRequest.model_validate(body)
-    if req.output_ceiling:
-        out.as_ceiling()
-    return out
-
-
-def _first_set(*switches: bool | None) -> bool | None:
-    return next((s for s in switches if s is not None), None)

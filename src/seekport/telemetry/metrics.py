@@ -86,6 +86,13 @@ class Metrics:
             ["model", "result"],
             registry=r,
         )
+        self.cache_short_hits = Counter(
+            "seekport_cache_short_hits",
+            "Exact cache hits served the short way: a caller's request bytes seen before, "
+            "from the memo of what the gateway derived from them (a subset of the hits).",
+            ["model"],
+            registry=r,
+        )
         self.cache_bytes = Counter(
             "seekport_cache_bytes",
             "Bytes of answers stored in (stored) and served from (served) the response cache.",

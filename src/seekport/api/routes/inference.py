@@ -41,7 +41,10 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
 
 
 async def _parse(request: Request, model_cls: type[BaseModel]) -> tuple[Any, dict[str, Any]]:
-    raw = await request.body()
+    return _parsed(await request.body(), model_cls)
+
+
+def _parsed(raw: bytes, model_cls: type[BaseModel]) -> tuple[Any, dict[str, Any]]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -97,32 +100,41 @@ async def _serve(
     scope = RequestScope(services_or_none(request), request, route)
 
     async def handle() -> Response:
-        svc = scope.services
-        scope.ctx.principal = await authorize(svc, request, "infer")
-        req, body = await _parse(request, model_cls)
-        scope.model = req.model
-        scope.stream = bool(req.stream)
-        svc.chat.deployment_for(req.model)
-        scope.label = req.model  # a metrics label: served models only
-        work = (
-            _stream(scope, endpoint, req, body)
-            if req.stream
-            else _complete(scope, endpoint, req, body)
-        )
+        scope.ctx.principal = await authorize(scope.services, request, "infer")
+        raw = await request.body()
         # Stop the work if the client hangs up before the answer starts: the local engine frees
         # its slot, a remote upstream is let go now rather than at its read timeout. (Once a
         # stream has started, StreamingResponse watches for the disconnect itself.)
-        return await scope.race(work)
+        return await scope.race(_answer(scope, endpoint, raw, model_cls))
 
     return await scope.run(handle)
 
 
-async def _complete(
-    scope: RequestScope, endpoint: Endpoint, req: Any, body: dict[str, Any]
+async def _answer(
+    scope: RequestScope, endpoint: Endpoint, raw: bytes, model_cls: type[BaseModel]
 ) -> Response:
-    result = await scope.services.chat.open(scope.ctx, endpoint, req, body)
+    chat = scope.services.chat
+    # the same bytes from the same caller that got a cached answer before: the short way
+    entry = chat.recalled(scope.ctx, endpoint, raw)
+    if entry is not None:
+        req = entry.req
+        scope.model = scope.label = req.model
+        scope.stream = bool(req.stream)
+        result = await chat.open_hit(scope.ctx, endpoint, entry)
+    if entry is None or result is None:
+        req, body = _parsed(raw, model_cls)
+        scope.model = req.model
+        scope.stream = bool(req.stream)
+        chat.deployment_for(req.model)
+        scope.label = req.model  # a metrics label: served models only
+        result = await chat.open(scope.ctx, endpoint, req, body, raw)
     scope.result = result
-    out = OpenAIBody(_meta(result, req, scope.ctx.citations))
+    meta = _meta(result, req, scope.ctx.citations)
+    return await (_stream(scope, meta, result) if req.stream else _complete(scope, meta, result))
+
+
+async def _complete(scope: RequestScope, meta: AnswerMeta, result: ChatResult) -> Response:
+    out = OpenAIBody(meta)
     try:
         async for ev in result.events:
             out.add(ev)
@@ -133,12 +145,8 @@ async def _complete(
     return Response(data, media_type=MEDIA_JSON, headers=scope.headers())
 
 
-async def _stream(
-    scope: RequestScope, endpoint: Endpoint, req: Any, body: dict[str, Any]
-) -> Response:
-    result = await scope.services.chat.open(scope.ctx, endpoint, req, body)
-    scope.result = result
-    enc = OpenAIStream(_meta(result, req, scope.ctx.citations))
+async def _stream(scope: RequestScope, meta: AnswerMeta, result: ChatResult) -> Response:
+    enc = OpenAIStream(meta)
     # Pull events until there are bytes to send, so errors before any byte get their status.
     first = b""
     try:

@@ -138,17 +138,17 @@ class Guard:
     # ---- the request
 
     def check_request(
-        self, policy: Compiled, body: dict[str, Any]
+        self, policy: Compiled, body: dict[str, Any], redactions: list[str] | None = None
     ) -> tuple[dict[str, Any], Redaction | None]:
         """Block (400) or redact the request's text: the body the model gets (``body`` itself
         when nothing was redacted, else a redacted copy) and the request's placeholders, or
-        None when nothing was redacted."""
+        None when nothing was redacted (``redactions``: the kinds redacted, one per match)."""
         texts = list(_texts(body))
         if policy.policy.words.input == "block":
             for _, text in texts:
                 hit = policy.words.first(text)
                 if hit is not None:
-                    self._count("words", "block")
+                    self.count("words", "block")
                     raise InvalidRequestError(
                         f"the request contains a word of the blocked list '{hit[0]}'",
                         param="messages" if "messages" in body else "prompt",
@@ -160,7 +160,7 @@ class Guard:
             matches = [m for m in policy.detector.find(text) if policy.action(m.kind) != "allow"]
             for m in matches:
                 if policy.action(m.kind) == "block":
-                    self._count(m.kind, "block")
+                    self.count(m.kind, "block")
                     raise InvalidRequestError(
                         f"the request contains {NAMES.get(m.kind, 'data of kind ' + m.kind)}, "
                         "which this gateway's guard does not let through",
@@ -169,7 +169,9 @@ class Guard:
                     )
             if matches:
                 for m in matches:
-                    self._count(m.kind, "redact")
+                    self.count(m.kind, "redact")
+                if redactions is not None:
+                    redactions.extend(m.kind for m in matches)
                 redacted.append(
                     (i, _replace(text, matches, lambda m: redaction.placeholder(m.kind, m.value)))
                 )
@@ -184,12 +186,20 @@ class Guard:
     # ---- the answer
 
     def answer(
-        self, policy: Compiled, events: AsyncIterator[Event], redaction: Redaction | None
+        self,
+        policy: Compiled,
+        events: AsyncIterator[Event],
+        redaction: Redaction | None,
+        count: Callable[[str, str], None] | None = None,
     ) -> AsyncIterator[Event]:
+        """The answer's events guarded (``count``: where its actions are counted; the
+        guard's counters by default)."""
         restore = redaction if policy.policy.pii.restore else None
-        return _Answer(policy, events, restore, self._count)
+        return _Answer(policy, events, restore, count or self.count)
 
-    def _count(self, kind: str, action: str) -> None:
+    def count(self, kind: str, action: str) -> None:
+        """One action on ``guard_actions`` (a cache hit taken the short way, ``hit_memo``,
+        counts its entry's again)."""
         if self._metrics is not None:
             self._metrics.child(self._metrics.guard_actions, kind, action).inc()
 
