@@ -11,6 +11,7 @@ changed them, those bytes go out as they came (the upstream speaks this format a
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ class OpenAIStream:
     def __init__(self, meta: AnswerMeta) -> None:
         self.meta = meta
         self._head: dict[str, Any] = {
-            "id": ("chatcmpl-" if meta.chat else "cmpl-") + uuid.uuid4().hex,
+            "id": ("chatcmpl-" if meta.chat else "cmpl-") + os.urandom(16).hex(),
             "object": "chat.completion.chunk" if meta.chat else "text_completion",
             "created": int(time.time()),
             "model": meta.model,
@@ -271,7 +272,7 @@ class OpenAIBody:
 
     def _envelope(self, obj: str, prefix: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
-            "id": prefix + uuid.uuid4().hex,
+            "id": prefix + os.urandom(16).hex(),
             "object": obj,
             "created": int(time.time()),
             "model": self.meta.model,
