@@ -234,3 +234,13 @@ def test_engine_metrics_are_exported(batched: Server) -> None:
         if line.startswith("seekport_engine_prefix_cache_hit_tokens_total")
     ]
     assert hits and float(hits[0].split()[-1]) > 0  # earlier tests in this module shared prefixes
+    # each bound beside the gauge it bounds: rules alert on the ratios
+    values = {
+        line.split("{")[0]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(("seekport_engine_waiting_limit{", "seekport_engine_slots{"))
+        or line.startswith("seekport_engine_kv_cells_total{")
+    }
+    slots = values["seekport_engine_slots"]
+    assert values["seekport_engine_waiting_limit"] == 16 and slots == 8
+    assert values["seekport_engine_kv_cells_total"] == slots * 1024  # a stream per slot

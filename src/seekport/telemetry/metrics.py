@@ -137,6 +137,19 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        # the limits beside the gauges they bound, so rules alert on saturation ratios
+        self.engine_waiting_limit = Gauge(
+            "seekport_engine_waiting_limit",
+            "Sequences that may wait beyond the free slots; more are refused with 503.",
+            ["model"],
+            registry=r,
+        )
+        self.engine_slots = Gauge(
+            "seekport_engine_slots", "Sequences that may decode together.", ["model"], registry=r
+        )
+        self.engine_kv_cells_total = Gauge(
+            "seekport_engine_kv_cells_total", "KV cache cells in all.", ["model"], registry=r
+        )
         self.engine_tokens = Counter(
             "seekport_engine_tokens",
             "Tokens run through the model, by phase.",

@@ -104,23 +104,22 @@ class LocalEngines:
 
         name = cfg.name
         on_step = _step_observer(metrics, name) if metrics is not None else None
-        engine = AsyncEngine(
-            runner,
-            SchedulerConfig(
-                max_num_seqs=cfg.max_num_seqs or runner.max_num_seqs,
-                max_seq_cells=cfg.context_length,
-                max_step_tokens=cfg.max_step_tokens,
-                max_prefill_while_decoding=cfg.max_prefill_while_decoding,
-                max_waiting=cfg.max_waiting,
-            ),
-            name=name,
-            on_step=on_step,
+        sched = SchedulerConfig(
+            max_num_seqs=cfg.max_num_seqs or runner.max_num_seqs,
+            max_seq_cells=cfg.context_length,
+            max_step_tokens=cfg.max_step_tokens,
+            max_prefill_while_decoding=cfg.max_prefill_while_decoding,
+            max_waiting=cfg.max_waiting,
         )
+        engine = AsyncEngine(runner, sched, name=name, on_step=on_step)
         if metrics is not None:
             m = metrics
             m.engine_waiting.labels(name).set_function(lambda: engine.num_waiting)
             m.engine_running.labels(name).set_function(lambda: engine.num_running)
             m.engine_kv_cells.labels(name).set_function(lambda: engine.kv_cells_used)
+            m.engine_waiting_limit.labels(name).set(sched.max_waiting)
+            m.engine_slots.labels(name).set(sched.max_num_seqs)
+            m.engine_kv_cells_total.labels(name).set(sched.kv_cells)
         return SharedEngine(name, runner, engine)
 
     async def release(self, shared: SharedEngine) -> None:
