@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from seekport.config.backup import BackupConfig
 from seekport.config.cache import CacheConfig
 from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig, PiiConfig, WordsConfig
@@ -29,6 +30,7 @@ SPECIAL = {
     "rates": "{}",
     "days": "every day",
     "cache": "see below",
+    "backup": "see below",
     "guard": "see below",
     "pii": "see below",
     "words": "see below",
@@ -127,6 +129,21 @@ content_log:
   retention_days: 30
 ```"""
 
+BACKUP = """\
+Scheduled backups of the embedded SQLite store (`seekport.db`, `knowledge.db`) with SQLite's
+online backup API, safe while requests are served: a directory `seekport-backup-<time>` with a
+copy of each file and a `manifest.json` (sizes, SHA-256, row counts). `POST /admin/backup`
+(superadmin) makes one now; `seekport backup --to DIR` makes one from the command line and
+`seekport restore DIR` puts one into a data directory (docs/operations.md). PostgreSQL is
+backed up with `pg_dump`.
+
+```yaml
+backup:
+  dir: /mnt/offsite/seekport      # another disk, or a mounted off-site volume
+  every_minutes: 15               # RPO 15 min
+  keep: 96                        # a day of backups
+```"""
+
 GUARD = """\
 Personal data and sensitive words, off by default. On a request: personal data is allowed,
 redacted (`[EMAIL_1]`, `[PHONE_CN_1]`…, the same value the same placeholder) or blocked (400
@@ -196,6 +213,7 @@ def render() -> str:
     out += ["## `cache`", "", CACHE, "", *_table(CacheConfig)]
     out += ["## `knowledge`", "", KNOWLEDGE, "", *_table(KnowledgeConfig)]
     out += ["## `content_log`", "", CONTENT, "", *_table(ContentLogConfig)]
+    out += ["## `backup`", "", BACKUP, "", *_table(BackupConfig)]
     out += ["## `guard`", "", GUARD, "", *_table(GuardConfig)]
     out += ["## `guard.pii`", "", *_table(PiiConfig)]
     out += ["## `guard.words`", "", *_table(WordsConfig)]

@@ -1,7 +1,9 @@
 """The server's background jobs, on the huey queue (``store/jobs.py``): retention of the
 audit log and the content log (with erased entries past their grace), daily at 03:17 UTC
 and on demand (``POST /admin/audit/purge``); the ingestion of knowledge-base documents (a
-failed run is retried twice; its status in the knowledge store says how far it got).
+failed run is retried twice; its status in the knowledge store says how far it got); with
+``backup.dir`` set, a backup of the SQLite store every ``backup.every_minutes`` (its last
+success is the gauge ``seekport_backup_last_success_timestamp_seconds``).
 
 A job runs in huey's worker thread and does its database work on the server's event loop
 (the same async engine as everything else). Replicas that share a database share a queue
@@ -16,12 +18,15 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from huey import crontab
 
 from seekport.config import Settings
+from seekport.store.backup import backup, prune
 from seekport.store.jobs import JobRunner, huey_for
 from seekport.store.protocols import AuditStore, ContentStore
+from seekport.telemetry.metrics import Metrics
 
 log = logging.getLogger("seekport.jobs")
 JOB_TIMEOUT_S = 300.0
@@ -34,6 +39,7 @@ class Jobs:
         audit: AuditStore,
         content: ContentStore,
         loop: asyncio.AbstractEventLoop,
+        metrics: Metrics | None = None,
     ) -> None:
         digest = hashlib.sha256(settings.resolved_database_url.encode()).hexdigest()[:12]
         self.huey = huey_for(settings.data_dir, settings.redis_url, name=f"seekport-{digest}")
@@ -69,12 +75,31 @@ class Jobs:
                 raise RuntimeError("knowledge bases are not wired")
             return self.ingest_handler(doc_id)
 
+        self._backup: Callable[[], Any] | None = None  # with backup.dir
         self._ingest = self.huey.task(name="ingest_document", retries=2, retry_delay=5)(
             ingest_document
         )
         self.huey.periodic_task(crontab(minute="17", hour="3"), name="purge_audit_daily")(
             purge_audit
         )
+        b = settings.backup
+        if b.dir is not None:
+            data_dir, dest, keep = settings.data_dir, b.dir.expanduser(), b.keep
+
+            def backup_store() -> str:
+                made = backup(data_dir, dest)
+                pruned = prune(dest, keep)
+                if metrics is not None:
+                    metrics.backup_last_success.set_to_current_time()
+                log.info(
+                    "backup made",
+                    extra={"fields": {"backup": str(made), "pruned": len(pruned)}},
+                )
+                return str(made)
+
+            minute = "0" if b.every_minutes == 60 else f"*/{b.every_minutes}"
+            self.huey.periodic_task(crontab(minute=minute), name="backup_store")(backup_store)
+            self._backup = self.huey.task(name="backup_now")(backup_store)
         self._runner = JobRunner(self.huey)
 
     def start(self) -> None:
@@ -93,3 +118,12 @@ class Jobs:
         result = self._purge()
         deleted = await asyncio.to_thread(result.get, blocking=True, timeout=JOB_TIMEOUT_S)
         return {str(k): int(v) for k, v in dict(deleted).items()}
+
+    async def backup_now(self) -> str | None:
+        """Queue a backup (as the schedule does) and wait for a worker to make it: its
+        directory; None when no ``backup.dir`` is configured."""
+        if self._backup is None:
+            return None
+        result = self._backup()
+        made = await asyncio.to_thread(result.get, blocking=True, timeout=JOB_TIMEOUT_S)
+        return str(made)

@@ -23,7 +23,7 @@ from seekport.cli.client import (
     usage_over_api,
 )
 
-SERVER_COMMANDS = ("serve", "keys", "tenants", "users", "kb")
+SERVER_COMMANDS = ("serve", "keys", "tenants", "users", "kb", "backup", "restore")
 usage_db: Callable[..., None] | None
 
 try:

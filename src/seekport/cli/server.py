@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from seekport.cli import lifecycle as _lifecycle  # registers `seekport models …`
+from seekport.cli.backup import backup, restore
 from seekport.cli.client import JsonOpt
 from seekport.cli.common import (
     BudgetOpt,
@@ -45,6 +46,8 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(users_app, name="users")
 app.add_typer(kb_app, name="kb")
 app.command("finetune")(_lifecycle.finetune)
+app.command("backup")(backup)
+app.command("restore")(restore)
 
 
 def _check_models(settings: Settings) -> None:

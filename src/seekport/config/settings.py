@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seekport.config.backup import BackupConfig
 from seekport.config.cache import CacheConfig
 from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig
@@ -195,6 +196,10 @@ class Settings(BaseSettings):
     knowledge: KnowledgeConfig = Field(
         default_factory=KnowledgeConfig,
         description="Knowledge bases: their embedding model, chunking and upload bound.",
+    )
+    backup: BackupConfig = Field(
+        default_factory=BackupConfig,
+        description="Scheduled backups of the embedded SQLite store (`seekport backup`).",
     )
     content_log: ContentLogConfig = Field(
         default_factory=ContentLogConfig,

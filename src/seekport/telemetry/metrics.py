@@ -118,6 +118,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.backup_last_success = Gauge(
+            "seekport_backup_last_success_timestamp_seconds",
+            "When the last scheduled backup of the embedded store succeeded (Unix time).",
+            registry=r,
+        )
         self.usage_write_failures = Counter(
             "seekport_usage_write_failures",
             "Usage records that could not be committed.",

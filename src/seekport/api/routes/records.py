@@ -1,7 +1,8 @@
 """Reading the records: ``GET /admin/usage`` (totals of requests, tokens and cost, grouped by
 day, model or key), ``GET /admin/audit`` (a page of the audit log), ``GET /admin/audit/export``
-(all of it in a time range, JSONL or CSV), and ``POST /admin/audit/purge`` (the retention job,
-now). Admins and auditors see their own tenant's records; a superadmin sees every tenant's."""
+(all of it in a time range, JSONL or CSV), ``POST /admin/audit/purge`` (the retention job,
+now) and ``POST /admin/backup`` (a backup of the embedded store, now). Admins and auditors
+see their own tenant's records; a superadmin sees every tenant's."""
 
 from __future__ import annotations
 
@@ -343,3 +344,23 @@ async def purge(request: Request) -> Response:
         )
 
     return await _guarded(request, "admin.audit.purge", "system", work)
+
+
+@router.post("/admin/backup")
+async def backup_now(request: Request) -> Response:
+    """Back the embedded store up now (on the job queue, as the ``backup.every_minutes``
+    schedule does) and wait for it: the new backup's directory."""
+
+    async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
+        made = await svc.jobs.backup_now() if svc.jobs is not None else None
+        if made is None:
+            raise InvalidRequestError(
+                "no backup directory is configured (backup.dir)", code="backup_not_configured"
+            )
+        return Response(
+            orjson.dumps({"backup": made}),
+            media_type="application/json",
+            headers=scope.headers(),
+        )
+
+    return await _guarded(request, "admin.backup", "system", work)
