@@ -89,8 +89,18 @@ def balance(server: Server, secret: str) -> dict[str, object]:
     return body
 
 
+def spend(server: Server, model: str) -> float:
+    """seekport_spend_total of a model in USD (0 before its first priced call)."""
+    text = httpx.get(
+        server.url + "/metrics", headers={"Authorization": f"Bearer {server.key}"}
+    ).text
+    want = f'seekport_spend_total{{currency="USD",model="{model}"}} '
+    return next((float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(want)), 0.0)
+
+
 def test_every_usage_record_carries_its_cost(server: Server) -> None:
     secret = key(server)
+    spent = spend(server, str(SENT["model"]))
     priced = httpx.post(
         server.url + "/v1/chat/completions",
         json=SENT,
@@ -107,6 +117,8 @@ def test_every_usage_record_carries_its_cost(server: Server) -> None:
     assert sorted(costs(server, ["cost-priced", "cost-free"]), key=str) == sorted(
         [(COST, "USD"), (None, None)], key=str
     )
+    # the same cost on the metric the dashboard's spend panel reads
+    assert spend(server, str(SENT["model"])) - spent == pytest.approx(COST / 1e9)
     # no budget: the balance is available and lists nothing
     assert balance(server, secret) == {"is_available": True, "balance_infos": [], "budgets": []}
 

@@ -2,13 +2,15 @@
 rules`` and its unit tests (``promtool test rules``); ``/metrics`` passes ``promtool check
 metrics``; and a real Prometheus scrapes a real seekport (a viewer key in a credentials file),
 loads the rules and, after a burst of failing and slow calls through the chaos upstream, finds
-the error-rate, latency and open-breaker alerts true through its HTTP API.
+the error-rate, latency and open-breaker alerts true through its HTTP API; and every query of
+the Grafana dashboard (``deploy/grafana/seekport.json``) runs on it.
 
 Debian's ``prometheus`` package provides both binaries; the fixture installs it with apt-get
 when it is missing and it can (root), as CI does."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -135,15 +137,15 @@ def query(prom: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
-def test_a_real_prometheus_scrapes_seekport_and_the_alerts_evaluate_true(
-    promtool: str, server: Server, upstream: Chaos, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def prom(promtool: str, server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus scraping the module's server every second, with the rules loaded."""
     prometheus = shutil.which("prometheus")
     assert prometheus is not None, "the prometheus package brings both binaries"
-    credentials = tmp_path / "seekport.key"
-    credentials.write_text(viewer_key(server))
-    shutil.copy(RULES / "rules.yml", tmp_path / "rules.yml")
-    (tmp_path / "prometheus.yml").write_text(
+    tmp = tmp_path_factory.mktemp("prometheus")
+    (tmp / "seekport.key").write_text(viewer_key(server))
+    shutil.copy(RULES / "rules.yml", tmp / "rules.yml")
+    (tmp / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "rule_files: [rules.yml]\n"
         "scrape_configs:\n"
@@ -155,16 +157,25 @@ def test_a_real_prometheus_scrapes_seekport_and_the_alerts_evaluate_true(
     proc = subprocess.Popen(
         [
             prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    prom = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(prom + "/-/ready", proc=proc, timeout_s=60)
+        wait_http(url + "/-/ready", proc=proc, timeout_s=60)
+        yield url
+    finally:
+        stop_process(proc)
+
+
+def test_a_real_prometheus_scrapes_seekport_and_the_alerts_evaluate_true(
+    prom: str, server: Server, upstream: Chaos
+) -> None:
+    try:
         assert chat(server, 3) == [200] * 3
         deadline = time.monotonic() + 30
         while not query(prom, 'up{job="seekport"} == 1') and time.monotonic() < deadline:
@@ -188,4 +199,32 @@ def test_a_real_prometheus_scrapes_seekport_and_the_alerts_evaluate_true(
         assert [b["metric"]["model"] for b in breaker] == ["m1"]
     finally:
         upstream.control(latency_ms=0, error_rate=0.0)
-        stop_process(proc)
+
+
+def test_every_query_of_the_grafana_dashboard_runs_on_prometheus(prom: str) -> None:
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "seekport.json").read_text())
+    assert dashboard["uid"] == "seekport-overview" and dashboard["schemaVersion"] >= 36
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "job", "instance", "route"}
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, p["title"]
+        area = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not cells & area, f"{p['title']} overlaps another panel"
+        cells |= area
+    concrete = {"$__rate_interval": "1m", "$job": ".*", "$instance": ".*", "$route": ".*"}
+    answered = 0
+    for p in panels:
+        assert p["datasource"]["uid"] == "${datasource}" and p["targets"], p["title"]
+        for t in p["targets"]:
+            expr = t["expr"]
+            for name, value in concrete.items():
+                expr = expr.replace(name, value)
+            assert "$" not in expr, expr
+            answered += bool(query(prom, expr))  # asserts the query parses and runs
+    assert answered >= 5  # the traffic series are there already

@@ -187,6 +187,8 @@ def observe_tokens(metrics: Metrics, ev: UsageEvent) -> None:
         metrics.child(metrics.tokens, model, "cached").inc(ev.cached_tokens)
     if ev.ttft_ms is not None:
         metrics.child(metrics.ttft, model).observe(ev.ttft_ms / 1000)
+    if ev.cost_nanos and ev.currency:
+        metrics.child(metrics.spend, model, ev.currency).inc(ev.cost_nanos / 1e9)
 
 
 def _backend_of(result: ChatResult | None) -> str | None:

@@ -51,6 +51,13 @@ class Metrics:
             ["model", "kind"],
             registry=r,
         )
+        self.spend = Counter(
+            "seekport_spend",
+            "What answered requests cost, in their price table's currency (pricing:), by the "
+            "model asked for: the usage records' cost, as it is recorded.",
+            ["model", "currency"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "seekport_requests_in_flight", "Requests being served now.", registry=r
         )
