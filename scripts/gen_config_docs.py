@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from seekport.config.audit_stream import AuditStreamConfig
 from seekport.config.backup import BackupConfig
 from seekport.config.cache import CacheConfig
 from seekport.config.content_log import ContentLogConfig
@@ -31,6 +32,7 @@ SPECIAL = {
     "days": "every day",
     "cache": "see below",
     "backup": "see below",
+    "audit_stream": "see below",
     "guard": "see below",
     "pii": "see below",
     "words": "see below",
@@ -144,6 +146,19 @@ backup:
   keep: 96                        # a day of backups
 ```"""
 
+AUDIT_STREAM = """\
+Each audit row (admin actions, key lifecycle, the per-minute refusal counts), as one JSON
+object, sent to a SIEM once it is committed: appended to a JSON Lines file (for Filebeat or
+Fluent Bit) and/or sent to a syslog receiver (`udp://` or newline-framed `tcp://`) as
+`seekport: {...}`. A writer thread does the I/O; the database's audit log stays the record.
+
+```yaml
+audit_stream:
+  jsonl: /var/log/seekport/audit.jsonl
+  syslog: udp://siem.internal:514
+  facility: local0
+```"""
+
 GUARD = """\
 Personal data and sensitive words, off by default. On a request: personal data is allowed,
 redacted (`[EMAIL_1]`, `[PHONE_CN_1]`…, the same value the same placeholder) or blocked (400
@@ -214,6 +229,7 @@ def render() -> str:
     out += ["## `knowledge`", "", KNOWLEDGE, "", *_table(KnowledgeConfig)]
     out += ["## `content_log`", "", CONTENT, "", *_table(ContentLogConfig)]
     out += ["## `backup`", "", BACKUP, "", *_table(BackupConfig)]
+    out += ["## `audit_stream`", "", AUDIT_STREAM, "", *_table(AuditStreamConfig)]
     out += ["## `guard`", "", GUARD, "", *_table(GuardConfig)]
     out += ["## `guard.pii`", "", *_table(PiiConfig)]
     out += ["## `guard.words`", "", *_table(WordsConfig)]

@@ -75,6 +75,7 @@ from seekport.store.sql import (
     UsageTotals,
     UserRepository,
 )
+from seekport.telemetry.audit_stream import AuditStream
 from seekport.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -326,7 +327,7 @@ class _Parts:
     async def start(cls, settings: Settings, db: Database, metrics: Metrics) -> _Parts:
         limiter = limiter_for(settings)
         audit_store = AuditRepository(db)
-        audit = AuditLog(audit_store)
+        audit = AuditLog(audit_store, AuditStream.of(settings.audit_stream))
         keys = KeyService(
             KeyRepository(db),
             cache_ttl_s=settings.auth_cache_ttl_s,

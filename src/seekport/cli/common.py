@@ -70,14 +70,17 @@ async def with_directory(settings: Settings, fn: Callable[[Any], Awaitable[T]]) 
         TenantRepository,
         UserRepository,
     )
+    from seekport.telemetry.audit_stream import AuditStream
 
     db = Database(settings.resolved_database_url)
     await db.open()
+    # the console's changes are audited too, and streamed as the server's are
+    audit = AuditLog(AuditRepository(db), AuditStream.of(settings.audit_stream))
     try:
         keys = KeyService(KeyRepository(db))
-        audit = AuditLog(AuditRepository(db))  # the console's changes are audited too
         return await fn(Directory(TenantRepository(db), UserRepository(db), keys, audit))
     finally:
+        await audit.stop()
         await db.close()
 
 

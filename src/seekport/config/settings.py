@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seekport.config.audit_stream import AuditStreamConfig
 from seekport.config.backup import BackupConfig
 from seekport.config.cache import CacheConfig
 from seekport.config.content_log import ContentLogConfig
@@ -196,6 +197,11 @@ class Settings(BaseSettings):
     knowledge: KnowledgeConfig = Field(
         default_factory=KnowledgeConfig,
         description="Knowledge bases: their embedding model, chunking and upload bound.",
+    )
+    audit_stream: AuditStreamConfig = Field(
+        default_factory=AuditStreamConfig,
+        description="Audit rows streamed to a SIEM as they are committed (JSON Lines file, "
+        "syslog).",
     )
     backup: BackupConfig = Field(
         default_factory=BackupConfig,

@@ -8,7 +8,8 @@ each becomes one row with its ``count`` once its minute is over (and at shutdown
 bad keys therefore costs a counter in memory, never a durable write per request.
 
 Rows are append-only: nothing updates them, and only the retention job (``jobs.py``, on huey)
-deletes those older than ``audit_retention_days``.
+deletes those older than ``audit_retention_days``. With ``audit_stream`` set, each row is also
+sent to a SIEM once it is committed (``telemetry/audit_stream.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from seekport.store.protocols import AuditStore
+from seekport.telemetry.audit_stream import AuditStream
 
 log = logging.getLogger("seekport.audit")
 
@@ -104,8 +106,9 @@ _Bucket = tuple[str, str | None, str | None, str | None, int]  # action, ip, key
 
 
 class AuditLog:
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(self, store: AuditStore, stream: AuditStream | None = None) -> None:
         self._store = store
+        self._stream = stream
         self._pending: dict[_Bucket, tuple[int, str | None, str | None]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -119,10 +122,16 @@ class AuditLog:
                 await self._task
             self._task = None
         await self.flush(everything=True)
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     async def record(self, ev: AuditEvent) -> None:
         """Write one row and wait for its commit (admin actions, key lifecycle)."""
-        await self._store.insert_many([ev.row()])
+        rows = [ev.row()]
+        await self._store.insert_many(rows)
+        if self._stream is not None:
+            self._stream.send(rows)
 
     def count(
         self,
@@ -169,6 +178,8 @@ class AuditLog:
         except Exception:
             log.exception("aggregated audit rows not stored", extra={"fields": {"rows": len(rows)}})
             return 0
+        if self._stream is not None:
+            self._stream.send(rows)
         return len(rows)
 
     async def _run(self) -> None:
