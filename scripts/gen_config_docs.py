@@ -17,6 +17,7 @@ from seekport.config.knowledge import KnowledgeConfig
 from seekport.config.models import MODEL_KINDS, ModelConfigBase, Pricing, backends_of
 from seekport.config.pricing import PriceTable, PriceWindow, PricingConfig
 from seekport.config.routing import BreakerConfig, RoutingConfig
+from seekport.config.tracing import TracingConfig
 from seekport.config.settings import AliasConfig, Settings
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -33,6 +34,7 @@ SPECIAL = {
     "cache": "see below",
     "backup": "see below",
     "audit_stream": "see below",
+    "tracing": "see below",
     "guard": "see below",
     "pii": "see below",
     "words": "see below",
@@ -159,6 +161,20 @@ audit_stream:
   facility: local0
 ```"""
 
+TRACING = """\
+OpenTelemetry traces, off by default: a SERVER span per API request (named after its route)
+with a child span per step (`seekport.auth`, `seekport.limits`, `seekport.cache`,
+`seekport.route`, one CLIENT span per upstream or engine attempt named `chat MODEL` with the
+GenAI semantic conventions' `gen_ai.*` attributes, `seekport.accounting`), exported over
+OTLP/HTTP by the SDK's batch processor.
+
+```yaml
+tracing:
+  enabled: true
+  otlp_endpoint: http://otel-collector:4318/v1/traces
+  sample_ratio: 0.1
+```"""
+
 GUARD = """\
 Personal data and sensitive words, off by default. On a request: personal data is allowed,
 redacted (`[EMAIL_1]`, `[PHONE_CN_1]`…, the same value the same placeholder) or blocked (400
@@ -230,6 +246,7 @@ def render() -> str:
     out += ["## `content_log`", "", CONTENT, "", *_table(ContentLogConfig)]
     out += ["## `backup`", "", BACKUP, "", *_table(BackupConfig)]
     out += ["## `audit_stream`", "", AUDIT_STREAM, "", *_table(AuditStreamConfig)]
+    out += ["## `tracing`", "", TRACING, "", *_table(TracingConfig)]
     out += ["## `guard`", "", GUARD, "", *_table(GuardConfig)]
     out += ["## `guard.pii`", "", *_table(PiiConfig)]
     out += ["## `guard.words`", "", *_table(WordsConfig)]

@@ -75,10 +75,13 @@ from seekport.store.sql import (
     UsageTotals,
     UserRepository,
 )
+from seekport.telemetry import tracing
 from seekport.telemetry.audit_stream import AuditStream
 from seekport.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
     from seekport.gateway.knowledge import KnowledgeDesk
     from seekport.knowledge.ingest import Ingestor
     from seekport.knowledge.retrieval import Retriever
@@ -324,7 +327,14 @@ class _Parts:
     engines: LocalEngines = field(default_factory=LocalEngines)
 
     @classmethod
-    async def start(cls, settings: Settings, db: Database, metrics: Metrics) -> _Parts:
+    async def start(
+        cls,
+        settings: Settings,
+        db: Database,
+        metrics: Metrics,
+        span_exporter: SpanExporter | None = None,
+    ) -> _Parts:
+        tracing.start(settings.tracing, span_exporter)
         limiter = limiter_for(settings)
         audit_store = AuditRepository(db)
         audit = AuditLog(audit_store, AuditStream.of(settings.audit_stream))
@@ -365,6 +375,7 @@ class _Parts:
 
     async def stop(self) -> None:
         """Commit what is queued (usage, aggregated audit rows), then let go."""
+        tracing.stop()
         await self.recorder.stop()
         await self.content.stop()
         await asyncio.to_thread(self.jobs.stop)
@@ -374,17 +385,20 @@ class _Parts:
 
 
 def create_app(
-    settings: Settings, reload_settings: Callable[[], Settings] | None = None
+    settings: Settings,
+    reload_settings: Callable[[], Settings] | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> SeekportApp:
     """The app for ``settings``; ``reload_settings`` re-reads the same sources for a hot reload
-    (SIGHUP, ``POST /admin/reload``)."""
+    (SIGHUP, ``POST /admin/reload``); ``span_exporter``: where spans go when ``tracing`` is on,
+    instead of its OTLP endpoint."""
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
         await db.open()
-        parts = await _Parts.start(settings, db, metrics)
+        parts = await _Parts.start(settings, db, metrics, span_exporter)
         deployments: list[Deployment] = []
         started: list[ChatBackend] = []
         embeddings: EmbeddingService | None = None

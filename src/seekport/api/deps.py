@@ -16,6 +16,7 @@ from seekport.gateway.directory import Directory
 from seekport.gateway.embeddings import EmbeddingService
 from seekport.gateway.service import ChatService
 from seekport.store.protocols import AuditStore, ContentStore, UsageReader
+from seekport.telemetry import tracing
 from seekport.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -66,10 +67,11 @@ async def authorize(
     for a role without it. Every route calls this first (``header``: the key when it came in
     another header than ``Authorization``, as Anthropic's ``x-api-key``)."""
     address = client_ip(request)
-    principal = await services.keys.authenticate(
-        header if header is not None else request.headers.get("authorization"), address
-    )
-    principal.require(permission)
+    with tracing.span("seekport.auth"):
+        principal = await services.keys.authenticate(
+            header if header is not None else request.headers.get("authorization"), address
+        )
+        principal.require(permission)
     if permission in ("infer", "models"):
         return principal
     return dataclasses.replace(principal, client_ip=address)  # the audit's "from where"

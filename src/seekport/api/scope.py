@@ -33,6 +33,7 @@ from seekport.errors import (
 from seekport.gateway.accounting import UsageEvent
 from seekport.gateway.service import ChatResult, RequestContext
 from seekport.protocol.events import Event
+from seekport.telemetry import tracing
 
 if TYPE_CHECKING:
     from seekport.api.deps import Services
@@ -91,6 +92,7 @@ class RequestScope:
         self.stream = False
         self._recorded = not record
         self._observed = False
+        self.span = tracing.request_span(route)  # None unless tracing is on
 
     # ---- services and headers
 
@@ -111,7 +113,8 @@ class RequestScope:
     async def run(self, handler: Callable[[], Awaitable[Response]]) -> Response:
         """Run the route's handler; map what it raises to a response; record and observe."""
         try:
-            response = await handler()
+            with tracing.current(self.span):
+                response = await handler()
         except SeekportError as exc:
             if not self._refused(exc):
                 await self.record(exc.status_code, exc.code, quiet=True)
@@ -251,7 +254,8 @@ class RequestScope:
         chat = self._svc.chat
         ev = self._usage_event(status, code)
         try:
-            await chat.record(ev)
+            with tracing.span("seekport.accounting", self.span):
+                await chat.record(ev)
         except SeekportError:
             if not quiet:
                 raise
@@ -274,12 +278,34 @@ class RequestScope:
         )
 
     def observe(self, status: int) -> None:
-        if self._observed or self._svc is None:
+        if self._observed:
             return
         self._observed = True
+        if self.span is not None:
+            tracing.end(self.span, status, self._answer_attributes())
+        if self._svc is None:
+            return
         m, label = self._svc.metrics, self.label or "-"
         m.child(m.requests, self.route, label, str(status)).inc()
         m.child(m.latency, self.route, label).observe(time.perf_counter() - self.ctx.started)
+
+    def _answer_attributes(self) -> dict[str, object]:
+        """The answer's GenAI attributes for the request span."""
+        result = self.result
+        if result is None:
+            return {"gen_ai.request.model": self.model}
+        stats = result.call.stats
+        return {
+            "gen_ai.request.model": self.model,
+            "gen_ai.response.model": result.call.model,
+            "gen_ai.usage.input_tokens": stats.prompt_tokens,
+            "gen_ai.usage.output_tokens": stats.completion_tokens,
+            "gen_ai.response.finish_reasons": [stats.finish_reason]
+            if stats.finish_reason
+            else None,
+            "seekport.cache": "hit" if result.cache_hit else result.headers.get("x-cache"),
+            "seekport.request_id": self.ctx.request_id,
+        }
 
 
 async def aclose(it: Any) -> None:

@@ -35,6 +35,7 @@ from seekport.config.models import (
 )
 from seekport.config.pricing import PricingConfig
 from seekport.config.routing import RoutingConfig
+from seekport.config.tracing import TracingConfig
 from seekport.protocol.keys import Limits
 
 _ASYNC_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -197,6 +198,10 @@ class Settings(BaseSettings):
     knowledge: KnowledgeConfig = Field(
         default_factory=KnowledgeConfig,
         description="Knowledge bases: their embedding model, chunking and upload bound.",
+    )
+    tracing: TracingConfig = Field(
+        default_factory=TracingConfig,
+        description="OpenTelemetry spans of each request to an OTLP endpoint (off by default).",
     )
     audit_stream: AuditStreamConfig = Field(
         default_factory=AuditStreamConfig,

@@ -52,6 +52,7 @@ from seekport.protocol.completions import CompletionRequest
 from seekport.protocol.events import Event
 from seekport.protocol.keys import Limits
 from seekport.store.kv import Limiter
+from seekport.telemetry import tracing
 from seekport.telemetry.metrics import Metrics
 
 
@@ -209,9 +210,10 @@ class ChatService:
             req, body = capped(req, body, who.policy.max_tokens)
             if raw is not None and self._memo is not None and not grounded:
                 notes = Notes(raw, self._generation, (req, body))
-            held.ticket = await self._admission.admit(
-                self._scopes(who, req.model), ctx.request_id, lambda: estimate(req, body)
-            )
+            with tracing.span("seekport.limits"):
+                held.ticket = await self._admission.admit(
+                    self._scopes(who, req.model), ctx.request_id, lambda: estimate(req, body)
+                )
             try:
                 if grounded:  # after admission: retrieval is work a limit must bound
                     body, ctx.citations = await ground(self.knowledge, who, body)
@@ -311,11 +313,12 @@ class ChatService:
         key = self._cache_key(ctx, endpoint, req, body)
         lookup: Lookup | None = None
         if key is not None and self._cache is not None and not ctx.cache_refresh:
-            cached = await self._cache.replay(key, req.model)
             similarity: float | None = None
-            if cached is None:
-                lookup, cached = await self._semantic(ctx, endpoint, req, body)
-                similarity = lookup.similarity if lookup is not None and cached else None
+            with tracing.span("seekport.cache"):
+                cached = await self._cache.replay(key, req.model)
+                if cached is None:
+                    lookup, cached = await self._semantic(ctx, endpoint, req, body)
+                    similarity = lookup.similarity if lookup is not None and cached else None
             if cached is not None:
                 if similarity is None and notes is not None and self._memo is not None:
                     assert ctx.principal is not None
@@ -326,7 +329,8 @@ class ChatService:
                 replay = self._guarded(held, from_list(cached))
                 replay = self._logged(ctx, req.model, body, replay)
                 return self._replayed(ctx, call_for(req.model), replay, held, similarity)
-        routed = await self.router.open(req.model, call_for, stream=stream, region=ctx.region)
+        with tracing.span("seekport.route"):
+            routed = await self.router.open(req.model, call_for, stream=stream, region=ctx.region)
         call, dep = routed.call, routed.deployment
         headers = {
             "x-request-id": ctx.client_request_id or ctx.request_id,
@@ -367,14 +371,16 @@ class ChatService:
         None: take the long way (``open``)."""
         who, cache = ctx.principal, self._cache
         assert who is not None and cache is not None
-        stored = await cache.stored(entry.key)
+        with tracing.span("seekport.cache", short=True):
+            stored = await cache.stored(entry.key)
         if stored is None:
             return None
         req, body = entry.req, entry.body
         held = Held(self._budgets)
-        held.ticket = await self._admission.admit(
-            self._scopes(who, req.model), ctx.request_id, lambda: entry.estimate
-        )
+        with tracing.span("seekport.limits"):
+            held.ticket = await self._admission.admit(
+                self._scopes(who, req.model), ctx.request_id, lambda: entry.estimate
+            )
         try:
             if entry.reserve is not None and self._budgets is not None:
                 held.hold = await self._budgets.reserve(who, ctx.request_id, *entry.reserve)

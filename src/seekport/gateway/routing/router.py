@@ -20,6 +20,7 @@ and the metrics, and lets go of the deployment when the events are closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from seekport.protocol.events import (
     ReasoningDelta,
     RoleDelta,
 )
+from seekport.telemetry import tracing
 from seekport.telemetry.metrics import Metrics
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -311,13 +313,14 @@ class Router:
         started = self._clock()
         dep.in_flight += 1
         try:
-            if not hold:
-                events = await dep.backend.generate(call)
-                held: list[Event] = []
-            elif stream:
-                held, events = await self._until_content(dep, call)
-            else:
-                held, events = await self._whole(dep, call)
+            with _attempt_span(dep, call):
+                if not hold:
+                    events = await dep.backend.generate(call)
+                    held: list[Event] = []
+                elif stream:
+                    held, events = await self._until_content(dep, call)
+                else:
+                    held, events = await self._whole(dep, call)
         except BaseException:
             dep.in_flight -= 1
             raise
@@ -475,3 +478,18 @@ class _Tracked:
             await _aclose(self._events)
         finally:
             self._router.ended(self._dep, self._decided)
+
+
+def _attempt_span(dep: Deployment, call: BackendCall) -> contextlib.AbstractContextManager[Any]:
+    """One attempt's CLIENT span (GenAI semantic conventions), when tracing is on: from the
+    call to its answer's start (a non-stream answer: to its end)."""
+    if not tracing.enabled():
+        return contextlib.nullcontext()
+    op = tracing.OPERATIONS.get(call.endpoint, call.endpoint)
+    attributes = {
+        "gen_ai.provider.name": dep.backend.kind,
+        "seekport.deployment": dep.id,
+        "seekport.stream": call.stream,
+        **tracing.request_attributes(call.endpoint, call.model, call.body),
+    }
+    return tracing.span(f"{op} {call.model}", client=True, **attributes)
