@@ -8,6 +8,9 @@ FROM ${BASE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake git \
  && rm -rf /var/lib/apt/lists/*
+# behind a TLS-inspecting proxy: --build-arg PIP_CERT=/path/in/build/ca.pem with the bundle
+# mounted there (buildah/podman: --volume /etc/ssl/certs/ca-certificates.crt:/path/...:ro)
+ARG PIP_CERT
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src

@@ -114,6 +114,21 @@ def test_the_metrics_pass_promtool_check_metrics(promtool: str, server: Server) 
     assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
 
 
+def test_label_values_stay_bounded_whatever_clients_send(server: Server) -> None:
+    """Model names that are served nowhere, and request ids, never become label values."""
+    auth = {"Authorization": f"Bearer {server.key}"}
+    for i in range(20):
+        r = httpx.post(
+            server.url + "/v1/chat/completions",
+            json={"model": f"no-such-model-{i}", "messages": [{"role": "user", "content": "x"}]},
+            headers={**auth, "X-Request-ID": f"cardinality-{i}"},
+        )
+        assert r.status_code == 404
+    text = httpx.get(server.url + "/metrics", headers=auth).text
+    assert "no-such-model" not in text and "cardinality-" not in text
+    assert 'seekport_requests_total{model="-",route="chat.completions",status="404"} ' in text
+
+
 def viewer_key(server: Server) -> str:
     made = httpx.post(
         server.url + "/admin/keys",
