@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -146,6 +147,47 @@ def write_config(tmp: Path, models: list[dict[str, Any]] | None = None, **fields
     path = tmp / "seekport.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def run_prometheus(
+    tmp: Path, target_port: int, key: str, rules: Path | None = None
+) -> Iterator[str]:
+    """A real Prometheus (Debian's ``prometheus`` binary) scraping seekport on 127.0.0.1
+    every second with ``key`` (a viewer's) and evaluating ``rules``; yields its base URL."""
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        raise RuntimeError("prometheus not found: apt-get install prometheus")
+    (tmp / "seekport.key").write_text(key)
+    rule_files = ""
+    if rules is not None:
+        shutil.copy(rules, tmp / "rules.yml")
+        rule_files = "rule_files: [rules.yml]\n"
+    (tmp / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        + rule_files
+        + "scrape_configs:\n"
+        "  - job_name: seekport\n"
+        "    authorization: {type: Bearer, credentials_file: seekport.key}\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/-/ready", proc=proc, timeout_s=60)
+        yield url
+    finally:
+        stop_process(proc)
 
 
 def run_cli(

@@ -26,11 +26,9 @@ from tests.harness import (
     REPO,
     Chaos,
     Server,
-    free_port,
     run_chaos,
+    run_prometheus,
     run_server,
-    stop_process,
-    wait_http,
     write_config,
 )
 
@@ -155,36 +153,9 @@ def query(prom: str, expr: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def prom(promtool: str, server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus scraping the module's server every second, with the rules loaded."""
-    prometheus = shutil.which("prometheus")
-    assert prometheus is not None, "the prometheus package brings both binaries"
     tmp = tmp_path_factory.mktemp("prometheus")
-    (tmp / "seekport.key").write_text(viewer_key(server))
-    shutil.copy(RULES / "rules.yml", tmp / "rules.yml")
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "rule_files: [rules.yml]\n"
-        "scrape_configs:\n"
-        "  - job_name: seekport\n"
-        "    authorization: {type: Bearer, credentials_file: seekport.key}\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/-/ready", proc=proc, timeout_s=60)
+    with run_prometheus(tmp, server.port, viewer_key(server), RULES / "rules.yml") as url:
         yield url
-    finally:
-        stop_process(proc)
 
 
 def test_a_real_prometheus_scrapes_seekport_and_the_alerts_evaluate_true(
