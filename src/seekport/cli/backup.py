@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from seekport.cli.client import fail
 from seekport.cli.common import ConfigOpt, DataDirOpt, load
 from seekport.store.backup import BackupError, Manifest
 from seekport.store.backup import backup as make_backup
@@ -16,11 +17,6 @@ from seekport.store.backup import restore as restore_backup
 PG_HINT = (
     "the main store is PostgreSQL (database_url): back it up with pg_dump (docs/operations.md)"
 )
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _summary(manifest: Manifest) -> None:
@@ -41,7 +37,7 @@ def backup(
     settings = load(config, data_dir=data_dir)
     dest = to or settings.backup.dir
     if dest is None:
-        raise _fail("give --to DIR (or set backup.dir in the config)", 2)
+        raise fail("give --to DIR (or set backup.dir in the config)", 2)
     postgres = bool(settings.database_url) and not settings.resolved_database_url.startswith(
         "sqlite"
     )
@@ -50,7 +46,7 @@ def backup(
     try:
         made = make_backup(settings.data_dir, dest.expanduser())
     except BackupError as exc:
-        raise _fail(exc.message + (f"; {PG_HINT}" if postgres else "")) from exc
+        raise fail(exc.message + (f"; {PG_HINT}" if postgres else "")) from exc
     typer.echo(str(made))
     _summary(Manifest.read(made))
 
@@ -73,6 +69,6 @@ def restore(
     try:
         manifest = restore_backup(source, settings.data_dir, force=force)
     except BackupError as exc:
-        raise _fail(exc.message) from exc
+        raise fail(exc.message) from exc
     typer.echo(f"restored {source.name} ({manifest.created_at}) into {settings.data_dir}")
     _summary(manifest)
