@@ -11,14 +11,15 @@ from pydantic_core import PydanticUndefined
 from seekport.config.audit_stream import AuditStreamConfig
 from seekport.config.backup import BackupConfig
 from seekport.config.cache import CacheConfig
+from seekport.config.console import ConsoleConfig
 from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig, PiiConfig, WordsConfig
 from seekport.config.knowledge import KnowledgeConfig
 from seekport.config.models import MODEL_KINDS, ModelConfigBase, Pricing, backends_of
 from seekport.config.pricing import PriceTable, PriceWindow, PricingConfig
 from seekport.config.routing import BreakerConfig, RoutingConfig
-from seekport.config.tracing import TracingConfig
 from seekport.config.settings import AliasConfig, Settings
+from seekport.config.tracing import TracingConfig
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 SPECIAL = {
@@ -33,6 +34,9 @@ SPECIAL = {
     "days": "every day",
     "cache": "see below",
     "backup": "see below",
+    "console": "see below",
+    "content_log": "see below",
+    "knowledge": "see below",
     "audit_stream": "see below",
     "tracing": "see below",
     "guard": "see below",
@@ -148,6 +152,20 @@ backup:
   keep: 96                        # a day of backups
 ```"""
 
+CONSOLE = """\
+The web console at `/console` (docs/console.md): keys, usage, models, knowledge bases and a
+playground, served by seekport itself from files in the package. A browser logs in with an API
+key; the server keeps a session (the key's digest and a CSRF token) and the browser an
+HttpOnly, SameSite=Strict cookie with the session's id, signed with `session_secret`. Set the
+secret from the environment so it stays out of the file:
+
+```yaml
+console:
+  enabled: true
+  session_ttl_s: 28800            # 8 h idle
+# SEEKPORT_CONSOLE__SESSION_SECRET=$(openssl rand -base64 48)
+```"""
+
 AUDIT_STREAM = """\
 Each audit row (admin actions, key lifecycle, the per-minute refusal counts), as one JSON
 object, sent to a SIEM once it is committed: appended to a JSON Lines file (for Filebeat or
@@ -226,7 +244,7 @@ def _table(cls: type[BaseModel], skip: frozenset[str] = frozenset()) -> list[str
         default = SPECIAL.get(name) or (
             "required"
             if f.default is PydanticUndefined and f.default_factory is None
-            else repr(f.default)
+            else repr(f.get_default(call_default_factory=True))
         )
         desc = (f.description or "").replace("|", "\\|")
         out.append(f"| `{name}` | `{default}` | {desc} |")
@@ -245,6 +263,7 @@ def render() -> str:
     out += ["## `knowledge`", "", KNOWLEDGE, "", *_table(KnowledgeConfig)]
     out += ["## `content_log`", "", CONTENT, "", *_table(ContentLogConfig)]
     out += ["## `backup`", "", BACKUP, "", *_table(BackupConfig)]
+    out += ["## `console`", "", CONSOLE, "", *_table(ConsoleConfig)]
     out += ["## `audit_stream`", "", AUDIT_STREAM, "", *_table(AuditStreamConfig)]
     out += ["## `tracing`", "", TRACING, "", *_table(TracingConfig)]
     out += ["## `guard`", "", GUARD, "", *_table(GuardConfig)]

@@ -25,6 +25,7 @@ from seekport.api.reload import Reloader
 from seekport.api.routes import (
     admin,
     anthropic,
+    console,
     embeddings,
     inference,
     knowledge,
@@ -62,6 +63,7 @@ from seekport.gateway.lifecycle import resolve_adapter, resolve_path
 from seekport.gateway.routing.breaker import Breaker
 from seekport.gateway.routing.table import Deployment, RoutingTable
 from seekport.gateway.service import ChatService
+from seekport.gateway.sessions import Sessions
 from seekport.store.kv import Limiter, limiter_for
 from seekport.store.kv.cache import ResponseCache, cache_for
 from seekport.store.registry import Registry
@@ -433,6 +435,7 @@ def create_app(
                 parts.content_store,
                 embeddings=embeddings,
                 knowledge=_embedding_users(settings, embeddings, parts, chat),
+                sessions=Sessions.of(settings.console) if settings.console.enabled else None,
             )
             if reload_settings is not None:
                 services.reloader = Reloader(
@@ -472,15 +475,11 @@ def create_app(
     )
     app.state.services = None
     install_error_handlers(app)
-    app.include_router(inference.router)
-    app.include_router(embeddings.router)
-    app.include_router(knowledge.router)
-    app.include_router(anthropic.router)
-    app.include_router(responses.router)
-    app.include_router(system.router)
-    app.include_router(admin.router)
+    for routes in (inference, embeddings, knowledge, anthropic, responses, system, admin):
+        app.include_router(routes.router)
     app.include_router(models_admin.router)
     app.include_router(records.router)
+    console.install(app, settings.console.enabled)
 
     async def refuse(
         scope: Scope, receive: Receive, send: Send, route: str, err: SeekportError

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 from seekport.config import Settings
+from seekport.errors import AuthenticationError, PermissionDeniedError
 from seekport.gateway.audit import AuditLog
 from seekport.gateway.auth import KeyService, Permission, Principal
 from seekport.gateway.budgets import Budgets
 from seekport.gateway.directory import Directory
 from seekport.gateway.embeddings import EmbeddingService
 from seekport.gateway.service import ChatService
+from seekport.gateway.sessions import Sessions
 from seekport.store.protocols import AuditStore, ContentStore, UsageReader
 from seekport.telemetry import tracing
 from seekport.telemetry.metrics import Metrics
@@ -43,6 +45,7 @@ class Services:
     reloader: Reloader | None = None  # None: no config source to re-read (an app built in code)
     embeddings: EmbeddingService | None = None
     knowledge: KnowledgeDesk | None = None  # None: no local embedding model
+    sessions: Sessions | None = None  # the web console's logins; None: console off
 
 
 def services_or_none(request: Request) -> Services | None:
@@ -57,6 +60,11 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+SESSION_COOKIE = "seekport_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+
+
 async def authorize(
     services: Services,
     request: Request,
@@ -65,13 +73,36 @@ async def authorize(
 ) -> Principal:
     """The caller's principal if its role grants ``permission``: 401 without a valid key, 403
     for a role without it. Every route calls this first (``header``: the key when it came in
-    another header than ``Authorization``, as Anthropic's ``x-api-key``)."""
+    another header than ``Authorization``, as Anthropic's ``x-api-key``). A request with no
+    key but the console's session cookie is its session's key (``session_principal``)."""
     address = client_ip(request)
     with tracing.span("seekport.auth"):
-        principal = await services.keys.authenticate(
-            header if header is not None else request.headers.get("authorization"), address
-        )
+        given = header if header is not None else request.headers.get("authorization")
+        if not given and services.sessions is not None and SESSION_COOKIE in request.cookies:
+            principal = await session_principal(services, request, address)
+        else:
+            principal = await services.keys.authenticate(given, address)
         principal.require(permission)
     if permission in ("infer", "models"):
         return principal
     return dataclasses.replace(principal, client_ip=address)  # the audit's "from where"
+
+
+async def session_principal(services: Services, request: Request, address: str | None) -> Principal:
+    """The principal of the console session the cookie names: 401 when it ended, 403 for a
+    request that may change something (not GET or HEAD) without the session's CSRF token in
+    ``X-CSRF-Token`` (another site's form or script cannot read it)."""
+    assert services.sessions is not None
+    session = services.sessions.find(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        raise AuthenticationError(
+            "Authentication Fails: the console session ended or is not known here; log in again",
+            code="session_expired",
+        )
+    if request.method not in SAFE_METHODS and not session.csrf_ok(request.headers.get(CSRF_HEADER)):
+        raise PermissionDeniedError(
+            "a request through a console session must carry its CSRF token in the header "
+            "X-CSRF-Token",
+            code="csrf_failed",
+        )
+    return await services.keys.resume(session.digest, address)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -125,6 +126,15 @@ def install_error_handlers(app: FastAPI) -> None:
         other.status_code = exc.status_code
         return error_response(other)
 
+    async def on_invalid(_req: Request, exc: Exception) -> Response:
+        # a query or path parameter FastAPI could not parse (admin routes): 400, our shape
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+        param = ".".join(where) or None
+        message = f"Invalid parameter '{param}': {first.get('msg', 'invalid value')}"
+        return error_response(InvalidRequestError(message, param=param))
+
     async def on_unexpected(_req: Request, exc: Exception) -> Response:
         # Starlette sends this from outside every middleware: set the request id here.
         rid = "req_" + uuid.uuid4().hex
@@ -133,4 +143,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(SeekportError, on_seekport)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(Exception, on_unexpected)

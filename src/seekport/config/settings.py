@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from seekport.config.audit_stream import AuditStreamConfig
 from seekport.config.backup import BackupConfig
 from seekport.config.cache import CacheConfig
+from seekport.config.console import ConsoleConfig
 from seekport.config.content_log import ContentLogConfig
 from seekport.config.guard import GuardConfig
 from seekport.config.knowledge import KnowledgeConfig
@@ -211,6 +212,10 @@ class Settings(BaseSettings):
     backup: BackupConfig = Field(
         default_factory=BackupConfig,
         description="Scheduled backups of the embedded SQLite store (`seekport backup`).",
+    )
+    console: ConsoleConfig = Field(
+        default_factory=ConsoleConfig,
+        description="The web console at `/console` and its login sessions.",
     )
     content_log: ContentLogConfig = Field(
         default_factory=ContentLogConfig,

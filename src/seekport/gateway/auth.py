@@ -330,6 +330,19 @@ class KeyService:
                 )
             raise
 
+    async def resume(self, digest: str, client: str | None = None) -> Principal:
+        """The principal of a console session's key, looked up by the key's digest as a
+        bearer key is: 401 once the key is revoked, expired or rotated past its grace."""
+        principal = self._cached(self._known, digest) or await self._lookup(digest)
+        if principal is None:
+            self._count("session")
+            raise AuthenticationError(
+                "Authentication Fails: the API key this console session was opened with is "
+                "revoked or replaced; log in again",
+                code="session_key_invalid",
+            )
+        return self._admitted(principal, client)
+
     @staticmethod
     def _admitted(principal: Principal, client: str | None) -> Principal:
         """The key's own terms: not expired (401), called from an allowed address (403)."""

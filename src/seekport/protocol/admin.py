@@ -121,6 +121,12 @@ class UsageGroup(BaseModel):
     cached_tokens: int = 0
     cost_nanos: int = Field(default=0, description="Cost in 1e-9 of the currency.")
     cost: str = "0.000000"
+    errors: int = Field(default=0, description="Calls answered with an error (status >= 400).")
+    latency_ms_avg: float = Field(default=0.0, description="Mean time to the whole answer.")
+    tokens_per_s: float = Field(
+        default=0.0, description="Completion tokens per second of the calls that generated."
+    )
+    last_at: int | None = Field(default=None, description="Unix time of the newest call.")
 
 
 class UsageReport(BaseModel):

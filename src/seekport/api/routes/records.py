@@ -27,6 +27,29 @@ from seekport.store.protocols import AuditStore, UsageQuery
 
 router = APIRouter()
 EXPORT_PAGE = 1000
+SUMS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_nanos",
+    "errors",
+    "latency_ms",
+    "gen_ms",
+)
+USAGE_FIELDS = (
+    "group",
+    "currency",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost",
+    "errors",
+    "latency_ms_avg",
+    "tokens_per_s",
+    "last_at",
+)
 AUDIT_FIELDS = (
     "seq",
     "id",
@@ -91,8 +114,10 @@ async def usage(
     since: str | None = None,
     until: str | None = None,
     group_by: Literal["day", "model", "key"] | None = None,
+    format: Literal["json", "csv"] = "json",
 ) -> Response:
-    """Requests, tokens and cost, filtered and grouped; ``totals`` sums them per currency."""
+    """Requests, tokens, cost, errors and latency, filtered and grouped; ``totals`` sums them
+    per currency. ``format=csv``: the groups as a CSV attachment."""
 
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         q = UsageQuery(
@@ -108,17 +133,25 @@ async def usage(
             raise InvalidRequestError("this server keeps no usage records")
         rows = await svc.usage.totals(q)
         groups = [_group(r, group_by) for r in rows]
-        totals: dict[str | None, UsageGroup] = {}
-        for r in rows:
-            t = totals.setdefault(r["currency"], UsageGroup(currency=r["currency"]))
-            t.requests += int(r["requests"] or 0)
-            t.prompt_tokens += int(r["prompt_tokens"] or 0)
-            t.completion_tokens += int(r["completion_tokens"] or 0)
-            t.cached_tokens += int(r["cached_tokens"] or 0)
-            t.cost_nanos += int(r["cost_nanos"] or 0)
-        for t in totals.values():
-            t.cost = decimal_string(t.cost_nanos, 6)
-        report = UsageReport(data=groups, totals=list(totals.values()), group_by=group_by)
+        if format == "csv":
+            name = f"usage-{group_by or 'all'}.csv"
+            return Response(
+                _usage_csv(groups),
+                media_type="text/csv; charset=utf-8",
+                headers={
+                    **scope.headers(),
+                    "Content-Disposition": f'attachment; filename="{name}"',
+                },
+            )
+        merged: dict[str | None, dict[str, Any]] = {}
+        for r in rows:  # one total per currency
+            m = merged.setdefault(r["currency"], {"currency": r["currency"], "last_at": None})
+            for name in SUMS:
+                m[name] = m.get(name, 0) + (r[name] or 0)
+            if r["last_at"] is not None and (m["last_at"] is None or r["last_at"] > m["last_at"]):
+                m["last_at"] = r["last_at"]
+        totals = [_group(m, None) for m in merged.values()]
+        report = UsageReport(data=groups, totals=totals, group_by=group_by)
         return Response(
             report.model_dump_json(), media_type="application/json", headers=scope.headers()
         )
@@ -129,15 +162,29 @@ async def usage(
 def _group(r: dict[str, Any], group_by: str | None) -> UsageGroup:
     key = None if group_by is None else r[{"key": "key_id"}.get(group_by, group_by)]
     nanos = int(r["cost_nanos"] or 0)
+    requests = int(r["requests"] or 0)
+    gen_s = float(r["gen_ms"] or 0) / 1000
+    last = r["last_at"]
     return UsageGroup(
         group=None if key is None else str(key),
         currency=r["currency"],
-        requests=int(r["requests"] or 0),
+        requests=requests,
         prompt_tokens=int(r["prompt_tokens"] or 0),
         completion_tokens=int(r["completion_tokens"] or 0),
         cached_tokens=int(r["cached_tokens"] or 0),
         cost_nanos=nanos,
         cost=decimal_string(nanos, 6),
+        errors=int(r["errors"] or 0),
+        latency_ms_avg=round(float(r["latency_ms"] or 0) / requests, 2) if requests else 0.0,
+        tokens_per_s=round(int(r["completion_tokens"] or 0) / gen_s, 2) if gen_s else 0.0,
+        last_at=int(last.timestamp()) if isinstance(last, dt.datetime) else None,
+    )
+
+
+def _usage_csv(groups: list[UsageGroup]) -> bytes:
+    rows = (g.model_dump() for g in groups)
+    return b"".join(
+        [_csv_line(USAGE_FIELDS), *(_csv_line([r[f] for f in USAGE_FIELDS]) for r in rows)]
     )
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from seekport.store.protocols import DuplicateRecordError, UsageQuery
@@ -91,6 +91,11 @@ class UsageTotals:
             func.sum(u.completion_tokens).label("completion_tokens"),
             func.sum(u.cached_tokens).label("cached_tokens"),
             func.sum(u.cost_nanos).label("cost_nanos"),
+            func.sum(case((u.status >= 400, 1), else_=0)).label("errors"),
+            func.sum(u.latency_ms).label("latency_ms"),
+            # the time spent on calls that generated: what tokens per second divide by
+            func.sum(case((u.completion_tokens > 0, u.latency_ms), else_=0)).label("gen_ms"),
+            func.max(u.created_at).label("last_at"),
         )
         stmt = _scoped(stmt, u.tenant_id, q.tenant_id)
         for column, value in ((u.user_id, q.user_id), (u.key_id, q.key_id)):
@@ -105,7 +110,7 @@ class UsageTotals:
         stmt = stmt.group_by(*keys, u.currency).order_by(*keys, u.currency)
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_plain(r) for r in rows]
+        return [{**_plain(r), "last_at": _utc(r.last_at)} for r in rows]
 
 
 class ContentRepository:

@@ -1,0 +1,108 @@
+"""The web console's login sessions: a browser that logged in with an API key gets a session
+instead of keeping the key.
+
+The server keeps, per session, the SHA-256 of the key it was opened with (what the key store
+holds, never the key) and a CSRF token. The browser holds only the session id, signed with the
+configured secret (itsdangerous), in an HttpOnly cookie. Each request through a session looks
+the key up again, so revoking or expiring the key ends its sessions within the key cache's
+TTL. Sessions end after ``ttl_s`` without a request, at logout, or when the server restarts;
+they are bounded (least recently used first out).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from seekport.config.console import ConsoleConfig
+
+_SALT = "seekport.console.session"
+MAX_COOKIE = 256  # a signed id is ~90 characters; longer is not ours
+
+
+@dataclass(slots=True)
+class Session:
+    digest: str  # the SHA-256 of the key it was opened with
+    csrf: str
+    expires: float  # monotonic
+    expires_at: int  # wall clock, for the page
+
+    def csrf_ok(self, token: str | None) -> bool:
+        return token is not None and secrets.compare_digest(token, self.csrf)
+
+
+class Sessions:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        ttl_s: float,
+        max_sessions: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._signer = URLSafeTimedSerializer(secret, salt=_SALT)
+        self._ttl = ttl_s
+        self._max = max_sessions
+        self._clock = clock
+        self._open: OrderedDict[str, Session] = OrderedDict()
+
+    @classmethod
+    def of(cls, cfg: ConsoleConfig) -> Sessions:
+        secret = cfg.session_secret
+        return cls(
+            secret.get_secret_value() if secret is not None else secrets.token_urlsafe(32),
+            ttl_s=cfg.session_ttl_s,
+            max_sessions=cfg.max_sessions,
+        )
+
+    @property
+    def ttl_s(self) -> float:
+        return self._ttl
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def open(self, digest: str) -> tuple[str, Session]:
+        """A new session for the key with this digest: the cookie's value and the session."""
+        sid = secrets.token_urlsafe(32)
+        session = Session(digest, secrets.token_urlsafe(32), 0.0, 0)
+        self._refresh(session)
+        self._open[sid] = session
+        while len(self._open) > self._max:
+            self._open.popitem(last=False)
+        return self._signer.dumps(sid), session
+
+    def find(self, cookie: str | None) -> Session | None:
+        """The live session the cookie names (its idle time starts again), or None."""
+        sid = self._sid(cookie)
+        session = self._open.get(sid) if sid is not None else None
+        if session is None:
+            return None
+        if session.expires <= self._clock():
+            del self._open[sid]  # type: ignore[arg-type]
+            return None
+        self._refresh(session)
+        self._open.move_to_end(sid)  # type: ignore[arg-type]
+        return session
+
+    def close(self, cookie: str | None) -> bool:
+        sid = self._sid(cookie)
+        return sid is not None and self._open.pop(sid, None) is not None
+
+    def _refresh(self, session: Session) -> None:
+        session.expires = self._clock() + self._ttl
+        session.expires_at = int(time.time() + self._ttl)
+
+    def _sid(self, cookie: str | None) -> str | None:
+        if not cookie or len(cookie) > MAX_COOKIE:
+            return None
+        try:
+            sid = self._signer.loads(cookie)
+        except BadSignature:  # a forged or mangled cookie, or another secret's
+            return None
+        return sid if isinstance(sid, str) else None
