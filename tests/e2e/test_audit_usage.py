@@ -20,6 +20,8 @@ import pytest
 
 from tests.harness import Chaos, Server, run_chaos, run_server, stop_process, write_config
 
+SUMMED = ("group", "currency", "requests", "prompt_tokens", "completion_tokens", "cached_tokens")
+SUMMED += ("cost_nanos", "cost")
 SENT = {"model": "m1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
@@ -127,7 +129,10 @@ def test_usage_totals_by_key_model_and_day(server: Server) -> None:
     assert groups[a["id"]]["requests"] == 3 and groups[b["id"]]["requests"] == 2
     assert groups[a["id"]]["completion_tokens"] == 15
     assert groups[a["id"]]["cost"] == "0.033000" and groups[a["id"]]["currency"] == "USD"
-    assert by_key["totals"] == [
+    [total] = by_key["totals"]
+    assert total["errors"] == 0 and total["latency_ms_avg"] > 0 and total["tokens_per_s"] > 0
+    assert total["last_at"] == max(g["last_at"] for g in by_key["data"])
+    assert [{k: v for k, v in total.items() if k in SUMMED}] == [
         {
             "group": None,
             "currency": "USD",
