@@ -130,6 +130,8 @@ def serve(
             typer.echo(f"  {secret}")
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"seekport serving {', '.join(settings.model_names())} on {base}/v1")
+    if settings.console.enabled:
+        typer.echo(f"Web console: {base}/console (log in with an API key)")
     typer.echo("Get another key: seekport keys create --name NAME --role user")
     sys.stdout.flush()
 
