@@ -124,5 +124,7 @@ async def test_upstream_error_keeps_its_status_and_every_call_is_recorded(
 async def test_models_lists_the_embedding_model(emb_app: App) -> None:
     r = await emb_app.client.get("/v1/models", headers=emb_app.auth())
     assert [m["id"] for m in r.json()["data"]] == ["deepseek-chat", "text-embedding-3-small"]
+    # embedding models say so (the console's playground leaves them out); chat cards unchanged
+    assert [m.get("kind") for m in r.json()["data"]] == [None, "embedding"]
     one = await emb_app.client.get("/v1/models/text-embedding-3-small", headers=emb_app.auth())
-    assert one.status_code == 200
+    assert one.status_code == 200 and one.json()["kind"] == "embedding"

@@ -13,6 +13,7 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     version: str | None = None  # a local model served from the registry: NAME@VERSION
+    kind: Literal["embedding"] | None = None  # only on embedding models (/v1/embeddings)
 
 
 class ModelList(BaseModel):

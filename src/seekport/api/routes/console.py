@@ -21,12 +21,11 @@ from seekport.api.deps import (
     Services,
     client_ip,
     services_or_none,
-    session_principal,
 )
 from seekport.api.routes.admin import _json
 from seekport.api.routes.inference import _parse as parse_body
 from seekport.api.scope import RequestScope
-from seekport.errors import NotFoundError, PermissionDeniedError
+from seekport.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from seekport.gateway.audit import AuditEvent
 from seekport.gateway.auth import GRANTS, MAX_AUTH_HEADER, Principal, hash_secret
 from seekport.gateway.sessions import Session, Sessions
@@ -78,6 +77,7 @@ def _sessions(svc: Services | None) -> Sessions:
 def _who(principal: Principal, session: Session) -> dict[str, object]:
     return {
         "object": "console.session",
+        "authenticated": True,
         "key_id": principal.key_id,
         "name": principal.name,
         "role": principal.role,
@@ -130,15 +130,22 @@ async def login(request: Request) -> Response:
 
 @router.get("/console/session")
 async def whoami(request: Request) -> Response:
-    """The logged-in key and the session's CSRF token; 401 without a live session."""
+    """The logged-in key and the session's CSRF token, or ``authenticated: false`` (200: the
+    page asks this first, and being logged out is not an error)."""
     scope = RequestScope(services_or_none(request), request, "console.session", record=False)
 
     async def handle() -> Response:
         svc = scope.services
         sessions = _sessions(svc)
-        principal = await session_principal(svc, request, client_ip(request))
-        session = sessions.find(request.cookies.get(SESSION_COOKIE))
-        assert session is not None  # session_principal found it
+        cookie = request.cookies.get(SESSION_COOKIE)
+        session = sessions.find(cookie)
+        if session is None:
+            return _json({"object": "console.session", "authenticated": False}, scope)
+        try:
+            principal = await svc.keys.resume(session.digest, client_ip(request))
+        except AuthenticationError:  # its key was revoked: the session ends with it
+            sessions.close(cookie)
+            return _json({"object": "console.session", "authenticated": False}, scope)
         return _json(_who(principal, session), scope)
 
     return await scope.run(handle)

@@ -22,7 +22,14 @@ router = APIRouter()
 def _card(model: str, created: int, owned_by: str, svc: Services) -> ModelCard:
     served = svc.chat.served_model(model) or model
     version = svc.chat.versions().get(served)
-    return ModelCard(id=model, created=created, owned_by=owned_by, version=version)
+    embedding = svc.embeddings is not None and model in svc.embeddings.model_ids()
+    return ModelCard(
+        id=model,
+        created=created,
+        owned_by=owned_by,
+        version=version,
+        kind="embedding" if embedding else None,
+    )
 
 
 def _owners(settings: Settings) -> dict[str, str]:
