@@ -17,6 +17,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import openai
@@ -409,23 +410,70 @@ def test_models_page_shows_health_breakers_and_versions(open_page: Any, server: 
     assert gone.status_code == 200, gone.text
 
 
+ASSETS = Path(__file__).resolve().parents[2] / "src" / "seekport" / "api" / "console" / "assets"
+# t("key"), t('key') or t(`key`) without ${…}: the keys written out in the scripts
+T_CALL = re.compile(r"""\bt\(\s*(?:"([^"\\]*)"|'([^'\\]*)'|`([^`\\$]*)`)""")
+
+
+COMMENTS = re.compile(r"/\*.*?\*/|^[ \t]*//[^\n]*", re.DOTALL | re.MULTILINE)
+
+
+def keys_used_in_scripts() -> set[str]:
+    scripts = [p for p in ASSETS.rglob("*.js") if "vendor" not in p.relative_to(ASSETS).parts]
+    used = {
+        next(g for g in m.groups() if g is not None)
+        for p in scripts
+        for m in T_CALL.finditer(COMMENTS.sub("", p.read_text(encoding="utf-8")))
+    }
+    assert len(scripts) >= 5 and {"usage.tokensPerS", "models.col.tokS"} <= used  # the scan works
+    return used
+
+
+def knowledge_base_with_a_document(server: Server, name: str) -> str:
+    """A knowledge base made through the API, with one document uploaded: its id."""
+    auth = bearer(server.key)
+    made = httpx.post(
+        server.url + "/v1/knowledge",
+        json={"name": name, "description": "made by a test"},
+        headers=auth,
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    kb_id = str(made.json()["id"])
+    upload = httpx.post(
+        f"{server.url}/v1/knowledge/{kb_id}/documents",
+        files={"file": ("runbook.txt", RUNBOOK_EN.encode(), "text/plain")},
+        headers=auth,
+        timeout=60,
+    )
+    assert upload.status_code == 202, upload.text
+    return kb_id
+
+
 def test_every_page_in_both_languages_without_errors_or_axe_violations(
     open_page: Any, server: Server, axe_source: str
 ) -> None:
+    kb_id = knowledge_base_with_a_document(server, "pages-kb")
     page = open_page()
     login(page, server, server.key)
     for route in PAGES:
         go(page, route)
-        if route == "knowledge":  # open the knowledge base the earlier test made, if any
-            link = page.locator("#kb-list a").first
-            if link.count():
-                link.click()
-                page.wait_for_selector("#kb-documents table, #kb-documents p")
+        if route == "knowledge":  # a knowledge base open, its documents listed
+            page.click(f"#kb-list a[href='#/knowledge/{kb_id}']")
+            page.wait_for_selector("#kb-documents table")
         axe_check(page, axe_source, f"{route} (en)")
         screenshot(page, f"en-{route}")
 
     missing = "async () => (await import('/console/assets/i18n.js')).missingKeys()"
     assert page.evaluate(missing) == []  # every string in both languages
+    used = keys_used_in_scripts()
+    for language in ("en", "zh"):
+        known = set(
+            page.evaluate(
+                "async l => (await import('/console/assets/i18n.js')).keysOf(l)", language
+            )
+        )
+        assert not used - known, f"t() keys missing from {language}: {sorted(used - known)}"
     page.click("button[data-lang=zh]")
     assert page.evaluate("() => document.documentElement.lang") == "zh-CN"
     labels = dict(
@@ -462,3 +510,169 @@ def test_every_page_in_both_languages_without_errors_or_axe_violations(
     assert page.inner_text("header nav a[data-route=keys]") == "密钥"
     page.click("button[data-lang=en]")
     assert page.inner_text("header nav a[data-route=keys]") == "Keys"
+
+
+def usage_report(group_by: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    base = {
+        "currency": None,
+        "requests": 1,
+        "prompt_tokens": 1,
+        "completion_tokens": 0,
+        "cached_tokens": 0,
+        "cost_nanos": 0,
+        "cost": "0.000000",
+        "errors": 0,
+        "latency_ms_avg": 0.0,
+        "tokens_per_s": 0.0,
+        "last_at": None,
+    }
+    return {
+        "object": "usage_report",
+        "group_by": group_by,
+        "data": [{**base, **r} for r in rows],
+        "totals": [],
+    }
+
+
+def test_usage_merges_currencies_keeps_the_latest_reply_and_counts_whole_days(
+    open_page: Any, server: Server
+) -> None:
+    page = open_page()
+    login(page, server, server.key)
+    go(page, "usage")
+    held: list[Any] = []
+
+    def answer(route: Any) -> None:
+        if "group_by=model" in route.request.url:
+            held.append(route)  # the slow reply: answered after the newer one
+            return
+        route.fulfill(
+            json=usage_report(
+                "day",
+                [
+                    # one day in two parts: priced (generated 150 tokens in 2.5 s) and unpriced (an
+                    # error, 300 ms: not generating time)
+                    {
+                        "group": "2026-01-01",
+                        "currency": "USD",
+                        "requests": 2,
+                        "completion_tokens": 100,
+                        "cost": "0.500000",
+                        "latency_ms_avg": 600.0,
+                        "generating_ms": 1000.0,
+                        "tokens_per_s": 100.0,
+                    },
+                    {
+                        "group": "2026-01-01",
+                        "requests": 2,
+                        "completion_tokens": 50,
+                        "errors": 1,
+                        "latency_ms_avg": 900.0,
+                        "generating_ms": 1500.0,
+                        "tokens_per_s": 33.33,
+                    },
+                    # a group with one row: the server's own figure, as it rounded it
+                    {
+                        "group": "2026-01-02",
+                        "completion_tokens": 85,
+                        "latency_ms_avg": 4000.0,
+                        "tokens_per_s": 42.5,
+                    },
+                ],
+            )
+        )
+
+    page.route("**/admin/usage?**", answer)
+    with page.expect_request(lambda r: "group_by=model" in r.url):
+        page.select_option("#usage-group", "model")
+    page.select_option("#usage-group", "day")
+    row = page.locator("#usage-table tr[data-group='2026-01-01']")
+    row.wait_for()
+    assert len(held) == 1
+    assert row.locator("td").nth(6).inner_text() == "60"  # 150 tokens / 2.5 s
+    other = page.locator("#usage-table tr[data-group='2026-01-02']")
+    assert other.locator("td").nth(6).inner_text() == "42.5"
+    held[0].fulfill(json=usage_report("model", [{"group": "stale-model"}]))
+    page.wait_for_timeout(300)
+    assert page.locator("#usage-table tr[data-group='stale-model']").count() == 0
+    assert row.count() == 1
+
+    with page.expect_request(lambda r: "until=" in r.url) as info:
+        page.fill("#usage-until", "2026-01-31")  # the whole day: calls before the next midnight
+    assert parse_qs(urlsplit(info.value.url).query)["until"] == ["2026-02-01T00:00:00Z"]
+    page.unroute("**/admin/usage?**")
+
+
+def test_models_page_rates_the_last_hour(open_page: Any, server: Server) -> None:
+    page = open_page()
+    login(page, server, server.key)
+    with page.expect_request(lambda r: "/admin/usage?" in r.url) as info:
+        go(page, "models")
+    since = int(parse_qs(urlsplit(info.value.url).query)["since"][0])
+    assert abs(since - (time.time() - 3600)) < 120
+    assert "Tokens/s (last hour)" in page.text_content("#models-list thead")
+
+
+def test_the_playground_history_keeps_whole_exchanges(open_page: Any, server: Server) -> None:
+    page = open_page()
+    login(page, server, server.key)
+    go(page, "playground")
+    page.wait_for_selector(f"#pg-model option[value='{REASONER}']", state="attached")
+    page.select_option("#pg-model", REASONER)
+    chat = "**/v1/chat/completions"
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # no answer: the request hangs until stopped
+        held.append(route)
+
+    page.route(chat, hold)
+    page.fill("#pg-input", "stopped")
+    page.click("#pg-send")
+    page.wait_for_selector("#pg-stop:not([disabled])")
+    page.click("#pg-stop")
+    page.wait_for_selector(".msg.assistant[data-done=stopped]")
+    page.fill("#pg-input", "cleared")
+    page.click("#pg-send")
+    page.wait_for_selector("#pg-stop:not([disabled])")
+    page.click("#pg-clear")  # cuts the request short: nothing of it in the new conversation
+    page.wait_for_selector("#pg-send:not([disabled])")
+    assert len(held) == 2
+    page.unroute(chat)
+
+    def turns(text: str) -> list[tuple[str, str]]:
+        done = page.locator(".msg.assistant[data-done]")
+        answered = done.count()
+        page.fill("#pg-input", text)
+        with page.expect_request(chat) as info:
+            page.click("#pg-send")
+        done.nth(answered).wait_for()
+        assert done.nth(answered).get_attribute("data-done") == "true"
+        body = info.value.post_data_json
+        return [(m["role"], m["content"]) for m in body["messages"] if m["role"] != "system"]
+
+    assert turns("first") == [("user", "first")]
+    answer = page.locator(".msg.assistant").last.locator(".answer").inner_text().strip()
+    assert answer
+    sent = turns("second")
+    assert [r for r, _ in sent] == ["user", "assistant", "user"]
+    assert sent[0] == ("user", "first") and sent[2] == ("user", "second") and sent[1][1]
+
+
+def test_the_element_builder_sets_only_local_links(open_page: Any, server: Server) -> None:
+    page = open_page()
+    page.goto(server.url + "/console")
+    page.wait_for_selector("#login-form")
+    kept = page.evaluate(
+        """async () => {
+            const { h } = await import('/console/assets/dom.js');
+            const values = ['#/keys', '/v1/models', 'blob:https://x/1', 'javascript:alert(1)',
+                'JavaScript:alert(1)', ' javascript:alert(1)', 'data:text/html,x', '//evil.example',
+                '/\\\\evil.example', 'https://evil.example', '/a\\nb'];
+            return values.map((v) => [v, h('a', { href: v }).getAttribute('href'),
+                h('div', { src: v }).getAttribute('src')]);
+        }"""
+    )
+    allowed = {"#/keys", "/v1/models", "blob:https://x/1"}
+    for value, href, src in kept:
+        expected = value if value in allowed else None
+        assert (href, src) == (expected, expected), value

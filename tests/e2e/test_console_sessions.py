@@ -80,7 +80,10 @@ def test_page_and_assets_are_served_offline_with_a_strict_policy(server: Server)
     assert "http://" not in r.text and "https://" not in r.text  # nothing from a CDN
     asset = httpx.get(server.url + "/console/assets/app.js", timeout=10)
     assert asset.status_code == 200 and "javascript" in asset.headers["content-type"]
-    assert httpx.get(server.url + "/console/assets/../../deps.py", timeout=10).status_code == 404
+    # percent-encoded so that no client tidies the dots away before they reach the server
+    escape = httpx.get(server.url + "/console/assets/%2e%2e/%2e%2e/deps.py", timeout=10)
+    assert escape.status_code == 404
+    assert "ASSETS" not in escape.text
 
 
 def test_login_sets_an_httponly_strict_cookie_and_returns_the_role(server: Server) -> None:
@@ -92,6 +95,8 @@ def test_login_sets_an_httponly_strict_cookie_and_returns_the_role(server: Serve
     attrs = [a.strip().lower() for a in cookie.split(";")]
     assert attrs[0].startswith("seekport_session=")
     assert "httponly" in attrs and "samesite=strict" in attrs and "path=/" in attrs
+    assert "max-age=86400" in attrs  # the session's whole lifetime (session_lifetime_s)
+    assert "secure" not in attrs  # plain HTTP on loopback; over HTTPS it is Secure
     assert secret not in cookie  # the browser never keeps the key
     assert client.get("/console/session").json()["key_id"] == key_id
 
@@ -150,7 +155,52 @@ def test_mutations_need_the_csrf_token(server: Server) -> None:
         json={"name": "x", "role": "user"},
         headers={"X-CSRF-Token": other_who["csrf"]},
     )
-    assert r.status_code == 403
+    assert r.status_code == 403 and r.json()["error"]["code"] == "csrf_failed"
+    # a token with bytes no ASCII token has is refused like any wrong one, not a 500
+    r = client.post("/v1/chat/completions", json=CHAT, headers={"X-CSRF-Token": b"\xe9" * 43})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "csrf_failed"
+    # the right token from another site's page is refused too (Origin, Sec-Fetch-Site)
+    for foreign in (
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ):
+        r = client.post("/v1/chat/completions", json=CHAT, headers={**foreign, **csrf_ok(who)})
+        assert r.status_code == 403, foreign
+        assert r.json()["error"]["code"] == "csrf_failed"
+    own = {"Origin": server.url, "Sec-Fetch-Site": "same-origin", **csrf_ok(who)}
+    assert client.post("/v1/chat/completions", json=CHAT, headers=own).status_code == 200
+
+
+def csrf_ok(who: dict[str, Any]) -> dict[str, str]:
+    return {"X-CSRF-Token": who["csrf"]}
+
+
+def test_login_comes_from_the_console_only_and_replaces_the_old_session(server: Server) -> None:
+    _, secret = new_key(server, "user")
+    body = f'{{"key": "{secret}", "x": "="}}'
+    # another site's form can post text/plain (no preflight) and follow the answer: a login
+    # CSRF would put the victim's browser on the attacker's key
+    as_form = httpx.post(
+        server.url + "/console/session",
+        content=body,
+        headers={"Content-Type": "text/plain"},
+        timeout=10,
+    )
+    assert as_form.status_code == 400 and "set-cookie" not in as_form.headers
+    for foreign in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        r = httpx.post(
+            server.url + "/console/session", json={"key": secret}, headers=foreign, timeout=10
+        )
+        assert r.status_code == 403 and "set-cookie" not in r.headers
+    client, _, _ = login(server, secret)
+    first = client.cookies["seekport_session"]
+    r = client.post("/console/session", json={"key": secret})
+    assert r.status_code == 200
+    assert client.cookies["seekport_session"] != first
+    old = httpx.get(server.url + "/v1/models", cookies={"seekport_session": first}, timeout=10)
+    assert old.status_code == 401  # the session a new login replaced has ended
 
 
 def test_bearer_keys_work_as_before_and_win_over_a_cookie(server: Server) -> None:
@@ -216,11 +266,23 @@ def test_logout_needs_the_token_then_ends_the_session(server: Server) -> None:
     assert who.json() == {"object": "console.session", "authenticated": False}
 
 
-def test_logins_are_audited(server: Server) -> None:
+def test_logins_are_audited_and_read_newest_first(server: Server) -> None:
     key_id, secret = new_key(server, "auditor")
     login(server, secret)
     rows = bearer(server, server.key, "GET", "/admin/audit?action=console.login&limit=1000").json()
     assert any(r["actor_key_id"] == key_id for r in rows["data"])
+    for _ in range(3):
+        login(server, secret)
+    q = "/admin/audit?order=desc&limit=2&action=console.login"
+    newest = bearer(server, server.key, "GET", q).json()
+    seqs = [r["seq"] for r in newest["data"]]
+    assert seqs == sorted(seqs, reverse=True) and newest["next"] == seqs[-1]
+    assert all(r["actor_key_id"] == key_id for r in newest["data"])  # the last logins
+    older = bearer(server, server.key, "GET", f"{q}&before={newest['next']}").json()
+    older_seqs = [r["seq"] for r in older["data"]]
+    assert len(older_seqs) == 2 and seqs[-1] > older_seqs[0] > older_seqs[1]
+    everything = bearer(server, server.key, "GET", "/admin/audit?limit=1000").json()["data"]
+    assert everything[-1]["seq"] == seqs[0]  # ascending, as before, by default
 
 
 def test_usage_has_errors_latency_speed_last_use_and_a_csv(server: Server) -> None:
@@ -241,6 +303,9 @@ def test_usage_has_errors_latency_speed_last_use_and_a_csv(server: Server) -> No
     [row] = report["data"]
     assert row["group"] == key_id and row["requests"] == 4 and row["errors"] == 1
     assert row["latency_ms_avg"] > 0 and row["tokens_per_s"] > 0
+    assert 0 < row["generating_ms"] <= row["latency_ms_avg"] * 4
+    tps = row["completion_tokens"] / (row["generating_ms"] / 1000)
+    assert abs(row["tokens_per_s"] - tps) <= 0.01 * tps + 0.01
     assert before - 1 <= row["last_at"] <= time.time() + 1
     assert report["totals"][0]["errors"] == 1 and report["totals"][0]["last_at"] == row["last_at"]
     r = bearer(server, server.key, "GET", f"/admin/usage?group_by=key&key_id={key_id}&format=csv")

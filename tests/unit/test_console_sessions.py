@@ -68,3 +68,26 @@ def test_a_short_session_secret_is_a_config_error() -> None:
     with pytest.raises(ValidationError, match="session_secret"):
         ConsoleConfig.model_validate({"session_secret": "short"})
     assert ConsoleConfig.model_validate({"session_secret": "x" * 32}).session_secret is not None
+
+
+def test_a_session_ends_at_its_lifetime_however_active() -> None:
+    clock = Clock()
+    sessions = Sessions("s" * 32, ttl_s=60, max_sessions=10, lifetime_s=150, clock=clock)
+    cookie, s = sessions.open("d")
+    for _ in range(2):
+        clock.now += 50
+        assert sessions.find(cookie) is s  # each request keeps it from idling out
+    clock.now += 49  # 149 s: still within its lifetime, though active all along
+    assert sessions.find(cookie) is s
+    clock.now += 2
+    assert sessions.find(cookie) is None
+
+
+def test_one_key_cannot_push_the_other_sessions_out() -> None:
+    clock = Clock()
+    sessions = Sessions("s" * 32, ttl_s=60, max_sessions=100, per_key=3, clock=clock)
+    admin, _ = sessions.open("admin")
+    flood = [sessions.open("viewer")[0] for _ in range(50)]
+    assert sessions.find(admin) is not None
+    assert len(sessions) == 4  # the admin's, and the viewer's newest three
+    assert [sessions.find(c) is not None for c in flood[-4:]] == [False, True, True, True]

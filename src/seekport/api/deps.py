@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
@@ -99,10 +100,28 @@ async def session_principal(services: Services, request: Request, address: str |
             "Authentication Fails: the console session ended or is not known here; log in again",
             code="session_expired",
         )
-    if request.method not in SAFE_METHODS and not session.csrf_ok(request.headers.get(CSRF_HEADER)):
-        raise PermissionDeniedError(
-            "a request through a console session must carry its CSRF token in the header "
-            "X-CSRF-Token",
-            code="csrf_failed",
-        )
+    if request.method not in SAFE_METHODS:
+        same_site(request)
+        if not session.csrf_ok(request.headers.get(CSRF_HEADER)):
+            raise PermissionDeniedError(
+                "a request through a console session must carry its CSRF token in the header "
+                "X-CSRF-Token",
+                code="csrf_failed",
+            )
     return await services.keys.resume(session.digest, address)
+
+
+def same_site(request: Request) -> None:
+    """403 for a browser request another site made: ``Sec-Fetch-Site`` (sent by current
+    browsers) other than same-origin or none (typed in), or an ``Origin`` of another host."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    foreign = fetch_site is not None and fetch_site not in ("same-origin", "none")
+    if origin is not None and origin != "null":
+        foreign = foreign or urlsplit(origin).netloc != request.headers.get("host")
+    elif origin == "null":
+        foreign = True
+    if foreign:
+        raise PermissionDeniedError(
+            "a console request must come from the console's own origin", code="csrf_failed"
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -105,6 +106,16 @@ def _response(exc: SeekportError, body: dict[str, Any], headers: dict[str, str] 
     )
 
 
+def validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """The message and parameter of the first of pydantic's (or FastAPI's) errors."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid value", "type": ""}
+    where = [str(p) for p in first["loc"] if p not in ("query", "path", "body")]
+    loc = ".".join(where)
+    if first["type"] == "missing":
+        return f"Missing required parameter: '{loc}'", loc
+    return f"Invalid parameter '{loc}': {first['msg']}", loc or None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """For what no request scope caught: unknown routes, wrong methods, non-API routes."""
 
@@ -129,10 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_invalid(_req: Request, exc: Exception) -> Response:
         # a query or path parameter FastAPI could not parse (admin routes): 400, our shape
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        where = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
-        param = ".".join(where) or None
-        message = f"Invalid parameter '{param}': {first.get('msg', 'invalid value')}"
+        message, param = validation_message(exc.errors())
         return error_response(InvalidRequestError(message, param=param))
 
     async def on_unexpected(_req: Request, exc: Exception) -> Response:

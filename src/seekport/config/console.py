@@ -26,6 +26,11 @@ class ConsoleConfig(BaseModel):
         default=8 * 3600,
         description="A session ends this long after its last request (8 hours), or at logout.",
     )
+    session_lifetime_s: Annotated[int, Field(ge=60, le=90 * 86_400)] = Field(
+        default=86_400,
+        description="A session ends this long after login however active it is (a day); "
+        "the cookie's Max-Age.",
+    )
     max_sessions: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         default=10_000,
         description="Open sessions held by one server; past it the least recently used one "

@@ -11,6 +11,7 @@ they are bounded (least recently used first out).
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -23,17 +24,22 @@ from seekport.config.console import ConsoleConfig
 
 _SALT = "seekport.console.session"
 MAX_COOKIE = 256  # a signed id is ~90 characters; longer is not ours
+PER_KEY = 16  # sessions one key may hold: one key cannot push every other session out
 
 
 @dataclass(slots=True)
 class Session:
     digest: str  # the SHA-256 of the key it was opened with
     csrf: str
-    expires: float  # monotonic
+    expires: float  # monotonic: idle expiry, or the end of its lifetime if sooner
     expires_at: int  # wall clock, for the page
+    ends: float = 0.0  # monotonic: the end of its lifetime, however active
 
     def csrf_ok(self, token: str | None) -> bool:
-        return token is not None and secrets.compare_digest(token, self.csrf)
+        # bytes: compare_digest refuses str with non-ASCII characters (a header may carry them)
+        return token is not None and secrets.compare_digest(
+            token.encode("utf-8", "surrogateescape"), self.csrf.encode()
+        )
 
 
 class Sessions:
@@ -43,11 +49,16 @@ class Sessions:
         *,
         ttl_s: float,
         max_sessions: int,
+        lifetime_s: float | None = None,
+        per_key: int = PER_KEY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._signer = URLSafeTimedSerializer(secret, salt=_SALT)
         self._ttl = ttl_s
+        # None: no limit beyond idling out
+        self._lifetime = math.inf if lifetime_s is None else max(ttl_s, lifetime_s)
         self._max = max_sessions
+        self._per_key = per_key
         self._clock = clock
         self._open: OrderedDict[str, Session] = OrderedDict()
 
@@ -58,19 +69,27 @@ class Sessions:
             secret.get_secret_value() if secret is not None else secrets.token_urlsafe(32),
             ttl_s=cfg.session_ttl_s,
             max_sessions=cfg.max_sessions,
+            lifetime_s=cfg.session_lifetime_s,
         )
 
     @property
-    def ttl_s(self) -> float:
-        return self._ttl
+    def lifetime_s(self) -> float | None:
+        """The longest a session lives, however active (the cookie's Max-Age); None: no
+        limit but idling out (a cookie for the browser's session)."""
+        return None if math.isinf(self._lifetime) else self._lifetime
 
     def __len__(self) -> int:
         return len(self._open)
 
     def open(self, digest: str) -> tuple[str, Session]:
-        """A new session for the key with this digest: the cookie's value and the session."""
+        """A new session for the key with this digest: the cookie's value and the session.
+        A key holds at most ``per_key`` sessions (its least recently used one ends first);
+        past ``max_sessions`` the least recently used of all ends."""
+        mine = [sid for sid, s in self._open.items() if s.digest == digest]
+        for sid in mine[: max(0, len(mine) - self._per_key + 1)]:
+            del self._open[sid]
         sid = secrets.token_urlsafe(32)
-        session = Session(digest, secrets.token_urlsafe(32), 0.0, 0)
+        session = Session(digest, secrets.token_urlsafe(32), 0.0, 0, self._clock() + self._lifetime)
         self._refresh(session)
         self._open[sid] = session
         while len(self._open) > self._max:
@@ -95,8 +114,9 @@ class Sessions:
         return sid is not None and self._open.pop(sid, None) is not None
 
     def _refresh(self, session: Session) -> None:
-        session.expires = self._clock() + self._ttl
-        session.expires_at = int(time.time() + self._ttl)
+        now = self._clock()
+        session.expires = min(now + self._ttl, session.ends)
+        session.expires_at = int(time.time() + (session.expires - now))
 
     def _sid(self, cookie: str | None) -> str | None:
         if not cookie or len(cookie) > MAX_COOKIE:

@@ -126,6 +126,9 @@ class UsageGroup(BaseModel):
     tokens_per_s: float = Field(
         default=0.0, description="Completion tokens per second of the calls that generated."
     )
+    generating_ms: float = Field(
+        default=0.0, description="Time of the calls that generated (what tokens_per_s divides by)."
+    )
     last_at: int | None = Field(default=None, description="Unix time of the newest call.")
 
 

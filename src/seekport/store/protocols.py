@@ -168,6 +168,8 @@ class AuditStore(Protocol):
         action: str | None = None,
         after_seq: int = 0,
         limit: int = 1000,
+        before_seq: int | None = None,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]: ...
 
     async def purge(self, before: dt.datetime) -> int: ...

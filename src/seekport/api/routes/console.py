@@ -20,12 +20,18 @@ from seekport.api.deps import (
     SESSION_COOKIE,
     Services,
     client_ip,
+    same_site,
     services_or_none,
 )
 from seekport.api.routes.admin import _json
 from seekport.api.routes.inference import _parse as parse_body
 from seekport.api.scope import RequestScope
-from seekport.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from seekport.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from seekport.gateway.audit import AuditEvent
 from seekport.gateway.auth import GRANTS, MAX_AUTH_HEADER, Principal, hash_secret
 from seekport.gateway.sessions import Session, Sessions
@@ -45,7 +51,7 @@ PAGE_HEADERS = {
 
 
 class Login(BaseModel):
-    key: str = Field(min_length=1, max_length=MAX_AUTH_HEADER)
+    key: str = Field(min_length=1, max_length=MAX_AUTH_HEADER - len("Bearer "))
 
 
 class ConsoleAssets(StaticFiles):
@@ -96,10 +102,18 @@ async def login(request: Request) -> Response:
     async def handle() -> Response:
         svc = scope.services
         sessions = _sessions(svc)
+        # another site's form may post text/plain and follow the answer: no login from it
+        # (a login CSRF would put the victim's console on the attacker's key)
+        same_site(request)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise InvalidRequestError(
+                "log in with a JSON body: Content-Type: application/json", code="invalid_json"
+            )
         spec, _ = await parse_body(request, Login)
         key = spec.key.strip()
         address = client_ip(request)
         principal = await svc.keys.authenticate(f"Bearer {key}", address)
+        sessions.close(request.cookies.get(SESSION_COOKIE))  # no session outlives a new login
         cookie, session = sessions.open(hash_secret(key))
         scope.ctx.principal = principal
         if svc.audit is not None:
@@ -117,7 +131,7 @@ async def login(request: Request) -> Response:
         response.set_cookie(
             SESSION_COOKIE,
             cookie,
-            max_age=int(sessions.ttl_s),
+            max_age=None if sessions.lifetime_s is None else int(sessions.lifetime_s),
             path="/",
             httponly=True,
             samesite="strict",
@@ -161,6 +175,7 @@ async def logout(request: Request) -> Response:
         cookie = request.cookies.get(SESSION_COOKIE)
         session = sessions.find(cookie)
         if session is not None:  # an ended session needs no token to be cleared
+            same_site(request)
             if not session.csrf_ok(request.headers.get(CSRF_HEADER)):
                 raise PermissionDeniedError(
                     "logging out needs the session's CSRF token in the header X-CSRF-Token",

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from seekport.api.deps import authorize, services_or_none
 from seekport.api.encoders.openai import MEDIA_JSON, AnswerMeta, OpenAIBody, OpenAIStream
+from seekport.api.errors import validation_message
 from seekport.api.scope import RequestScope, aclose
 from seekport.errors import InvalidRequestError
 from seekport.gateway.backends.base import Endpoint
@@ -29,15 +30,6 @@ BANNED = frozenset(
     {"api_base", "base_url", "api_key", "api_version", "extra_headers", "custom_llm_provider"}
 )
 router = APIRouter()
-
-
-def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
-    if first["type"] == "missing":
-        return f"Missing required parameter: '{loc}'", loc
-    return f"Invalid parameter '{loc}': {msg}", loc or None
 
 
 async def _parse(request: Request, model_cls: type[BaseModel]) -> tuple[Any, dict[str, Any]]:
@@ -65,7 +57,7 @@ def _parsed(raw: bytes, model_cls: type[BaseModel]) -> tuple[Any, dict[str, Any]
     try:
         req = model_cls.model_validate(body)
     except ValidationError as exc:
-        message, param = _validation_message(exc)
+        message, param = validation_message(exc.errors())
         raise InvalidRequestError(message, param=param) from exc
     if req.model_extra:
         log.info(

@@ -177,6 +177,7 @@ def _group(r: dict[str, Any], group_by: str | None) -> UsageGroup:
         errors=int(r["errors"] or 0),
         latency_ms_avg=round(float(r["latency_ms"] or 0) / requests, 2) if requests else 0.0,
         tokens_per_s=round(int(r["completion_tokens"] or 0) / gen_s, 2) if gen_s else 0.0,
+        generating_ms=round(gen_s * 1000, 2),
         last_at=int(last.timestamp()) if isinstance(last, dt.datetime) else None,
     )
 
@@ -202,8 +203,11 @@ async def audit(
     until: str | None = None,
     after: int = 0,
     limit: int = 100,
+    order: Literal["asc", "desc"] = "asc",
+    before: int | None = None,
 ) -> Response:
-    """A page of the audit log, oldest first; ``next`` is the ``after`` of the next page."""
+    """A page of the audit log, oldest first; ``next`` is the ``after`` of the next page.
+    ``order=desc``: newest first, and ``next`` is the ``before`` of the next (older) page."""
 
     async def work(svc: Services, actor: Principal, scope: RequestScope) -> Response:
         if not 1 <= limit <= EXPORT_PAGE:
@@ -216,6 +220,8 @@ async def audit(
             action=action,
             after_seq=after,
             limit=limit,
+            before_seq=before,
+            newest_first=order == "desc",
         )
         data = [_audit_row(r) for r in rows]
         nxt = rows[-1]["seq"] if len(rows) == limit else None

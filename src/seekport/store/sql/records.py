@@ -43,10 +43,14 @@ class AuditRepository:
         action: str | None = None,
         after_seq: int = 0,
         limit: int = 1000,
+        before_seq: int | None = None,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         stmt = _scoped(select(audit_log), audit_log.c.tenant_id, tenant_id).where(
             audit_log.c.seq > after_seq
         )
+        if before_seq is not None:
+            stmt = stmt.where(audit_log.c.seq < before_seq)
         if since is not None:
             stmt = stmt.where(audit_log.c.at >= since)
         if until is not None:
@@ -54,7 +58,8 @@ class AuditRepository:
         if action is not None:
             stmt = stmt.where(audit_log.c.action == action)
         async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(stmt.order_by(audit_log.c.seq).limit(limit))).all()
+            order = audit_log.c.seq.desc() if newest_first else audit_log.c.seq
+            rows = (await conn.execute(stmt.order_by(order).limit(limit))).all()
         out = []
         for r in rows:
             row = _plain(r)

@@ -1,10 +1,26 @@
 // DOM building without innerHTML: every piece of text goes in as a text node, so data from the
 // server (names, documents, answers) is never parsed as markup.
 
+const URL_ATTRS = new Set(["href", "src", "action", "formaction", "xlink:href"]);
+
+/**
+ * A link the builder may set: a fragment ("#/keys"), a path on this origin ("/v1/…", not the
+ * scheme-relative "//host" nor "/\host", which browsers read as "//host"), or a blob: URL
+ * (downloads); never javascript:, data: or another site.
+ */
+export function safeUrl(value) {
+  if (typeof value !== "string") return false;
+  if (/[\u0000-\u001f\u007f]/u.test(value)) return false; // control characters: no tricks
+  if (value.startsWith("#")) return true;
+  if (value.startsWith("/")) return !/^\/[\/\\]/u.test(value);
+  return value.startsWith("blob:");
+}
+
 /**
  * h("button", {class: "primary", onclick: fn, dataset: {id: "k1"}}, "Save", child, ...)
  * Attributes: class, dataset, on<event> (listeners), boolean true → empty attribute,
- * false/null/undefined → left out; everything else → setAttribute. Children: nodes, strings
+ * false/null/undefined → left out; href/src only same-page or same-origin (safeUrl: "#…",
+ * "/…", "blob:…"), others left out; everything else → setAttribute. Children: nodes, strings
  * (text nodes), numbers, arrays (flattened), null/false (skipped).
  */
 export function h(tag, attrs, ...children) {
@@ -14,7 +30,9 @@ export function h(tag, attrs, ...children) {
       if (value === null || value === undefined || value === false) continue;
       if (name === "class") el.className = value;
       else if (name === "dataset") Object.assign(el.dataset, value);
-      else if (name.startsWith("on") && typeof value === "function") {
+      else if (URL_ATTRS.has(name.toLowerCase())) {
+        if (safeUrl(value)) el.setAttribute(name, String(value));
+      } else if (name.startsWith("on") && typeof value === "function") {
         el.addEventListener(name.slice(2), value);
       } else if (name === "value" && "value" in el) el.value = value;
       else if (name === "checked" || name === "selected" || name === "disabled") {

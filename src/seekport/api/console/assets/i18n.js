@@ -121,7 +121,7 @@ const STRINGS = {
     "models.col.breaker": "Breaker",
     "models.col.inFlight": "In flight",
     "models.col.ttft": "TTFT (ms)",
-    "models.col.tokS": "Tokens/s",
+    "models.col.tokS": "Tokens/s (last hour)",
     "models.ready": "ready",
     "models.notReady": "not ready",
     "models.server": "Server: {status}",
@@ -329,7 +329,7 @@ const STRINGS = {
     "models.col.breaker": "熔断器",
     "models.col.inFlight": "进行中",
     "models.col.ttft": "首令牌延迟（毫秒）",
-    "models.col.tokS": "令牌/秒",
+    "models.col.tokS": "令牌/秒（近一小时）",
     "models.ready": "就绪",
     "models.notReady": "未就绪",
     "models.server": "服务器：{status}",
@@ -477,6 +477,11 @@ export function missingKeys() {
   const en = Object.keys(STRINGS.en);
   const zh = Object.keys(STRINGS.zh);
   return [...en.filter((k) => !zh.includes(k)), ...zh.filter((k) => !en.includes(k))];
+}
+
+/** For the tests: the keys of one language's strings. */
+export function keysOf(language) {
+  return Object.keys(STRINGS[language] || {});
 }
 
 /** A date/time from Unix seconds (or an ISO string) in the current language. */

@@ -1,11 +1,14 @@
 // Models: the served models; with the system permission each deployment's health, breaker
-// state, in-flight calls and TTFT (GET /admin/routing), tokens/s from the usage records, and
-// the registry versions a local model can switch to (POST /admin/models/{model}/use).
+// state, in-flight calls and TTFT (GET /admin/routing), tokens/s over the last hour from the
+// usage records, and the registry versions a local model can switch to
+// (POST /admin/models/{model}/use).
 
 import { api } from "../api.js";
 import { field, h, replace, table } from "../dom.js";
 import { formatNumber, t } from "../i18n.js";
-import { every, errorText, loading, pageHead, showError, statusLine } from "./common.js";
+import { every, errorText, loading, mergeUsage, pageHead, showError, statusLine } from "./common.js";
+
+const RATE_WINDOW_S = 3600; // the tokens/s column: the last hour's calls
 
 function breakerLabel(breaker) {
   if (!breaker) return "–";
@@ -28,7 +31,7 @@ export function render(root, ctx) {
         api("GET", "/v1/models"),
         fetch("/health/ready", { credentials: "same-origin" }).then((r) => r.ok).catch(() => false),
         system ? api("GET", "/admin/routing") : null,
-        ctx.can("usage") ? api("GET", "/admin/usage?group_by=model").catch(() => null) : null,
+        ctx.can("usage") ? api("GET", `/admin/usage?group_by=model&since=${Math.floor(Date.now() / 1000) - RATE_WINDOW_S}`).catch(() => null) : null,
       ]);
       if (!alive) return;
       // polled every 5 s: redraw only what changed (keeps focus and selection in the table)
@@ -36,14 +39,8 @@ export function render(root, ctx) {
       if (signature === drawn) return;
       drawn = signature;
       replace(server, h("span", { class: `badge ${ready ? "active" : "revoked"}` }, t("models.server", { status: t(ready ? "models.server.ready" : "models.server.starting") })));
-      // tokens/s per model over its rows (one per currency): completion tokens / latency
-      const sums = new Map();
-      for (const g of usage ? usage.data : []) {
-        if (!g.group) continue;
-        const [tokens, ms] = sums.get(g.group) || [0, 0];
-        sums.set(g.group, [tokens + g.completion_tokens, ms + (g.latency_ms_avg ?? 0) * g.requests]);
-      }
-      const rate = new Map([...sums].map(([m, [tokens, ms]]) => [m, ms > 0 ? tokens / (ms / 1000) : null]));
+      // tokens/s per model over the last hour, its rows (one per currency) merged as on Usage
+      const rate = new Map(mergeUsage(usage ? usage.data.filter((g) => g.group) : []).map((g) => [g.group, g.tokens_per_s]));
       const groups = routing ? routing.groups : {};
       const rows = [];
       for (const m of models.data) {

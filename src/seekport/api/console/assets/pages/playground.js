@@ -114,7 +114,11 @@ export function render(root, ctx) {
   async function ask(text) {
     remember();
     log.querySelector(".empty")?.remove();
-    memory.messages.push({ role: "user", content: text });
+    // this turn's conversation: Clear swaps in a new array, and a request it cut short must
+    // not add to that one
+    const conversation = memory.messages;
+    const turn = { role: "user", content: text };
+    conversation.push(turn);
     log.append(userBubble(text));
     answers += 1;
     const answerId = `answer-${answers}`;
@@ -142,7 +146,7 @@ export function render(root, ctx) {
 
     const messages = [];
     if (system.value.trim()) messages.push({ role: "system", content: system.value });
-    messages.push(...memory.messages);
+    messages.push(...conversation);
     const body = { model: modelSelect.value, messages, stream_options: { include_usage: true } };
     if (temperature.value !== "") body.temperature = Number(temperature.value);
     if (maxTokens.value !== "") body.max_tokens = Number(maxTokens.value);
@@ -157,6 +161,7 @@ export function render(root, ctx) {
     let usage = null;
     const started = performance.now();
     let firstToken = null;
+    let answered = false;
     try {
       for await (const chunk of streamChat(body, controller.signal)) {
         if (chunk.citations && chunk.citations.length) {
@@ -186,6 +191,7 @@ export function render(root, ctx) {
         stats.textContent = t("pg.stats", { tokens: usage.total_tokens, rate: formatNumber(rate, 1) });
       }
       bubble.dataset.done = "true";
+      answered = content !== "";
     } catch (err) {
       if (err.name === "AbortError") {
         answer.append(" ", t("pg.stopped"));
@@ -195,7 +201,12 @@ export function render(root, ctx) {
         bubble.dataset.done = "error";
       }
     } finally {
-      memory.messages.push({ role: "assistant", content });
+      // the history keeps whole exchanges only: an answer, or neither turn (an error, a stop,
+      // an empty answer); and nothing once Clear has started a new conversation
+      if (memory.messages === conversation) {
+        if (answered) conversation.push({ role: "assistant", content });
+        else if (conversation.includes(turn)) conversation.splice(conversation.indexOf(turn), 1);
+      }
       bubble.removeAttribute("aria-busy");
       controller = null;
       send.disabled = false;

@@ -4,7 +4,7 @@
 import { api, download } from "../api.js";
 import { field, h, replace, table } from "../dom.js";
 import { formatNumber, formatTime, lang, t } from "../i18n.js";
-import { errorText, loading, pageHead, showError, statusLine } from "./common.js";
+import { errorText, loading, mergeUsage, pageHead, showError, statusLine } from "./common.js";
 
 const GROUPS = ["day", "model", "key"];
 const COLORS = { prompt: "#1d4ed8", completion: "#0f766e", cost: "#7c3aed", latency: "#b45309", errors: "#b91c1c" };
@@ -14,33 +14,9 @@ function isoDay(date) {
   return date.toISOString().slice(0, 10);
 }
 
-/**
- * One row per group: the API answers one per (group, currency), and calls that cost nothing
- * (unpriced, refused) have no currency. Counts add up; the mean latency and tokens/s are
- * recombined from each part's total latency; costs stay per currency.
- */
-function merge(parts) {
-  const merged = new Map();
-  for (const r of parts) {
-    const k = r.group ?? "";
-    let m = merged.get(k);
-    if (!m) {
-      m = { group: r.group ?? null, requests: 0, prompt_tokens: 0, completion_tokens: 0, errors: 0, latencyMs: 0, costs: new Map(), last_at: null };
-      merged.set(k, m);
-    }
-    m.requests += r.requests;
-    m.prompt_tokens += r.prompt_tokens;
-    m.completion_tokens += r.completion_tokens;
-    m.errors += r.errors ?? 0;
-    m.latencyMs += (r.latency_ms_avg ?? 0) * r.requests;
-    if (r.currency) m.costs.set(r.currency, (m.costs.get(r.currency) || 0) + Number(r.cost));
-    if (r.last_at && (!m.last_at || r.last_at > m.last_at)) m.last_at = r.last_at;
-  }
-  return [...merged.values()].map((m) => ({
-    ...m,
-    latency_ms_avg: m.requests ? m.latencyMs / m.requests : null,
-    tokens_per_s: m.latencyMs > 0 ? m.completion_tokens / (m.latencyMs / 1000) : null,
-  }));
+/** The day after a YYYY-MM-DD day: the server counts calls before ``until``. */
+function nextDay(day) {
+  return isoDay(new Date(Date.parse(`${day}T00:00:00Z`) + 86_400_000));
 }
 
 function costText(costs) {
@@ -65,11 +41,12 @@ export function render(root, ctx) {
   const made = [];
   let alive = true;
   let keyNames = new Map();
+  let loads = 0; // only the latest load() draws: an older reply that comes later is dropped
 
   function query(format) {
     const params = new URLSearchParams({ group_by: groupBy.value });
     if (since.value) params.set("since", `${since.value}T00:00:00Z`);
-    if (until.value) params.set("until", `${until.value}T23:59:59Z`);
+    if (until.value) params.set("until", `${nextDay(until.value)}T00:00:00Z`); // the whole last day
     if (format) params.set("format", format);
     return `/admin/usage?${params}`;
   }
@@ -172,6 +149,9 @@ export function render(root, ctx) {
 
   async function load() {
     remembered = { groupBy: groupBy.value, since: since.value, until: until.value };
+    loads += 1;
+    const mine = loads;
+    const current = () => alive && mine === loads;
     status.clear();
     try {
       if (groupBy.value === "key" && ctx.can("keys") && !keyNames.size) {
@@ -179,13 +159,13 @@ export function render(root, ctx) {
         keyNames = new Map(keys.data.map((k) => [k.id, k.name]));
       }
       const report = await api("GET", query());
-      if (!alive) return;
-      const rows = merge(report.data).sort((a, b) => String(a.group).localeCompare(String(b.group)));
-      const [totals] = merge(report.data.map((r) => ({ ...r, group: null })));
+      if (!current()) return;
+      const rows = mergeUsage(report.data).sort((a, b) => String(a.group).localeCompare(String(b.group)));
+      const [totals] = mergeUsage(report.data.map((r) => ({ ...r, group: null })));
       drawCharts(rows);
       drawTable(rows, totals);
     } catch (err) {
-      if (alive) showError(tableSlot, err);
+      if (current()) showError(tableSlot, err);
     }
   }
 
