@@ -171,6 +171,15 @@ def test_mutations_need_the_csrf_token(server: Server) -> None:
         assert r.json()["error"]["code"] == "csrf_failed"
     own = {"Origin": server.url, "Sec-Fetch-Site": "same-origin", **csrf_ok(who)}
     assert client.post("/v1/chat/completions", json=CHAT, headers=own).status_code == 200
+    # behind a reverse proxy that rewrites Host: the browser's Sec-Fetch-Site decides, or,
+    # from a browser that sends none, the proxy's X-Forwarded-Host
+    proxied = [
+        {"Origin": "https://ai.example.com", "Sec-Fetch-Site": "same-origin"},
+        {"Origin": "https://ai.example.com", "X-Forwarded-Host": "ai.example.com"},
+    ]
+    for headers in proxied:
+        r = client.post("/v1/chat/completions", json=CHAT, headers={**headers, **csrf_ok(who)})
+        assert r.status_code == 200, headers
 
 
 def csrf_ok(who: dict[str, Any]) -> dict[str, str]:

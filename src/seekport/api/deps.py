@@ -112,15 +112,17 @@ async def session_principal(services: Services, request: Request, address: str |
 
 
 def same_site(request: Request) -> None:
-    """403 for a browser request another site made: ``Sec-Fetch-Site`` (sent by current
-    browsers) other than same-origin or none (typed in), or an ``Origin`` of another host."""
+    """403 for a browser request another site made. Current browsers say so in
+    ``Sec-Fetch-Site`` (anything but same-origin, or none for a typed-in address), which a
+    reverse proxy leaves alone; without it, an ``Origin`` whose host is not this one (the
+    ``Host`` or the proxy's ``X-Forwarded-Host``) is refused."""
     fetch_site = request.headers.get("sec-fetch-site")
-    origin = request.headers.get("origin")
-    foreign = fetch_site is not None and fetch_site not in ("same-origin", "none")
-    if origin is not None and origin != "null":
-        foreign = foreign or urlsplit(origin).netloc != request.headers.get("host")
-    elif origin == "null":
-        foreign = True
+    if fetch_site is not None:
+        foreign = fetch_site not in ("same-origin", "none")
+    else:
+        origin = request.headers.get("origin")
+        hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+        foreign = origin is not None and (origin == "null" or urlsplit(origin).netloc not in hosts)
     if foreign:
         raise PermissionDeniedError(
             "a console request must come from the console's own origin", code="csrf_failed"
