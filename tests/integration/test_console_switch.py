@@ -40,7 +40,7 @@ async def test_a_console_switched_off_serves_nothing(off: tuple[httpx.AsyncClien
     login = await client.post("/console/session", json={"key": key})
     assert login.status_code == 404 and "set-cookie" not in login.headers
     # a cookie is not a key here: 401 as with no key at all
-    r = await client.get("/v1/models", cookies={"seekport_session": "anything"})
+    r = await client.get("/v1/models", headers={"Cookie": "seekport_session=anything"})
     assert r.status_code == 401 and r.json()["error"]["code"] != "session_expired"
     ok = await client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
     assert ok.status_code == 200
