@@ -86,6 +86,13 @@ def go(page: Any, route: str) -> None:
     page.wait_for_selector(READY[route], state="attached")
 
 
+def playground(page: Any, model: str) -> None:
+    """The playground, once its model list has come, with ``model`` chosen."""
+    go(page, "playground")
+    page.wait_for_selector(f"#pg-model option[value='{model}']", state="attached")
+    page.select_option("#pg-model", model)
+
+
 def nav_routes(page: Any) -> list[str]:
     return list(page.eval_on_selector_all("header nav a", "els => els.map(e => e.dataset.route)"))
 
@@ -277,11 +284,9 @@ def session_ends_with_its_key(page: Any, server: Server) -> None:
 def test_the_playground_streams_and_shows_reasoning(open_page: Any, server: Server) -> None:
     page = open_page()
     login(page, server, server.key)
-    go(page, "playground")
-    page.wait_for_selector(f"#pg-model option[value='{BUNDLED}']", state="attached")
+    playground(page, BUNDLED)
     offered = page.eval_on_selector_all("#pg-model option", "os => os.map(o => o.value)")
     assert BUNDLED in offered and REASONER in offered and "e5" not in offered  # no embedder
-    page.select_option("#pg-model", BUNDLED)
     page.fill("#pg-max-tokens", "16")
     page.fill("#pg-temperature", "0")
     page.fill("#pg-input", "Say hello.")
@@ -354,8 +359,7 @@ def test_knowledge_upload_search_and_citations(
     assert "BM25 rank 1" in hit.inner_text()
     screenshot(page, "en-knowledge-search")
 
-    go(page, "playground")
-    page.select_option("#pg-model", REASONER)
+    playground(page, REASONER)
     page.check("#pg-kbs input[data-kb-name='handbook-ui']")
     page.fill("#pg-input", "年假有几天？")
     page.click("#pg-send")
@@ -616,9 +620,7 @@ def test_models_page_rates_the_last_hour(open_page: Any, server: Server) -> None
 def test_the_playground_history_keeps_whole_exchanges(open_page: Any, server: Server) -> None:
     page = open_page()
     login(page, server, server.key)
-    go(page, "playground")
-    page.wait_for_selector(f"#pg-model option[value='{REASONER}']", state="attached")
-    page.select_option("#pg-model", REASONER)
+    playground(page, REASONER)
     chat = "**/v1/chat/completions"
     held: list[Any] = []
 
