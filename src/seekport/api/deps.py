@@ -17,7 +17,7 @@ from seekport.gateway.budgets import Budgets
 from seekport.gateway.directory import Directory
 from seekport.gateway.embeddings import EmbeddingService
 from seekport.gateway.service import ChatService
-from seekport.gateway.sessions import Sessions
+from seekport.gateway.sessions import Session, Sessions
 from seekport.store.protocols import AuditStore, ContentStore, UsageReader
 from seekport.telemetry import tracing
 from seekport.telemetry.metrics import Metrics
@@ -101,14 +101,19 @@ async def session_principal(services: Services, request: Request, address: str |
             code="session_expired",
         )
     if request.method not in SAFE_METHODS:
-        same_site(request)
-        if not session.csrf_ok(request.headers.get(CSRF_HEADER)):
-            raise PermissionDeniedError(
-                "a request through a console session must carry its CSRF token in the header "
-                "X-CSRF-Token",
-                code="csrf_failed",
-            )
+        check_csrf(request, session)
     return await services.keys.resume(session.digest, address)
+
+
+def check_csrf(request: Request, session: Session) -> None:
+    """403 unless the request comes from the console's own origin with the session's token."""
+    same_site(request)
+    if not session.csrf_ok(request.headers.get(CSRF_HEADER)):
+        raise PermissionDeniedError(
+            "a request through a console session must carry its CSRF token in the header "
+            "X-CSRF-Token",
+            code="csrf_failed",
+        )
 
 
 def same_site(request: Request) -> None:

@@ -5,8 +5,9 @@ The server keeps, per session, the SHA-256 of the key it was opened with (what t
 holds, never the key) and a CSRF token. The browser holds only the session id, signed with the
 configured secret (itsdangerous), in an HttpOnly cookie. Each request through a session looks
 the key up again, so revoking or expiring the key ends its sessions within the key cache's
-TTL. Sessions end after ``ttl_s`` without a request, at logout, or when the server restarts;
-they are bounded (least recently used first out).
+TTL. Sessions end after ``ttl_s`` without a request, ``lifetime_s`` after login however
+active, at logout or a new login, or when the server restarts; one key holds at most
+``per_key`` and all of them ``max_sessions`` (least recently used first out).
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from seekport.api.deps import (
-    CSRF_HEADER,
     SESSION_COOKIE,
     Services,
+    check_csrf,
     client_ip,
     same_site,
     services_or_none,
@@ -30,7 +30,6 @@ from seekport.errors import (
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
-    PermissionDeniedError,
 )
 from seekport.gateway.audit import AuditEvent
 from seekport.gateway.auth import GRANTS, MAX_AUTH_HEADER, Principal, hash_secret
@@ -175,12 +174,7 @@ async def logout(request: Request) -> Response:
         cookie = request.cookies.get(SESSION_COOKIE)
         session = sessions.find(cookie)
         if session is not None:  # an ended session needs no token to be cleared
-            same_site(request)
-            if not session.csrf_ok(request.headers.get(CSRF_HEADER)):
-                raise PermissionDeniedError(
-                    "logging out needs the session's CSRF token in the header X-CSRF-Token",
-                    code="csrf_failed",
-                )
+            check_csrf(request, session)
             sessions.close(cookie)
         response = Response(status_code=204, headers=scope.headers())
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
